@@ -1,0 +1,50 @@
+"""Helpers shared by subcommands: input expansion and error reporting."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+
+__all__ = ["expand_inputs", "report_failure", "write_json_atomic"]
+
+# Files that are parts of another record, never records themselves.
+_SKIP_SUFFIXES = {".dat", ".atr", ".xyz", ".mat", ".d0", ".d1", ".d2", ".d3", ".d4", ".d5",
+                  ".d6", ".d7", ".d8", ".d9", ".md", ".txt", ".json", ".jsonl", ".tsv",
+                  ".q1c", ".q2c", ".pu", ".pu0", ".pu1", ".man", ".qt1", ".qt2", ".i", ".ii",
+                  ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"}
+
+
+def expand_inputs(items) -> list[str]:
+    """Expand files, directories (recursively) and glob patterns into record paths.
+
+    Inside directories, WFDB records are taken by their ``.hea`` files and
+    their signal/annotation files are skipped.
+    """
+    out: list[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for f in sorted(files):
+                    if os.path.splitext(f)[1].lower() in _SKIP_SUFFIXES or f.startswith("."):
+                        continue
+                    out.append(os.path.join(root, f))
+        elif any(ch in item for ch in "*?[") and not os.path.exists(item):
+            out.extend(sorted(glob.glob(item, recursive=True)))
+        else:
+            out.append(item)
+    return out
+
+
+def report_failure(path: str, error: Exception) -> None:
+    print(f"ecgcore: {error}" if str(path) in str(error) else f"ecgcore: {path}: {error}",
+          file=sys.stderr)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)

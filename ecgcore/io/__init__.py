@@ -1,0 +1,158 @@
+"""Readers and writers: files of every vendor format to :class:`~ecgcore.Record`.
+
+``read(path)`` sniffs the format from the file's content (never its suffix)
+and dispatches to one module per format. Each format module exposes
+``read(path, **kwargs) -> Record``; byte-level decoding lives in Cython
+(``_wfdb.pyx``, ``_xli.pyx``, ``_scp.pyx``) behind those small readers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Iterable, Iterator
+
+from ..errors import ReadError
+from ..record import Record
+from .sniff import sniff, FORMATS
+
+__all__ = ["read", "read_many", "sniff", "FORMATS", "ReadFailure", "write"]
+
+# format name -> module implementing ``read(path, **kw)``; imported lazily so
+# that ``import ecgcore`` stays fast and optional dependencies stay optional.
+_READERS = {
+    "wfdb": "ecgcore.io.wfdb",
+    "ge_muse": "ecgcore.io.muse",
+    "cardiosoft": "ecgcore.io.cardiosoft",
+    "code15": "ecgcore.io.code15",
+    "npy": "ecgcore.io.arrays",
+    "npz": "ecgcore.io.arrays",
+    "csv": "ecgcore.io.arrays",
+    "hl7_aecg": "ecgcore.io.hl7",
+    "philips": "ecgcore.io.philips",
+    "dicom": "ecgcore.io.dicom",
+    "scp": "ecgcore.io.scp",
+    "edf": "ecgcore.io.edf",
+    "bdf": "ecgcore.io.edf",
+    "pdf": "ecgcore.digitize",
+    "image": "ecgcore.digitize",
+}
+
+
+def _reader_for(fmt: str, path):
+    modname = _READERS.get(fmt)
+    if modname is None:
+        raise ReadError(f"no reader for format {fmt!r}", path)
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError as exc:
+        raise ReadError(f"format {fmt!r} recognised but its reader is unavailable ({exc})",
+                        path) from None
+    fn = getattr(mod, "read_" + fmt, None) or getattr(mod, "read", None)
+    if fn is None:
+        raise ReadError(f"format {fmt!r} recognised but its reader is unavailable", path)
+    return fn
+
+
+def read(path: "str | os.PathLike", format: str | None = None, **kwargs) -> Record:
+    """Read one ECG file into a :class:`~ecgcore.Record` in millivolts.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. A WFDB record may be named by its ``.hea`` file or by its
+        path without suffix.
+    format : str, optional
+        Skip sniffing and use this reader (one of :data:`FORMATS`).
+    **kwargs
+        Passed to the format's reader.
+
+    Returns
+    -------
+    Record
+
+    Raises
+    ------
+    ReadError
+        For any file that cannot be read: missing, empty, unknown format,
+        truncated, corrupt or hostile. The message names the file and the problem.
+    """
+    path = os.fspath(path)
+    fmt = format or sniff(path)
+    fn = _reader_for(fmt, path)
+    try:
+        rec = fn(path, **kwargs)
+    except ReadError:
+        raise
+    except (MemoryError, RecursionError) as exc:
+        raise ReadError(f"{fmt} file too large or too deeply nested to read ({type(exc).__name__})",
+                        path) from None
+    except Exception as exc:  # a reader bug must still surface as a named ReadError
+        raise ReadError(f"could not read {fmt} file: {type(exc).__name__}: {exc}", path) from exc
+    if isinstance(rec, Record):
+        rec.meta.setdefault("format", fmt)
+    return rec
+
+
+class ReadFailure:
+    """Stands in for a record that could not be read (yielded by :func:`read_many`).
+
+    Attributes
+    ----------
+    path : str
+    error : Exception
+    """
+
+    __slots__ = ("path", "error")
+
+    def __init__(self, path: str, error: Exception):
+        self.path = path
+        self.error = error
+
+    def __bool__(self) -> bool:
+        return False
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "error": type(self.error).__name__,
+                "message": getattr(self.error, "reason", str(self.error))}
+
+    def __repr__(self) -> str:
+        return f"<ReadFailure {self.path!r}: {self.error}>"
+
+
+def read_many(paths: Iterable["str | os.PathLike"], progress: bool = True,
+              **kwargs) -> Iterator["Record | ReadFailure"]:
+    """Read many files, yielding a Record or a :class:`ReadFailure` per path.
+
+    A bad file never stops the iteration: its error is yielded as a value
+    (falsy), so ``[r for r in read_many(p) if r]`` keeps the good records.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+    progress : bool
+        Show a tqdm progress bar.
+    **kwargs
+        Passed to :func:`read`.
+    """
+    paths = list(paths)
+    it = paths
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(paths, desc="reading", unit="rec")
+    for p in it:
+        try:
+            yield read(p, **kwargs)
+        except ReadError as exc:
+            yield ReadFailure(os.fspath(p), exc)
+
+
+def write(record: Record, path: "str | os.PathLike", format: str = "wfdb", **kwargs):
+    """Write a record: ``format="wfdb"`` (format 16 or 212) or ``"npy"``."""
+    if format == "wfdb":
+        from .wfdb import write_wfdb
+        return write_wfdb(record, path, **kwargs)
+    if format == "npy":
+        from .arrays import write_npy
+        return write_npy(record, path, **kwargs)
+    raise ValueError(f"unknown output format {format!r}; use 'wfdb' or 'npy'")

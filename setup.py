@@ -1,0 +1,74 @@
+"""Build script: compiles the C++ (pybind11) and Cython extensions.
+
+Extensions are discovered, not listed, so adding a kernel is adding a file:
+
+* ``csrc/NAME.cpp``            -> ``ecgcore._kernels.NAME``   (pybind11, C++17)
+* ``ecgcore/**/_NAME.pyx``     -> the dotted module of that path (Cython)
+
+``models/`` and ``cli/`` are installed as ``ecgcore.models`` and ``ecgcore.cli``,
+so only the ``ecgcore`` namespace lands in site-packages.
+
+Set ``ECGCORE_NATIVE=1`` to compile for the build machine's CPU (``-march=native``);
+the default builds portable code.
+"""
+
+import glob
+import os
+import sys
+
+import numpy as np
+from setuptools import find_packages, setup
+from setuptools.extension import Extension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flags():
+    if sys.platform == "win32":
+        return ["/O2", "/std:c++17"], []
+    cflags = ["-O3", "-fno-math-errno"]
+    if os.environ.get("ECGCORE_NATIVE") == "1":
+        cflags.append("-march=native")
+    return cflags, []
+
+
+def cpp_extensions():
+    from pybind11.setup_helpers import Pybind11Extension
+    cflags, lflags = _flags()
+    exts = []
+    for src in sorted(glob.glob(os.path.join("csrc", "*.cpp"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        exts.append(Pybind11Extension(
+            f"ecgcore._kernels.{name}", [src], cxx_std=17, include_dirs=["csrc"],
+            extra_compile_args=cflags, extra_link_args=lflags))
+    return exts
+
+
+def cython_extensions():
+    from Cython.Build import cythonize
+    cflags, _ = _flags()
+    exts = []
+    for pyx in sorted(glob.glob(os.path.join("ecgcore", "**", "_*.pyx"), recursive=True)):
+        mod = os.path.splitext(pyx)[0].replace(os.sep, ".")
+        exts.append(Extension(mod, [pyx], include_dirs=[np.get_include()],
+                              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                              extra_compile_args=cflags))
+    if not exts:
+        return []
+    return cythonize(exts, language_level=3, quiet=True,
+                     compiler_directives={"boundscheck": False, "wraparound": False,
+                                          "cdivision": True, "initializedcheck": False})
+
+
+packages = find_packages(include=["ecgcore", "ecgcore.*"])
+packages += ["ecgcore.models"] + ["ecgcore.models." + p for p in find_packages("models")]
+packages += ["ecgcore.cli"] + ["ecgcore.cli." + p for p in find_packages("cli")]
+
+setup(
+    packages=packages,
+    package_dir={"ecgcore": "ecgcore", "ecgcore.models": "models", "ecgcore.cli": "cli"},
+    package_data={"ecgcore": ["presets/*.yaml", "py.typed"], "ecgcore.cli": ["static/*"],
+                  "ecgcore.models": ["configs/*.yaml"]},
+    ext_modules=cpp_extensions() + cython_extensions(),
+    zip_safe=False,
+)
