@@ -27,15 +27,14 @@ __all__ = [
 
 # public name -> (module, attribute); resolved on first access (PEP 562)
 _LAZY = {
-    "simulate": ("ecgcore.simulate", "simulate"),
-    "SimulatedRecord": ("ecgcore.simulate", "SimulatedRecord"),
+    "simulate": ("ecgcore.synthetic", "simulate"),
     "preprocess": ("ecgcore.presets", "preprocess"),
-    "detect_qrs": ("ecgcore.delineate", "detect_qrs"),
-    "delineate": ("ecgcore.delineate", "delineate"),
-    "median_beats": ("ecgcore.delineate", "median_beats"),
-    "measure": ("ecgcore.delineate", "measure"),
-    "plot": ("ecgcore.plot", "plot"),
-    "digitize": ("ecgcore.digitize", "digitize"),
+    "detect_qrs": ("ecgcore.delineation", "detect_qrs"),
+    "delineate": ("ecgcore.delineation", "delineate"),
+    "median_beats": ("ecgcore.delineation", "median_beats"),
+    "measure": ("ecgcore.delineation", "measure"),
+    "plot": ("ecgcore.plotting", "plot"),
+    "digitize": ("ecgcore.digitization", "digitize"),
     "ECGClassifier": ("ecgcore.models.classifier", "ECGClassifier"),
 }
 _SUBMODULES = {"signal", "presets", "pipeline", "data", "io", "models", "cli", "record", "errors"}

@@ -34,8 +34,8 @@ _READERS = {
     "scp": "ecgcore.io.scp",
     "edf": "ecgcore.io.edf",
     "bdf": "ecgcore.io.edf",
-    "pdf": "ecgcore.digitize",
-    "image": "ecgcore.digitize",
+    "pdf": "ecgcore.digitization",
+    "image": "ecgcore.digitization",
 }
 
 

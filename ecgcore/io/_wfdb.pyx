@@ -1,0 +1,300 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Byte-level WFDB kernels: signal-file decoding and MIT annotation parsing.
+
+The Python layer (:mod:`ecgcore.io.wfdb`, :mod:`ecgcore.io.annotations`)
+checks that every buffer is long enough before calling in here; these loops
+trust their arguments and never allocate per sample.
+
+Signal formats follow the WFDB "signal(5)" manual page: 8 (first
+differences), 16, 61 (big-endian 16), 80 and 160 (offset binary), 212
+(two 12-bit samples in three bytes), 310 and 311 (three 10-bit samples in
+four bytes), 24 and 32 (little-endian two's complement).
+"""
+
+import numpy as np
+cimport numpy as cnp
+from libc.math cimport NAN
+from libc.stdint cimport int64_t, int32_t, uint8_t
+
+cnp.import_array()
+
+
+cdef inline long _sample(const uint8_t* b, int fmt, Py_ssize_t k) noexcept nogil:
+    """Digital value of flat sample ``k`` (frame-interleaved order) of a buffer."""
+    cdef Py_ssize_t q, o
+    cdef long v
+    if fmt == 16:
+        return <long>(<short>(b[2 * k] | (b[2 * k + 1] << 8)))
+    elif fmt == 212:
+        q = k >> 1
+        o = 3 * q
+        if k & 1:
+            v = b[o + 2] | ((b[o + 1] & 0xF0) << 4)
+        else:
+            v = b[o] | ((b[o + 1] & 0x0F) << 8)
+        return v - 4096 if v > 2047 else v
+    elif fmt == 32:
+        return <long>(<int32_t>(<unsigned int>b[4 * k] | (<unsigned int>b[4 * k + 1] << 8)
+                                | (<unsigned int>b[4 * k + 2] << 16)
+                                | (<unsigned int>b[4 * k + 3] << 24)))
+    elif fmt == 24:
+        v = b[3 * k] | (b[3 * k + 1] << 8) | (b[3 * k + 2] << 16)
+        return v - 16777216 if v > 8388607 else v
+    elif fmt == 61:
+        return <long>(<short>((b[2 * k] << 8) | b[2 * k + 1]))
+    elif fmt == 160:
+        return <long>(b[2 * k] | (b[2 * k + 1] << 8)) - 32768
+    elif fmt == 80:
+        return <long>b[k] - 128
+    elif fmt == 310:
+        q = k // 3
+        o = 4 * q
+        k = k - 3 * q
+        if k == 0:
+            v = (b[o] >> 1) | ((b[o + 1] & 0x07) << 7)
+        elif k == 1:
+            v = (b[o + 2] >> 1) | ((b[o + 3] & 0x07) << 7)
+        else:
+            v = ((b[o + 1] >> 3) & 0x1F) | (((b[o + 3] >> 3) & 0x1F) << 5)
+        return v - 1024 if v > 511 else v
+    elif fmt == 311:
+        q = k // 3
+        o = 4 * q
+        k = k - 3 * q
+        if k == 0:
+            v = b[o] | ((b[o + 1] & 0x03) << 8)
+        elif k == 1:
+            v = (b[o + 1] >> 2) | ((b[o + 2] & 0x0F) << 6)
+        else:
+            v = (b[o + 2] >> 4) | ((b[o + 3] & 0x3F) << 4)
+        return v - 1024 if v > 511 else v
+    elif fmt == 8:
+        return <long>(<signed char>b[k])
+    return 0
+
+
+def first_differences(const uint8_t[::1] buf, Py_ssize_t n_frames, int[::1] spf, long[::1] init):
+    """Integrate format-8 first differences into int32 absolute samples.
+
+    Each signal's running sum starts at its header initial value, exactly as
+    the WFDB library does when a record is read from its first sample.
+
+    Returns
+    -------
+    ndarray of int32, shape (n_frames * sum(spf),)
+        Flat frame-interleaved samples, decodable as format 32.
+    """
+    cdef Py_ssize_t n_sig = spf.shape[0], tspf = 0, t, j, m, k = 0
+    for j in range(n_sig):
+        tspf += spf[j]
+    out_arr = np.empty(n_frames * tspf, dtype=np.int32)
+    cdef int32_t[::1] out = out_arr
+    acc_arr = np.array(init, dtype=np.int64)
+    cdef int64_t[::1] acc = acc_arr
+    with nogil:
+        for t in range(n_frames):
+            for j in range(n_sig):
+                for m in range(spf[j]):
+                    acc[j] += <signed char>buf[k]
+                    out[k] = <int32_t>acc[j]
+                    k += 1
+    return out_arr
+
+
+def decode_into(const uint8_t[::1] buf, int fmt, Py_ssize_t n_frames, Py_ssize_t tspf,
+                int[::1] col, int[::1] spf, int[::1] skew, double[::1] baseline,
+                double[::1] scale, int[::1] row, long invalid, bint check_invalid,
+                float[:, ::1] out):
+    """Decode one signal file straight into physical float32 rows.
+
+    For signal ``j`` of the file and output sample ``t``::
+
+        d = sample(frame t + skew[j], position col[j] within the frame)
+        out[row[j], t] = (d - baseline[j]) * scale[j]     (NaN if d == invalid)
+
+    where ``scale = unit_factor / gain``. A frame past ``n_frames`` (which
+    only a skewed signal reaches) reads as NaN. With several samples per
+    frame (``spf[j] > 1``) the digital samples of the frame are averaged and
+    truncated toward zero before the invalid test, as ``wfdb.rdrecord`` does.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The signal bytes, starting at the first sample (byte offset applied).
+    fmt : int
+        WFDB format code (8 here means already-integrated int32 data, see
+        :func:`first_differences`, decoded with ``fmt=32``).
+    n_frames : int
+        Frames present in ``buf`` (the header's sample count).
+    tspf : int
+        Total samples per frame in this file.
+    out : float32 array (n_out_rows, n_samples)
+        Destination; ``n_samples`` is the record length.
+    """
+    cdef Py_ssize_t n_sig = col.shape[0], n_out = out.shape[1]
+    cdef Py_ssize_t t, j, src, m, base_k
+    cdef long d
+    cdef int64_t acc
+    cdef int s, r, c
+    cdef double bl, sc
+    cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
+    with nogil:
+        for j in range(n_sig):
+            r = row[j]
+            c = col[j]
+            s = skew[j]
+            bl = baseline[j]
+            sc = scale[j]
+            if spf[j] == 1:
+                if s == 0 and n_out <= n_frames:
+                    # the common case: no skew, one sample per frame
+                    base_k = c
+                    for t in range(n_out):
+                        d = _sample(b, fmt, base_k)
+                        base_k += tspf
+                        if check_invalid and d == invalid:
+                            out[r, t] = NAN
+                        else:
+                            out[r, t] = <float>((d - bl) * sc)
+                    continue
+                for t in range(n_out):
+                    src = t + s
+                    if src >= n_frames:
+                        out[r, t] = NAN
+                        continue
+                    d = _sample(b, fmt, src * tspf + c)
+                    if check_invalid and d == invalid:
+                        out[r, t] = NAN
+                    else:
+                        out[r, t] = <float>((d - bl) * sc)
+            else:
+                for t in range(n_out):
+                    src = t + s
+                    if src >= n_frames:
+                        out[r, t] = NAN
+                        continue
+                    acc = 0
+                    base_k = src * tspf + c
+                    for m in range(spf[j]):
+                        acc += _sample(b, fmt, base_k + m)
+                    d = <long>(<double>acc / spf[j])
+                    if check_invalid and d == invalid:
+                        out[r, t] = NAN
+                    else:
+                        out[r, t] = <float>((d - bl) * sc)
+
+
+def encode_212(short[::1] flat):
+    """Pack flat int16 samples (each in -2048..2047) into format-212 bytes.
+
+    An odd count is padded with one zero sample, as the WFDB writers do.
+    """
+    cdef Py_ssize_t n = flat.shape[0], npair = (n + 1) // 2, p
+    cdef unsigned int a, c
+    out_arr = np.zeros(3 * npair, dtype=np.uint8)
+    cdef uint8_t[::1] o = out_arr
+    with nogil:
+        for p in range(npair):
+            a = (<unsigned int>flat[2 * p]) & 0xFFF
+            c = ((<unsigned int>flat[2 * p + 1]) & 0xFFF) if 2 * p + 1 < n else 0
+            o[3 * p] = a & 0xFF
+            o[3 * p + 1] = ((a >> 8) & 0x0F) | ((c >> 4) & 0xF0)
+            o[3 * p + 2] = c & 0xFF
+    if n % 2:
+        # wfdb writes ceil(1.5 n) bytes: drop the unused last byte of the pad pair
+        return out_arr[:3 * npair - 1]
+    return out_arr
+
+
+def parse_annotations(const uint8_t[::1] buf):
+    """Parse an MIT-format annotation byte stream.
+
+    The stream is a sequence of little-endian 16-bit words, each holding a
+    6-bit code ``A`` (high bits) and a 10-bit field ``I``. ``A`` in 1..49 is
+    an annotation whose ``I`` is the sample increment; ``A == 59`` (SKIP)
+    adds the signed 32-bit interval in the next two words (high word first);
+    60 (NUM), 61 (SUB), 62 (CHN) set the low byte of ``I`` as the preceding
+    annotation's num (signed), subtype (signed) and chan (unsigned); 63
+    (AUX) carries ``I`` bytes of text, padded to an even count. A zero word
+    ends the file. ``chan`` and ``num`` carry over to later annotations,
+    ``subtype`` and ``aux`` do not.
+
+    Returns
+    -------
+    sample, code, subtype, chan, num : int64 ndarrays
+    aux : list of (index, bytes)
+        The aux notes, by annotation index.
+    complete : bool
+        False when the stream stopped inside a field (truncated file).
+    """
+    cdef Py_ssize_t nw = buf.shape[0] // 2, w = 0, cap = nw + 1, n = 0, alen, nwords
+    cdef int64_t total = 0, diff
+    cdef unsigned int word, a, i
+    cdef int64_t cur_chan = 0, cur_num = 0
+    cdef bint complete = True, have
+    sample_a = np.empty(cap, np.int64)
+    code_a = np.empty(cap, np.int64)
+    sub_a = np.zeros(cap, np.int64)
+    chan_a = np.empty(cap, np.int64)
+    num_a = np.empty(cap, np.int64)
+    cdef int64_t[::1] sample = sample_a, code = code_a, sub = sub_a, chan = chan_a, num = num_a
+    aux = []
+    # mirror wfdb.rdann: the final word is taken as the terminator
+    while w < nw - 1:
+        diff = 0
+        have = False
+        # SKIP words before the annotation
+        while w < nw:
+            word = buf[2 * w] | (buf[2 * w + 1] << 8)
+            if (word >> 10) == 59:
+                if w + 2 >= nw:
+                    complete = False
+                    w = nw
+                    break
+                diff += <int32_t>((<unsigned int>buf[2 * w + 2] << 16) | (<unsigned int>buf[2 * w + 3] << 24)
+                                  | <unsigned int>buf[2 * w + 4] | (<unsigned int>buf[2 * w + 5] << 8))
+                w += 3
+            else:
+                have = True
+                break
+        if not have:
+            break
+        a = word >> 10
+        i = word & 0x3FF
+        total += diff + i
+        sample[n] = total
+        code[n] = a
+        sub[n] = 0
+        w += 1
+        # extra fields that belong to this annotation
+        while w < nw:
+            word = buf[2 * w] | (buf[2 * w + 1] << 8)
+            a = word >> 10
+            if a <= 59:
+                break
+            i = word & 0x3FF
+            if a == 61:
+                sub[n] = <signed char>(i & 0xFF)
+                w += 1
+            elif a == 62:
+                cur_chan = i & 0xFF
+                w += 1
+            elif a == 60:
+                cur_num = <signed char>(i & 0xFF)
+                w += 1
+            else:  # 63, AUX
+                alen = i & 0xFF
+                nwords = (alen + 1) // 2
+                if w + 1 + nwords > nw:
+                    complete = False
+                    aux.append((n, bytes(buf[2 * (w + 1):])[:alen]))
+                    w = nw
+                    break
+                aux.append((n, bytes(buf[2 * (w + 1):2 * (w + 1) + alen])))
+                w += 1 + nwords
+        chan[n] = cur_chan
+        num[n] = cur_num
+        n += 1
+    if buf.shape[0] % 2:
+        complete = False
+    return (sample_a[:n], code_a[:n], sub_a[:n], chan_a[:n], num_a[:n], aux, complete)
