@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+import ecgcore
+
+mpimg = pytest.importorskip("matplotlib.image")
+
+
+def _darkness_at(img, panel):
+    g = img[..., :3].mean(-1)
+    ok = ~np.isnan(panel.y_px)
+    x = np.floor(panel.x_px[ok]).astype(int)
+    y = np.floor(panel.y_px[ok]).astype(int)
+    return g[np.clip(y, 0, g.shape[0] - 1), np.clip(x, 0, g.shape[1] - 1)]
+
+
+@pytest.mark.parametrize("layout,n_panels", [("3x4+II", 13), ("3x4", 12), ("6x2", 12), ("12x1", 12)])
+def test_pixel_ground_truth_is_on_the_trace(tmp_path, layout, n_panels):
+    rec = ecgcore.simulate(1, seed=8, noise="none")[0]
+    out = tmp_path / f"p_{layout}.png"
+    res = ecgcore.plot(rec, out, layout=layout, dpi=100, line_width=1.0)
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (res.height_px, res.width_px)
+    assert len(res.panels) == n_panels
+    for p in res.panels:
+        # every drawn sample lies on a dark (trace) pixel
+        assert np.mean(_darkness_at(img, p) < 0.55) > 0.97, p.lead
+    # positions follow paper geometry: 25 mm/s and 10 mm/mV at 100 dpi
+    p = res.panels[0]
+    px_mm = 100 / 25.4
+    np.testing.assert_allclose(np.diff(p.x_px), 25 / rec.fs * px_mm, rtol=1e-9)
+    y_mv = (p.baseline_px - p.y_px) / (10 * px_mm)
+    np.testing.assert_allclose(y_mv, rec[p.lead][p.samples], atol=1e-5)
+
+
+def test_random_offsets_are_not_on_the_trace(tmp_path):
+    """The check above can fail: shifted positions mostly land on paper, not ink."""
+    rec = ecgcore.simulate(1, seed=8, noise="none")[0]
+    out = tmp_path / "p.png"
+    res = ecgcore.plot(rec, out, dpi=100, line_width=1.0)
+    img = mpimg.imread(out)
+    p = res.panels[0]
+    p.y_px = p.y_px + 40
+    assert np.mean(_darkness_at(img, p) < 0.55) < 0.5
+
+
+def test_formats_and_bad_args(tmp_path):
+    rec = ecgcore.simulate(1, seed=1)[0]
+    for ext in ("svg", "pdf"):
+        res = ecgcore.plot(rec, tmp_path / f"x.{ext}")
+        head = (tmp_path / f"x.{ext}").read_bytes()[:5]
+        assert head in (b"%PDF-",) or b"<?xml" in (tmp_path / f"x.{ext}").read_bytes()[:100]
+        assert res.path.endswith(ext)
+    with pytest.raises(ValueError, match="layout"):
+        ecgcore.plot(rec, layout="4x3")
+    with pytest.raises(ValueError, match="unsupported output"):
+        ecgcore.plot(rec, tmp_path / "x.bmpx")
+
+
+def test_missing_leads_blank_and_nan_not_drawn(tmp_path):
+    rec = ecgcore.simulate(1, seed=1)[0].pick(["I", "II", "V1"])
+    rec.signal[0, 100:200] = np.nan
+    res = ecgcore.plot(rec)
+    pos = res.positions()
+    assert np.isnan(pos["V6"][1]).all()          # absent lead: nothing drawn
+    iii = pos["III"][1]                           # derived from I and II: NaN only where I is NaN
+    idx = pos["III"][2]
+    assert np.isnan(iii[(idx >= 100) & (idx < 200)]).all()
+    assert np.isfinite(iii[(idx < 100) | (idx >= 200)]).all()
+    assert np.isnan(pos["I"][1][100:200]).all() and np.isfinite(pos["I"][1][:100]).all()
