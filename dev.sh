@@ -16,9 +16,9 @@ setup() {
   # Hash of everything that changes the build; reinstall only when it changed.
   local stamp="$VENV/.ecgcore-build"
   local want
-  want="$(find setup.py pyproject.toml csrc ecgcore -type f \( -name '*.cpp' -o -name '*.hpp' \
+  want="$( (find setup.py pyproject.toml csrc ecgcore -type f \( -name '*.cpp' -o -name '*.hpp' \
           -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name 'setup.py' -o -name 'pyproject.toml' \) \
-          -print0 2>/dev/null | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+          -print0 2>/dev/null || true) | sort -z | xargs -0 -r cat | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$PY" -m pip install -q --upgrade pip setuptools wheel
     # torch first, pinned to the CPU wheel; the package itself asks for a range.
