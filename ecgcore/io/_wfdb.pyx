@@ -101,6 +101,93 @@ def first_differences(const uint8_t[::1] buf, Py_ssize_t n_frames, int[::1] spf,
     return out_arr
 
 
+ctypedef fused src_t:
+    short
+    int32_t
+
+
+cdef void _scatter(const src_t* x, Py_ssize_t n_frames, Py_ssize_t tspf, int c, int spf, int s,
+                   double bl, double sc, long invalid, bint check_invalid, float* o,
+                   Py_ssize_t n_out) noexcept nogil:
+    """Scale one signal out of flat frame-interleaved digital samples into a float row."""
+    cdef Py_ssize_t t, src, m, k
+    cdef long d
+    cdef int64_t acc
+    cdef Py_ssize_t n_direct = n_frames - s
+    if n_direct > n_out:
+        n_direct = n_out
+    if n_direct < 0:
+        n_direct = 0
+    if spf == 1:
+        k = <Py_ssize_t>s * tspf + c
+        if check_invalid:
+            for t in range(n_direct):
+                d = x[k + t * tspf]
+                o[t] = NAN if d == invalid else <float>((d - bl) * sc)
+        else:
+            for t in range(n_direct):
+                o[t] = <float>((x[k + t * tspf] - bl) * sc)
+    else:
+        for t in range(n_direct):
+            acc = 0
+            k = (t + s) * tspf + c
+            for m in range(spf):
+                acc += x[k + m]
+            d = <long>(<double>acc / spf)
+            if check_invalid and d == invalid:
+                o[t] = NAN
+            else:
+                o[t] = <float>((d - bl) * sc)
+    # a skewed signal runs past the end of the file: invalid samples
+    for t in range(n_direct, n_out):
+        o[t] = NAN
+
+
+def unpack(const uint8_t[::1] buf, int fmt, Py_ssize_t n):
+    """Decode ``n`` flat samples of a packed or non-native format into int32.
+
+    Formats 16 and 32 need no unpacking (they are read in place by
+    :func:`decode_into`); 8 goes through :func:`first_differences`.
+    """
+    out_arr = np.empty(n, dtype=np.int32)
+    cdef int32_t[::1] o = out_arr
+    cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
+    cdef Py_ssize_t k, q, npair, ntrip, r
+    cdef int v
+    if n == 0:
+        return out_arr
+    with nogil:
+        if fmt == 212:
+            npair = n // 2
+            for q in range(npair):
+                v = b[3 * q] | ((b[3 * q + 1] & 0x0F) << 8)
+                o[2 * q] = v - 4096 if v > 2047 else v
+                v = b[3 * q + 2] | ((b[3 * q + 1] & 0xF0) << 4)
+                o[2 * q + 1] = v - 4096 if v > 2047 else v
+            for k in range(2 * npair, n):
+                o[k] = <int32_t>_sample(b, fmt, k)
+        elif fmt == 310 or fmt == 311:
+            for k in range(n):
+                o[k] = <int32_t>_sample(b, fmt, k)
+        elif fmt == 24:
+            for k in range(n):
+                v = b[3 * k] | (b[3 * k + 1] << 8) | (b[3 * k + 2] << 16)
+                o[k] = v - 16777216 if v > 8388607 else v
+        elif fmt == 61:
+            for k in range(n):
+                o[k] = <short>((b[2 * k] << 8) | b[2 * k + 1])
+        elif fmt == 160:
+            for k in range(n):
+                o[k] = <int32_t>(b[2 * k] | (b[2 * k + 1] << 8)) - 32768
+        elif fmt == 80:
+            for k in range(n):
+                o[k] = <int32_t>b[k] - 128
+        else:
+            for k in range(n):
+                o[k] = <int32_t>_sample(b, fmt, k)
+    return out_arr
+
+
 def decode_into(const uint8_t[::1] buf, int fmt, Py_ssize_t n_frames, Py_ssize_t tspf,
                 int[::1] col, int[::1] spf, int[::1] skew, double[::1] baseline,
                 double[::1] scale, int[::1] row, long invalid, bint check_invalid,
@@ -122,8 +209,9 @@ def decode_into(const uint8_t[::1] buf, int fmt, Py_ssize_t n_frames, Py_ssize_t
     buf : bytes-like
         The signal bytes, starting at the first sample (byte offset applied).
     fmt : int
-        WFDB format code (8 here means already-integrated int32 data, see
-        :func:`first_differences`, decoded with ``fmt=32``).
+        WFDB format code. Format 16 is read in place (little-endian hosts);
+        32 is little-endian int32 (also used for data already unpacked by
+        :func:`unpack` or :func:`first_differences`); others are unpacked first.
     n_frames : int
         Frames present in ``buf`` (the header's sample count).
     tspf : int
@@ -131,57 +219,24 @@ def decode_into(const uint8_t[::1] buf, int fmt, Py_ssize_t n_frames, Py_ssize_t
     out : float32 array (n_out_rows, n_samples)
         Destination; ``n_samples`` is the record length.
     """
-    cdef Py_ssize_t n_sig = col.shape[0], n_out = out.shape[1]
-    cdef Py_ssize_t t, j, src, m, base_k
-    cdef long d
-    cdef int64_t acc
-    cdef int s, r, c
-    cdef double bl, sc
-    cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
+    cdef Py_ssize_t n_sig = col.shape[0], n_out = out.shape[1], j
+    cdef const uint8_t* b
+    cdef const int32_t* x32
+    cdef const short* x16
+    if fmt != 16 and fmt != 32:
+        buf = unpack(buf, fmt, n_frames * tspf).view(np.uint8)
+        fmt = 32
+    b = &buf[0] if buf.shape[0] > 0 else NULL
+    if out.shape[0] == 0 or n_out == 0:
+        return
     with nogil:
         for j in range(n_sig):
-            r = row[j]
-            c = col[j]
-            s = skew[j]
-            bl = baseline[j]
-            sc = scale[j]
-            if spf[j] == 1:
-                if s == 0 and n_out <= n_frames:
-                    # the common case: no skew, one sample per frame
-                    base_k = c
-                    for t in range(n_out):
-                        d = _sample(b, fmt, base_k)
-                        base_k += tspf
-                        if check_invalid and d == invalid:
-                            out[r, t] = NAN
-                        else:
-                            out[r, t] = <float>((d - bl) * sc)
-                    continue
-                for t in range(n_out):
-                    src = t + s
-                    if src >= n_frames:
-                        out[r, t] = NAN
-                        continue
-                    d = _sample(b, fmt, src * tspf + c)
-                    if check_invalid and d == invalid:
-                        out[r, t] = NAN
-                    else:
-                        out[r, t] = <float>((d - bl) * sc)
+            if fmt == 16:
+                _scatter(<const short*>b, n_frames, tspf, col[j], spf[j], skew[j], baseline[j],
+                         scale[j], invalid, check_invalid, &out[row[j], 0], n_out)
             else:
-                for t in range(n_out):
-                    src = t + s
-                    if src >= n_frames:
-                        out[r, t] = NAN
-                        continue
-                    acc = 0
-                    base_k = src * tspf + c
-                    for m in range(spf[j]):
-                        acc += _sample(b, fmt, base_k + m)
-                    d = <long>(<double>acc / spf[j])
-                    if check_invalid and d == invalid:
-                        out[r, t] = NAN
-                    else:
-                        out[r, t] = <float>((d - bl) * sc)
+                _scatter(<const int32_t*>b, n_frames, tspf, col[j], spf[j], skew[j], baseline[j],
+                         scale[j], invalid, check_invalid, &out[row[j], 0], n_out)
 
 
 def encode_212(short[::1] flat):

@@ -21,6 +21,7 @@ biobank scale the per-record Python overhead dominates the cost.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -38,6 +39,9 @@ _DEFFS = 250.0
 _INVALID = {80: -128, 508: -128, 310: -512, 311: -512, 212: -2048, 16: -32768, 61: -32768,
             160: -32768, 516: -32768, 24: -(2 ** 23), 524: -(2 ** 23), 32: -(2 ** 31)}
 _FLAC = (508, 516, 524)
+# records made only of null signals or null segments hold no data to bound
+# their size, so cap them (samples x signals)
+_MAX_NULL = 200_000_000
 _BINARY = (8, 16, 24, 32, 61, 80, 160, 212, 310, 311)
 # bytes per sample of the byte-aligned formats
 _BPS = {8: 1, 80: 1, 16: 2, 61: 2, 160: 2, 24: 3, 32: 4}
@@ -120,9 +124,49 @@ def _float(tok, what, path):
         v = float(tok)
     except ValueError:
         raise _bad(path, f"{what} {tok!r} is not a number") from None
-    if v != v or v in (float("inf"), float("-inf")):
+    if not math.isfinite(v):
         raise _bad(path, f"{what} {tok!r} is not finite")
     return v
+
+
+_SPEC_CACHE: dict = {}
+_GAIN_CACHE: dict = {}
+
+
+def _remember(cache: dict, key, value):
+    if len(cache) > 4096:  # bounded: hostile inputs cannot grow it forever
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _parse_fmt_spec(tok: str, i: int, path):
+    """``fmt[xspf][:skew][+offset]`` -> (fmt, offset, skew, spf)."""
+    spec, _, off = tok.partition("+")
+    spec, _, skew = spec.partition(":")
+    spec, _, spf = spec.partition("x")
+    fmt = _int(spec, "signal format", path)
+    if fmt not in _BINARY and fmt not in _FLAC and fmt != 0:
+        raise ReadError(f"unsupported WFDB signal format {fmt} (signal {i + 1})", path)
+    offset = _int(off, "byte offset", path) if off else 0
+    skew = _int(skew, "skew", path) if skew else 0
+    spf = _int(spf, "samples per frame", path) if spf else 1
+    if offset < 0 or skew < 0 or not 1 <= spf <= 1_000_000:
+        raise _bad(path, f"signal {i + 1}: bad offset/skew/samples-per-frame in {tok!r}")
+    return _remember(_SPEC_CACHE, tok, (fmt, offset, skew, spf))
+
+
+def _parse_gain_spec(tok: str, i: int, path):
+    """``gain[(baseline)][/units]`` -> (gain, baseline or None, units); gain 0 means 200."""
+    g, _, units = tok.partition("/")
+    g, paren, base = g.partition("(")
+    baseline = None
+    if paren:
+        if not base.endswith(")"):
+            raise _bad(path, f"signal {i + 1}: unclosed baseline in {tok!r}")
+        baseline = _int(base[:-1], "baseline", path)
+    gain = _float(g, "gain", path) if g else 0.0
+    return _remember(_GAIN_CACHE, tok, (gain if gain != 0.0 else _DEFGAIN, baseline, units or "mV"))
 
 
 def parse_header(text: str, path: str = "") -> Header:
@@ -202,40 +246,30 @@ def parse_header(text: str, path: str = "") -> Header:
             raise _bad(path, f"signal line {i + 1} has no format field")
         s = SignalSpec()
         s.file = t[0]
-        spec = t[1]
-        spec, _, off = spec.partition("+")
-        spec, _, skew = spec.partition(":")
-        spec, _, spf = spec.partition("x")
-        s.fmt = _int(spec, "signal format", path)
-        if s.fmt not in _BINARY and s.fmt not in _FLAC and s.fmt != 0:
-            raise ReadError(f"unsupported WFDB signal format {s.fmt} (signal {i + 1})", path)
-        s.offset = _int(off, "byte offset", path) if off else 0
-        s.skew = _int(skew, "skew", path) if skew else 0
-        s.spf = _int(spf, "samples per frame", path) if spf else 1
-        if s.offset < 0 or s.skew < 0 or not 1 <= s.spf <= 1_000_000:
-            raise _bad(path, f"signal {i + 1}: bad offset/skew/samples-per-frame in {t[1]!r}")
+        # the format and gain fields repeat across signals and records: parse each spelling once
+        spec = _SPEC_CACHE.get(t[1])
+        if spec is None:
+            spec = _parse_fmt_spec(t[1], i, path)
+        s.fmt, s.offset, s.skew, s.spf = spec
         n = len(t)
-        s.adc_res = _int(t[3], "ADC resolution", path) if n > 3 else 0
-        s.adc_zero = _int(t[4], "ADC zero", path) if n > 4 else 0
-        s.init = _int(t[5], "initial value", path) if n > 5 else s.adc_zero
-        s.checksum = _int(t[6], "checksum", path) if n > 6 else None
-        s.block_size = _int(t[7], "block size", path) if n > 7 else 0
+        try:
+            s.adc_res = int(t[3]) if n > 3 else 0
+            s.adc_zero = int(t[4]) if n > 4 else 0
+            s.init = int(t[5]) if n > 5 else s.adc_zero
+            s.checksum = int(t[6]) if n > 6 else None
+            s.block_size = int(t[7]) if n > 7 else 0
+        except ValueError:
+            raise _bad(path, f"signal {i + 1}: non-integer ADC resolution, zero, initial value, "
+                             f"checksum or block size in {body[i]!r}") from None
         s.name = t[8].strip() if n > 8 else f"sig{i}"
-        s.units = "mV"
-        s.baseline = s.adc_zero
-        s.gain = _DEFGAIN
         if n > 2:
-            g = t[2]
-            g, _, units = g.partition("/")
-            if units:
-                s.units = units
-            g, paren, base = g.partition("(")
-            if paren:
-                if not base.endswith(")"):
-                    raise _bad(path, f"signal {i + 1}: unclosed baseline in {t[2]!r}")
-                s.baseline = _int(base[:-1], "baseline", path)
-            gain = _float(g, "gain", path) if g else 0.0
-            s.gain = gain if gain != 0.0 else _DEFGAIN
+            g = _GAIN_CACHE.get(t[2])
+            if g is None:
+                g = _parse_gain_spec(t[2], i, path)
+            s.gain, base, s.units = g
+            s.baseline = s.adc_zero if base is None else base
+        else:
+            s.gain, s.baseline, s.units = _DEFGAIN, s.adc_zero, "mV"
         sigs.append(s)
     h.signals = sigs
     return h
@@ -308,9 +342,12 @@ def _read_flac(fpath, fmt, n_sig, spf, offset, n_frames, hea):
                     raise ReadError(f"{bits}-bit FLAC in a format {fmt} signal", fpath)
                 if sf.channels != n_sig:
                     raise ReadError(f"FLAC has {sf.channels} channels, header lists {n_sig}", fpath)
+                want = n_frames * spf
+                if sf.frames - offset < want:
+                    raise ReadError(f"FLAC signal file holds {max(0, sf.frames - offset)} samples per "
+                                    f"channel, the header {os.path.basename(hea)} needs {want}", fpath)
                 if offset:
                     sf.seek(offset)
-                want = n_frames * spf
                 data = sf.read(want, dtype="int32" if bits == 24 else "int16", always_2d=True)
     except ReadError:
         raise
@@ -326,42 +363,48 @@ def _read_flac(fpath, fmt, n_sig, spf, offset, n_frames, hea):
     return np.ascontiguousarray(d.reshape(-1)).astype("<i4").view(np.uint8)
 
 
+_LAYOUT_CACHE: dict = {}
+_SPF_CACHE: dict = {}
+
+
+def _spf_array(spf: tuple) -> np.ndarray:
+    a = _SPF_CACHE.get(spf)
+    if a is None:
+        a = _remember(_SPF_CACHE, spf, np.asarray(spf, np.int32))
+    return a
+
+
 def _decode_signals(h: Header, hea: str, n_samples: int):
     """Decode every signal file of a single-segment header into (n_sig, n) float32 mV."""
     from . import _wfdb
 
     sigs = h.signals
-    out = np.empty((len(sigs), n_samples), dtype=np.float32)
-    if not sigs:
-        return out
     # group signals by file, in order of first appearance
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(sigs):
         groups.setdefault(s.file, []).append(i)
     d = os.path.dirname(hea)
     i32 = np.int32
+    n_frames = h.sig_len if h.sig_len is not None else n_samples
+    jobs = []
+    null_rows = []
+    # first read and validate every file, so that a header claiming more
+    # samples than the files hold fails before the output is allocated
     for fname, idx in groups.items():
         first = sigs[idx[0]]
         fmt = first.fmt
         if fname == "~" or fmt == 0:
-            out[idx] = np.nan
+            null_rows.extend(idx)
             continue
         for j in idx:
             if sigs[j].fmt != fmt:
                 raise _bad(hea, f"signal file {fname!r} is listed with formats {fmt} and {sigs[j].fmt}")
-        spf = np.fromiter((sigs[j].spf for j in idx), i32, len(idx))
+        spf = _spf_array(tuple(sigs[j].spf for j in idx))
         tspf = int(spf.sum())
-        col = np.zeros(len(idx), i32)
-        if len(idx) > 1:
-            np.cumsum(spf[:-1], out=col[1:])
-        skew = np.fromiter((sigs[j].skew for j in idx), i32, len(idx))
-        baseline = np.fromiter((sigs[j].baseline for j in idx), np.float64, len(idx))
-        scale = np.fromiter((_unit_factor(sigs[j].units) / sigs[j].gain for j in idx),
-                            np.float64, len(idx))
-        rows = np.asarray(idx, i32)
-        n_frames = h.sig_len if h.sig_len is not None else n_samples
         fpath = os.path.join(d, fname)
         if fmt in _FLAC:
+            if np.any(spf != spf[0]):
+                raise ReadError("FLAC signals of one file must share samples per frame", fpath)
             buf = _read_flac(fpath, fmt, len(idx), int(spf[0]), first.offset, n_frames, hea)
             dec_fmt = 32
         else:
@@ -374,6 +417,8 @@ def _decode_signals(h: Header, hea: str, n_samples: int):
             except FileNotFoundError:
                 raise ReadError(f"signal file {fname!r} named in {os.path.basename(hea)} is missing",
                                 fpath) from None
+            except IsADirectoryError:
+                raise ReadError(f"signal file {fname!r} is a directory", fpath) from None
             except OSError as exc:
                 raise ReadError(f"cannot read signal file: {exc.strerror or exc}", fpath) from None
             if len(buf) < need:
@@ -385,6 +430,27 @@ def _decode_signals(h: Header, hea: str, n_samples: int):
                 init = np.fromiter((sigs[j].init for j in idx), np.int_, len(idx))
                 buf = _wfdb.first_differences(buf, n_frames, spf, init).view(np.uint8)
                 dec_fmt = 32
+        jobs.append((idx, fmt, dec_fmt, buf, spf, tspf))
+    if null_rows and not jobs and n_samples * len(sigs) > _MAX_NULL:
+        raise ReadError(f"{n_samples} samples of null signals only: implausibly large", hea)
+    out = np.empty((len(sigs), n_samples), dtype=np.float32)
+    if null_rows:
+        out[null_rows] = np.nan
+    for idx, fmt, dec_fmt, buf, spf, tspf in jobs:
+        key = (tuple(idx), tuple((sigs[j].spf, sigs[j].skew, sigs[j].baseline, sigs[j].gain,
+                                  sigs[j].units) for j in idx))
+        lay = _LAYOUT_CACHE.get(key)
+        if lay is None:
+            col = np.zeros(len(idx), i32)
+            if len(idx) > 1:
+                np.cumsum(spf[:-1], out=col[1:])
+            skew = np.fromiter((sigs[j].skew for j in idx), i32, len(idx))
+            baseline = np.fromiter((sigs[j].baseline for j in idx), np.float64, len(idx))
+            scale = np.fromiter((_unit_factor(sigs[j].units) / sigs[j].gain for j in idx),
+                                np.float64, len(idx))
+            rows = np.asarray(idx, i32)
+            lay = _remember(_LAYOUT_CACHE, key, (col, skew, baseline, scale, rows))
+        col, skew, baseline, scale, rows = lay
         inv = _INVALID.get(fmt)
         _wfdb.decode_into(buf, dec_fmt, n_frames, tspf, col, spf, skew, baseline, scale, rows,
                           inv if inv is not None else 0, inv is not None, out)
@@ -453,8 +519,6 @@ def _read_single(h: Header, hea: str):
     if n is None:
         n = _infer_length(h, hea) if h.signals else 0
         h.sig_len = n
-    if n * max(1, len(h.signals)) > 2_000_000_000:
-        raise ReadError(f"header declares {n} samples x {len(h.signals)} signals: too large", hea)
     return _decode_signals(h, hea, n)
 
 
@@ -489,6 +553,8 @@ def _read_multi(h: Header, hea: str):
             units_meta = [s.units for s in sh.signals]
         parts.append((sig, seg_len, seg_names))
     total = sum(p[1] for p in parts)
+    if total * max(1, len(names)) > _MAX_NULL and sum(p[1] for p in parts if p[0] is not None) < total // 2:
+        raise ReadError(f"multi-segment record of {total} samples is mostly null: implausibly large", hea)
     out = np.full((len(names), total), np.nan, np.float32)
     pos = 0
     for sig, seg_len, seg_names in parts:
@@ -508,7 +574,7 @@ def _read_multi(h: Header, hea: str):
     return out, names, units_meta
 
 
-def read(path: "str | os.PathLike", header_only: bool = False, **kwargs) -> Record:
+def read(path: "str | os.PathLike", **kwargs) -> Record:
     """Read a WFDB record into a :class:`~ecgcore.Record` in millivolts.
 
     Parameters

@@ -1,0 +1,91 @@
+"""Side-by-side read speed: SCP-ECG and EDF in ecgcore vs the peers, one run.
+
+Peers (each asked for the same thing: every signal in physical units):
+
+* SCP-ECG: ecgdatakit 2.x ``FileParser.parse`` + per-lead sample arrays
+  (the only SCP reader that installs from PyPI; facts/formats.md §12).
+* EDF: pyedflib ``EdfReader`` + ``readSignal`` (physical) for every signal,
+  and ecgdatakit.
+
+Usage::
+
+    python benchmarks/bench_read_hospital_b.py [--repeat 30] [--shared ../shared]
+
+Prints per-file median milliseconds, records/s per core and the ratio
+peer / ecgcore (> 1 means ecgcore is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _time(fn, repeat):
+    fn()                                   # warm-up (imports, caches, page cache)
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def ecgcore_read(path):
+    from ecgcore.io import read
+    return lambda: read(path)
+
+
+def ecgdatakit_read(path):
+    from ecgdatakit import FileParser
+
+    def run():
+        rec = FileParser.parse(path)
+        return [np.asarray(ld.samples, dtype=np.float64) for ld in rec.leads]
+    return run
+
+
+def pyedflib_read(path):
+    import pyedflib
+
+    def run():
+        with pyedflib.EdfReader(path) as f:
+            return [f.readSignal(i) for i in range(f.signals_in_file)]
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=30)
+    here = Path(__file__).resolve().parent.parent
+    ap.add_argument("--shared", default=os.environ.get("ECGCORE_SHARED", here.parent / "shared"))
+    args = ap.parse_args(argv)
+    data = Path(args.shared) / "data"
+    cases = [("SCP-ECG", data / "scp_ecg" / "ecgtoolkit_Example.scp",
+              [("ecgdatakit", ecgdatakit_read)]),
+             ("EDF", data / "edf" / "contec_0000050.ECG.edf",
+              [("pyedflib", pyedflib_read), ("ecgdatakit", ecgdatakit_read)])]
+    print(f"{'format':8} {'reader':11} {'ms/file':>9} {'rec/s/core':>11} {'peer/ecgcore':>13}")
+    for fmt, path, peers in cases:
+        if not path.exists():
+            print(f"{fmt:8} skipped: {path} absent")
+            continue
+        t_ours = _time(ecgcore_read(str(path)), args.repeat)
+        print(f"{fmt:8} {'ecgcore':11} {t_ours * 1e3:9.2f} {1 / t_ours:11.1f} {'1.00':>13}")
+        for name, make in peers:
+            try:
+                fn = make(str(path))
+                t = _time(fn, args.repeat)
+            except Exception as exc:   # a peer that cannot read the file is reported, not fatal
+                print(f"{fmt:8} {name:11} failed: {type(exc).__name__}: {exc}")
+                continue
+            print(f"{fmt:8} {name:11} {t * 1e3:9.2f} {1 / t:11.1f} {t / t_ours:13.2f}")
+
+
+if __name__ == "__main__":
+    main()

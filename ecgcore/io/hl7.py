@@ -1,0 +1,523 @@
+"""HL7 v3 annotated ECG (FDA aECG) reader (facts/formats.md §6).
+
+An aECG file holds one or more ``series``: ``RHYTHM`` (the recording) and,
+under ``derivation/derivedSeries``, a ``REPRESENTATIVE_BEAT`` series (the
+median beat). Each series holds ``sequenceSet`` elements, each with a time
+sequence (``TIME_ABSOLUTE`` or ``TIME_RELATIVE``; fs = 1 / increment) and one
+``SLIST_PQ`` sequence per lead (physical = origin + scale x digit).
+
+Leads are mapped by their MDC code, never by position, since writers order
+them freely. Samples are parsed by numpy's C tokenizer, one call per lead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+
+import numpy as np
+
+from ..errors import ReadError
+from ..record import Record, normalize_lead
+from .xmlsafe import parse_xml, read_bytes
+
+__all__ = ["read", "read_hl7_aecg", "MDC_LEAD_NUMBERS", "lead_name_from_code"]
+
+NS = "{urn:hl7-org:v3}"
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+#: ISO/IEEE 11073 MDC ECG lead numbers (the term code within partition 2, also
+#: used by SCP-ECG section 3 and DICOM ``MDC`` ``2:n`` codes) -> canonical name.
+MDC_LEAD_NUMBERS = {
+    1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
+    9: "V7", 10: "V2R", 11: "V3R", 12: "V4R", 13: "V5R", 14: "V6R", 15: "V7R",
+    16: "X", 17: "Y", 18: "Z",
+    61: "III", 62: "aVR", 63: "aVL", 64: "aVF",
+}
+
+# physical units -> factor to millivolts
+_TO_MV = {"uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "mv": 1.0, "v": 1e3, "nv": 1e-6}
+# time units -> factor to seconds
+_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
+
+_TS_RE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d+)?([+-]\d{4})?$")
+
+
+def _ts_seconds(value: str | None) -> float | None:
+    """An HL7 TS (``YYYYMMDDHHMMSS.fff[+ZZZZ]``) as POSIX-like seconds (zone ignored)."""
+    if not value:
+        return None
+    m = _TS_RE.match(value.strip())
+    if not m:
+        return None
+    y, mo, d, h, mi, s, frac, _ = m.groups()
+    try:
+        t = _dt.datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(s or 0))
+    except ValueError:
+        return None
+    return (t - _dt.datetime(1970, 1, 1)).total_seconds() + (float(frac) if frac else 0.0)
+
+
+def _ts_iso(value: str | None) -> str | None:
+    sec = _ts_seconds(value)
+    if sec is None:
+        return None
+    return (_dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=sec)).isoformat()
+
+
+def _float(s, what, path) -> float:
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        raise ReadError(f"{what} is not a number: {s!r}", path) from None
+    if not np.isfinite(v):
+        raise ReadError(f"{what} is not finite: {s!r}", path)
+    return v
+
+
+def lead_name_from_code(code: str | None) -> str | None:
+    """Canonical lead name of an MDC lead code (``MDC_ECG_LEAD_AVR`` or a number)."""
+    if not code:
+        return None
+    code = code.strip()
+    if code.isdigit():
+        n = int(code)
+        # 131072 + n: the 32-bit context-free MDC code of partition 2
+        n = n - 131072 if n > 131072 else n
+        return MDC_LEAD_NUMBERS.get(n)
+    if code.upper().startswith("MDC_ECG_LEAD_"):
+        return normalize_lead(code)
+    return None
+
+
+def _parse_digits(text: str | None, what: str, path) -> np.ndarray:
+    """Whitespace-separated numbers -> float64, vectorised in numpy's C tokenizer."""
+    if text is None or not text.strip():
+        return np.empty(0, np.float64)
+    try:
+        return np.fromstring(text, dtype=np.int64, sep=" ").astype(np.float64)
+    except ValueError:
+        pass  # decimals, or junk: try the strict float path, which names the error
+    try:
+        return np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        raise ReadError(f"{what}: digits are not numbers", path) from None
+
+
+_DIGITS_OPEN, _DIGITS_CLOSE = b"<digits>", b"</digits>"
+_NUMERIC_BYTES = b"0123456789-+.eE \t\r\n"
+
+
+def _cut_digits(data: bytes) -> tuple[bytes, list]:
+    """Move the text of every plain ``<digits>`` element out of the document.
+
+    Nine tenths of an aECG file is sample text; tokenising it in expat and
+    again in numpy doubles the work. For ASCII-compatible files, each
+    ``<digits>`` whose text is only numbers and whitespace is replaced by
+    ``<digits ecgcore_ref="k"/>`` and its bytes kept aside for numpy. Anything
+    unusual (a prefix, attributes, CDATA, a comment) fails the check and is
+    left for the XML parser, so the result never differs, only the speed.
+    """
+    if data[:4].count(0) or data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data, []
+    parts, blobs = [], []
+    pos = last = 0
+    while True:
+        start = data.find(_DIGITS_OPEN, pos)
+        if start < 0:
+            break
+        end = data.find(_DIGITS_CLOSE, start)
+        if end < 0:
+            break
+        body = data[start + len(_DIGITS_OPEN):end]
+        if body.translate(None, _NUMERIC_BYTES):
+            pos = start + len(_DIGITS_OPEN)      # not plain numbers: leave it to expat
+            continue
+        parts.append(data[last:start])
+        parts.append(b'<digits ecgcore_ref="%d"/>' % len(blobs))
+        blobs.append(body)
+        last = pos = end + len(_DIGITS_CLOSE)
+    if not blobs:
+        return data, []
+    parts.append(data[last:])
+    return b"".join(parts), blobs
+
+
+def _code(el) -> str | None:
+    c = el.find(NS + "code")
+    return None if c is None else c.get("code")
+
+
+def _time_axis(seq, path) -> tuple[float, float | None, str]:
+    """(fs, head in seconds or None, kind) from a TIME_ABSOLUTE/TIME_RELATIVE sequence."""
+    val = seq.find(NS + "value")
+    kind = _code(seq) or ""
+    if val is None:
+        raise ReadError(f"{kind} time sequence has no value", path)
+    inc = val.find(NS + "increment")
+    if inc is None:
+        raise ReadError(f"{kind} time sequence has no increment (explicit time lists are not "
+                        "supported)", path)
+    step = _float(inc.get("value"), "time increment", path)
+    unit = (inc.get("unit") or "s").strip().lower()
+    if unit not in _TO_S:
+        raise ReadError(f"time increment unit {unit!r} is not a time unit", path)
+    step *= _TO_S[unit]
+    if step <= 0:
+        raise ReadError(f"time increment must be positive, got {step} s", path)
+    head_el = val.find(NS + "head")
+    head = None
+    if head_el is not None:
+        hv = head_el.get("value")
+        if kind == "TIME_ABSOLUTE":
+            head = _ts_seconds(hv)
+        elif hv is not None:
+            try:
+                head = float(hv) * _TO_S.get((head_el.get("unit") or "s").lower(), 1.0)
+            except ValueError:
+                head = None
+    return 1.0 / step, head, kind
+
+
+def _lead_sequence(seq, path, blobs=()):
+    """(name, physical mV samples) of one SLIST_PQ lead sequence, or None if not a lead."""
+    code_el = seq.find(NS + "code")
+    code = None if code_el is None else code_el.get("code")
+    name = lead_name_from_code(code)
+    if name is None:
+        if code is None or code.startswith("TIME_"):
+            return None
+        name = normalize_lead(code)     # keep unknown sequences under their own code
+    val = seq.find(NS + "value")
+    if val is None:
+        raise ReadError(f"lead {name}: sequence has no value", path)
+    origin_el, scale_el = val.find(NS + "origin"), val.find(NS + "scale")
+    origin = 0.0 if origin_el is None else _float(origin_el.get("value", "0"), f"lead {name} origin", path)
+    scale = 1.0 if scale_el is None else _float(scale_el.get("value", "1"), f"lead {name} scale", path)
+    o_unit = (origin_el.get("unit") if origin_el is not None else None) or \
+        (scale_el.get("unit") if scale_el is not None else None) or "uV"
+    s_unit = (scale_el.get("unit") if scale_el is not None else None) or o_unit
+    try:
+        f_o, f_s = _TO_MV[o_unit.strip().lower()], _TO_MV[s_unit.strip().lower()]
+    except KeyError:
+        raise ReadError(f"lead {name}: unit {o_unit!r}/{s_unit!r} is not a voltage", path) from None
+    d_el = val.find(NS + "digits")
+    ref = d_el.get("ecgcore_ref") if d_el is not None else None
+    if ref is not None and int(ref) < len(blobs):
+        text = blobs[int(ref)].decode("ascii")
+    else:
+        text = d_el.text if d_el is not None else None
+    digits = _parse_digits(text, f"lead {name}", path)
+    return name, origin * f_o + digits * (scale * f_s), scale * f_s
+
+
+def _read_series(series, path, blobs=()):
+    """Signal (n_leads, n) in mV, fs, leads, t0 and notes of one series."""
+    sets = series.findall(f"{NS}component/{NS}sequenceSet")
+    if not sets:
+        raise ReadError(f"series {_code(series)} has no sequenceSet", path)
+    fs = None
+    t0 = None
+    parts = []      # (head seconds or None, {lead: samples})
+    notes = {}
+    skipped = 0
+    for sset in sets:
+        time_ax = None
+        leads = {}
+        scales = {}
+        for seq in sset.iterfind(f"{NS}component/{NS}sequence"):
+            code = _code(seq) or ""
+            if code.startswith("TIME_"):
+                time_ax = _time_axis(seq, path)
+                continue
+            got = _lead_sequence(seq, path, blobs)
+            if got is not None:
+                leads[got[0]] = got[1]
+                scales[got[0]] = got[2]
+        if not leads:
+            continue
+        if time_ax is None:
+            raise ReadError(f"series {_code(series)}: a sequenceSet has no time sequence", path)
+        set_fs, head, _ = time_ax
+        if fs is None:
+            fs = set_fs
+            notes["time_axis"] = time_ax[2]
+        elif abs(set_fs - fs) > 1e-6 * fs:
+            skipped += 1   # one Record has one rate; keep the first set's rate
+            continue
+        parts.append((head, leads))
+        notes.setdefault("scale_mv", {}).update(scales)
+    if not parts:
+        raise ReadError(f"series {_code(series)} holds no lead sequences", path)
+    if skipped:
+        notes["skipped_sequence_sets"] = skipped
+    heads = [h for h, _ in parts if h is not None]
+    t0 = min(heads) if heads else None
+    # Several sets (lead groups recorded at different times) go on one time
+    # base: each at its own offset from the earliest head; gaps are NaN.
+    names: list[str] = []
+    placed = []
+    n_total = 0
+    for head, leads in parts:
+        off = 0 if (head is None or t0 is None) else int(round((head - t0) * fs))
+        if off < 0 or off > 10_000_000:
+            raise ReadError(f"sequenceSet time offset {off} samples is implausible", path)
+        for name, x in leads.items():
+            if name not in names:
+                names.append(name)
+            placed.append((name, off, x))
+            n_total = max(n_total, off + len(x))
+    if len(parts) == 1 and len({len(x) for _, _, x in placed}) == 1:
+        sig = np.stack([x for _, _, x in placed])
+    else:
+        sig = np.full((len(names), n_total), np.nan)
+        for name, off, x in placed:
+            row = sig[names.index(name)]
+            seg = row[off:off + len(x)]
+            # a lead repeated in several sets fills its own gaps only
+            np.copyto(seg, x, where=np.isnan(seg))
+    return sig, fs, names, t0, notes
+
+
+def _annotations(series, series_code, t0, path):
+    """Flatten the annotation tree of a series into column lists."""
+    cols = {k: [] for k in ("series", "code", "value", "unit", "display", "parent",
+                            "lead", "onset_s", "offset_s")}
+
+    day_cache = {}
+
+    def bound(el, t_ref):
+        v = el.get("value")
+        if v is None:
+            return np.nan
+        if len(v) >= 14 and v[:14].isdigit() and (len(v) == 14 or v[14] == "."):
+            # plain YYYYMMDDHHMMSS[.fff]: the date part repeats, so cache its seconds
+            day = day_cache.get(v[:8])
+            if day is None:
+                day = day_cache[v[:8]] = _ts_seconds(v[:8])
+            if day is None or t_ref is None:
+                return np.nan
+            try:
+                tod = int(v[8:10]) * 3600 + int(v[10:12]) * 60 + float(v[12:])
+            except ValueError:
+                return np.nan
+            return round(day + tod - t_ref, 6)
+        if len(v) >= 14 and "." in v or (v.isdigit() and len(v) >= 8):
+            s = _ts_seconds(v)
+            # rounded to 1 µs: the epoch offset costs float64 its last digits
+            return np.nan if s is None or t_ref is None else round(s - t_ref, 6)
+        try:
+            return float(v) * _TO_S.get((el.get("unit") or "s").lower(), 1.0)
+        except ValueError:
+            return np.nan
+
+    comp_tag, ann_tag = NS + "component", NS + "annotation"
+
+    def children(node):
+        for comp in node:
+            if comp.tag == comp_tag:
+                for ann in comp:
+                    if ann.tag == ann_tag:
+                        yield ann
+
+    def walk(node, parent):
+        for ann in children(node):
+            idx = len(cols["code"])
+            code = _code(ann)
+            val = ann.find(NS + "value")
+            value = unit = display = None
+            if val is not None:
+                typ = val.get(_XSI_TYPE, "")
+                if typ.endswith("CE") or val.get("code") is not None:
+                    value, display = val.get("code"), val.get("displayName")
+                elif val.get("value") is not None:
+                    try:
+                        value = float(val.get("value"))
+                    except ValueError:
+                        value = val.get("value")
+                    unit = val.get("unit")
+                elif val.text and val.text.strip():
+                    value = val.text.strip()
+            onset = offset = np.nan
+            lead = None
+            roi = ann.find(f"{NS}support/{NS}supportingROI")
+            if roi is not None:
+                for b in roi.iterfind(f"{NS}component/{NS}boundary"):
+                    bcode = _code(b) or ""
+                    bv = b.find(NS + "value")
+                    if bcode.startswith("TIME_") and bv is not None:
+                        lo, hi = bv.find(NS + "low"), bv.find(NS + "high")
+                        if lo is not None:
+                            onset = bound(lo, t0)
+                        if hi is not None:
+                            offset = bound(hi, t0)
+                    else:
+                        lead = lead_name_from_code(bcode) or lead
+            for k, v in (("series", series_code), ("code", code), ("value", value),
+                         ("unit", unit), ("display", display), ("parent", parent),
+                         ("lead", lead), ("onset_s", onset), ("offset_s", offset)):
+                cols[k].append(v)
+            walk(ann, idx)
+
+    for aset in series.iterfind(f"{NS}subjectOf/{NS}annotationSet"):
+        walk(aset, -1)
+    return cols
+
+
+def _control_filters(series) -> dict:
+    out = {}
+    names = {"MDC_ECG_CTL_VBL_ATTR_FILTER_LOW_PASS": "low_pass",
+             "MDC_ECG_CTL_VBL_ATTR_FILTER_HIGH_PASS": "high_pass",
+             "MDC_ECG_CTL_VBL_ATTR_FILTER_NOTCH": "notch"}
+    for cv in series.iterfind(f"{NS}controlVariable/{NS}controlVariable"):
+        key = names.get(_code(cv) or "")
+        if key is None:
+            continue
+        for sub in cv.iterfind(f"{NS}component/{NS}controlVariable"):
+            scode = _code(sub) or ""
+            val = sub.find(NS + "value")
+            if val is None:
+                continue
+            if scode.endswith("_FREQ") and val.get("value") is not None:
+                try:
+                    out[f"{key}_hz"] = float(val.get("value"))
+                except ValueError:
+                    pass
+            elif scode.endswith("_DESCRIPTION") and val.text:
+                out[f"{key}_type"] = val.text.strip()
+    return out
+
+
+def _demographics(root) -> dict:
+    person = root.find(f".//{NS}trialSubject/{NS}subjectDemographicPerson")
+    subj = root.find(f".//{NS}trialSubject")
+    out = {}
+    if subj is not None:
+        sid = subj.find(NS + "id")
+        if sid is not None and sid.get("extension"):
+            out["id"] = sid.get("extension")
+    if person is not None:
+        name = person.findtext(NS + "name")
+        if name and name.strip():
+            out["name"] = name.strip()
+        g = person.find(NS + "administrativeGenderCode")
+        if g is not None and g.get("code"):
+            out["sex"] = g.get("code")
+        b = person.find(NS + "birthTime")
+        if b is not None and b.get("value"):
+            out["birth_date"] = b.get("value")
+    return out
+
+
+def _device(series) -> dict:
+    dev = series.find(f"{NS}author/{NS}seriesAuthor")
+    if dev is None:
+        return {}
+    out = {}
+    for key, p in (("model", f"{NS}manufacturedSeriesDevice/{NS}manufacturerModelName"),
+                   ("software", f"{NS}manufacturedSeriesDevice/{NS}softwareName"),
+                   ("manufacturer", f"{NS}manufacturerOrganization/{NS}name")):
+        v = dev.findtext(p)
+        if v and v.strip():
+            out[key] = v.strip()
+    return out
+
+
+def read(path: "str | os.PathLike", **kwargs) -> Record:
+    """Read an HL7 v3 aECG file.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Record
+        The ``RHYTHM`` series in mV, leads mapped from their MDC codes;
+        ``median`` holds the ``REPRESENTATIVE_BEAT`` series when present (its
+        own fs). ``annotations["aecg"]`` holds every annotation as columns
+        (series, code, value, unit, display, parent index, lead, onset_s,
+        offset_s relative to the series start). ``meta`` carries device,
+        filters, patient, measurements (PQ annotations) and statements.
+
+    Raises
+    ------
+    ReadError
+        Malformed or hostile XML, no rhythm series, bad numbers or units.
+
+    References
+    ----------
+    HL7 Version 3 Standard: Regulated Studies - Annotated ECG, Release 1 (2004).
+    """
+    path = os.fspath(path)
+    data, blobs = _cut_digits(read_bytes(path))
+    root = parse_xml(data, path=path)
+    if root.tag != NS + "AnnotatedECG":
+        raise ReadError(f"root element is {root.tag!r}, not an HL7 aECG AnnotatedECG", path)
+    rhythm = None
+    median_series = None
+    n_rhythm = 0
+    for series in root.iterfind(f"{NS}component/{NS}series"):
+        code = _code(series)
+        if code == "RHYTHM" or (code is None and rhythm is None):
+            n_rhythm += 1
+            if rhythm is None:
+                rhythm = series
+        if median_series is None:
+            for ds in series.iterfind(f"{NS}derivation/{NS}derivedSeries"):
+                if _code(ds) == "REPRESENTATIVE_BEAT":
+                    median_series = ds
+                    break
+    if rhythm is None:
+        raise ReadError("no RHYTHM series in the aECG file", path)
+    sig, fs, names, t0, notes = _read_series(rhythm, path, blobs)
+    meta = {"format": "hl7_aecg", "device": _device(rhythm), "filters": _control_filters(rhythm),
+            "patient": _demographics(root), "time_axis": notes.get("time_axis"),
+            "scale_mv": notes.get("scale_mv", {})}
+    if t0 is not None and notes.get("time_axis") == "TIME_ABSOLUTE":
+        meta["acquisition_time"] = (_dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=t0)).isoformat()
+    if n_rhythm > 1:
+        meta["extra_rhythm_series"] = n_rhythm - 1
+    if "skipped_sequence_sets" in notes:
+        meta["skipped_sequence_sets"] = notes["skipped_sequence_sets"]
+
+    ann = _annotations(rhythm, "RHYTHM", t0, path)
+    median = None
+    if median_series is not None:
+        msig, mfs, mnames, mt0, mnotes = _read_series(median_series, path, blobs)
+        median = Record(msig * 1.0, mfs, mnames, meta={"format": "hl7_aecg", "kind": "median",
+                                                       "scale_mv": mnotes.get("scale_mv", {})},
+                        source=path)
+        mann = _annotations(median_series, "REPRESENTATIVE_BEAT", mt0, path)
+        base = len(ann["code"])
+        for k, v in mann.items():
+            if k == "parent":
+                v = [p + base if p >= 0 else p for p in v]
+            ann[k].extend(v)
+    annotations = {}
+    if ann["code"]:
+        annotations["aecg"] = {k: (np.asarray(v, np.float64) if k in ("onset_s", "offset_s")
+                                   else np.asarray(v, np.int64) if k == "parent" else v)
+                               for k, v in ann.items()}
+        meas, stmts = {}, []
+        # global numbers: prefer those not attached to a single beat, and the
+        # representative-beat set over the rhythm set
+        order = sorted(range(len(ann["code"])),
+                       key=lambda i: (ann["series"][i] != "REPRESENTATIVE_BEAT",
+                                      ann["parent"][i] >= 0))
+        for i in order:
+            code, val = ann["code"][i], ann["value"][i]
+            if isinstance(val, float) and code and code not in meas:
+                meas[code] = {"value": val, "unit": ann["unit"][i]}
+            elif ann["display"][i] and ann["parent"][i] < 0 and code not in ("MDC_ECG_BEAT",
+                                                                                "MDC_ECG_WAVC"):
+                s = ann["display"][i]
+                if s not in stmts:
+                    stmts.append(s)
+        meta["measurements"] = meas
+        meta["statements"] = stmts
+    return Record(sig, fs, names, meta=meta, median=median, source=path, annotations=annotations)
+
+
+read_hl7_aecg = read
