@@ -175,7 +175,7 @@ def amplitude_quality(signal: np.ndarray, leads: Sequence[str]) -> QualityReport
     if live.sum() >= 3:
         med = float(np.median(amp[live]))
         # A whole record at 5-6x the physiological range is the classic scale trap.
-        flags["scale_suspect"] = bool(med > 6.0 or med < 0.08)
+        flags["scale_suspect"] = bool(med > 4.5 or med < 0.08)
     return QualityReport(tuple(leads), nan_fraction, flat, clipped, amp, implausible, flags)
 
 

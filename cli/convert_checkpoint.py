@@ -1,0 +1,50 @@
+"""``ecgcore convert-checkpoint IN OUT``: rewrite an official or ecgcore checkpoint as plain safetensors.
+
+The output holds the weights under ecgcore's names and, in its header
+metadata, the model name, its configuration (JSON) and a SHA-256 of the
+tensor data, so ``ecgcore.models.load(OUT)`` rebuilds the model without
+torch.load and without any pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(sub):
+    p = sub.add_parser("convert-checkpoint", help="convert a model checkpoint to safetensors",
+                       description=__doc__)
+    p.add_argument("input", metavar="IN", help="ECG-FM .pt, ECGFounder .pth, DL-AtCM .pt or ecgcore .safetensors")
+    p.add_argument("output", metavar="OUT", help="output .safetensors path")
+    p.add_argument("--model", default=None,
+                   help="registry name (default: detected from the checkpoint; see ecgcore.models.list_models())")
+    p.add_argument("--config", default=None, metavar="JSON",
+                   help="architecture config file for checkpoints that do not store one (e.g. a Net1D config.json)")
+    return p
+
+
+def run(args) -> int:
+    from ecgcore.errors import ECGError
+    from ecgcore import models
+    try:
+        config = None
+        if args.config:
+            try:
+                with open(args.config) as f:
+                    config = json.load(f)
+            except (OSError, json.JSONDecodeError) as exc:
+                print(f"ecgcore convert-checkpoint: cannot read config {args.config}: {exc}", file=sys.stderr)
+                return 2
+        name = args.model
+        if name is None:
+            from ecgcore.models.checkpoint import detect_model, read_checkpoint
+            name = detect_model(read_checkpoint(args.input))
+        model = models.create(name, pretrained=args.input, config=config)
+        models.save(model, args.output)
+    except ECGError as exc:
+        print(f"ecgcore convert-checkpoint: {exc}", file=sys.stderr)
+        return 1
+    n = sum(v.numel() for v in model.state_dict().values())
+    print(f"{args.input} -> {args.output}: {name}, {len(model.state_dict())} tensors, {n:,} values")
+    return 0
