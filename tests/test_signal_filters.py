@@ -1,0 +1,169 @@
+"""ecgcore.signal filters and the fused chain against scipy.signal."""
+
+from __future__ import annotations
+
+import glob
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+
+from conftest import SHARED
+from ecgcore.errors import PreprocessError
+import ecgcore.signal as S
+
+DTYPE_TOL = {np.float64: 1e-6, np.float32: 1e-4}
+
+
+def assert_close_range(actual, expected, dtype):
+    """|actual - expected| within the dtype tolerance times the reference's range."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    rng = float(np.ptp(expected)) if expected.size else 0.0
+    err = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+    assert err <= DTYPE_TOL[dtype] * max(rng, 1e-12), f"max error {err:.3g} vs range {rng:.3g}"
+
+
+def real_signals(n_max=3):
+    wfdb = pytest.importorskip("wfdb")
+    heads = sorted(glob.glob(str(SHARED / "data" / "ptbxl" / "**" / "*.hea"), recursive=True))[:2]
+    heads += sorted(glob.glob(str(SHARED / "data" / "ludb" / "**" / "*.hea"), recursive=True))[:1]
+    if not heads:
+        pytest.skip(f"no PTB-XL / LUDB records under {SHARED / 'data'}")
+    out = []
+    for h in heads[:n_max]:
+        rec = wfdb.rdrecord(h[:-4])
+        out.append((np.nan_to_num(rec.p_signal.T.astype(np.float64)), float(rec.fs)))
+    return out
+
+
+def _ecg_like(rng, shape, fs=500.0):
+    """Seeded synthetic ECG-ish signal: wander + beats + mains + noise."""
+    n = shape[-1]
+    t = np.arange(n) / fs
+    base = 0.3 * np.sin(2 * np.pi * 0.2 * t + rng.uniform(0, 6, shape[:-1] + (1,)))
+    beats = np.exp(-((t % 0.8) - 0.4) ** 2 / 2e-4)
+    mains = 0.05 * np.sin(2 * np.pi * 50 * t)
+    return base + beats + mains + 0.05 * rng.standard_normal(shape)
+
+
+SOS_CASES = [
+    ("bandpass", dict(low=0.5, high=40.0), lambda fs: ss.butter(4, [0.5, 40], "bandpass", fs=fs, output="sos")),
+    ("highpass", dict(cutoff=0.5), lambda fs: ss.butter(4, 0.5, "highpass", fs=fs, output="sos")),
+    ("lowpass", dict(cutoff=40.0, order=2), lambda fs: ss.butter(2, 40, "lowpass", fs=fs, output="sos")),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,kw,design", SOS_CASES)
+@pytest.mark.parametrize("shape", [(12, 5000), (3, 2, 1001), (777,), (5, 28)])
+def test_butter_zero_phase_equals_sosfiltfilt(rng, dtype, name, kw, design, shape):
+    fs = 500.0
+    x = (np.cumsum(rng.standard_normal(shape), axis=-1) + _ecg_like(rng, shape)).astype(dtype)
+    sos = design(fs)
+    padlen = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))
+    if shape[-1] <= padlen:
+        with pytest.raises(PreprocessError, match="too short"):
+            getattr(S, name)(x, fs, **kw)
+        with pytest.raises(ValueError):
+            ss.sosfiltfilt(sos, x)
+        return
+    y = getattr(S, name)(x, fs, **kw)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close_range(y, ss.sosfiltfilt(sos, x), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_causal_equals_sosfilt(rng, dtype):
+    x = _ecg_like(rng, (4, 3001)).astype(dtype)
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    assert_close_range(S.bandpass(x, 500, 0.5, 40, zero_phase=False), ss.sosfilt(sos, x), dtype)
+    assert_close_range(S.sosfilt(sos, x), ss.sosfilt(sos, x), dtype)
+
+
+def test_length_just_above_padding(rng):
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    padlen = 3 * (2 * len(sos) + 1)
+    for n in (padlen + 1, padlen + 2, padlen + 7):
+        x = rng.standard_normal((2, n))
+        assert_close_range(S.bandpass(x, 500, 0.5, 40), ss.sosfiltfilt(sos, x), np.float64)
+    with pytest.raises(PreprocessError):
+        S.bandpass(rng.standard_normal((2, padlen)), 500, 0.5, 40)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_axis_not_last(rng, dtype):
+    x = _ecg_like(rng, (12, 2000)).T.copy().astype(dtype)  # (time, leads)
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    y = S.bandpass(x, 500, 0.5, 40, axis=0)
+    assert y.shape == x.shape
+    assert_close_range(y, ss.sosfiltfilt(sos, x, axis=0), dtype)
+    b, a = ss.iirnotch(50, 30, fs=500)
+    assert_close_range(S.notch(x, 500, axis=0), ss.filtfilt(b, a, x, axis=0), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [10, 11, 5000, 4097])
+def test_notch_equals_filtfilt(rng, dtype, n):
+    x = _ecg_like(rng, (3, n)).astype(dtype)
+    for freq, q in ((50.0, 30.0), (60.0, 25.0)):
+        b, a = ss.iirnotch(freq, q, fs=500)
+        y = S.notch(x, 500, freq, q)
+        assert y.dtype == dtype
+        assert_close_range(y, ss.filtfilt(b, a, x), dtype)
+    with pytest.raises(PreprocessError):
+        S.notch(x[:, :9], 500)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ba_form_equals_filtfilt_ecgfounder(rng, dtype):
+    # ECGFounder: butter(4, [0.67, 40], 'bandpass') as (b, a), filtfilt padlen 27
+    x = (_ecg_like(rng, (12, 5000)) + np.cumsum(rng.standard_normal((12, 5000)), axis=1) * 0.01).astype(dtype)
+    b, a = ss.butter(4, [0.67, 40], "bandpass", fs=500)
+    assert_close_range(S.bandpass(x, 500, 0.67, 40, form="ba"), ss.filtfilt(b, a, x), dtype)
+    assert_close_range(S.filtfilt(b, a, x), ss.filtfilt(b, a, x), dtype)
+
+
+def test_real_records(shared):
+    for x, fs in real_signals():
+        hi = min(40.0, fs / 2 - 5)
+        sos = ss.butter(4, [0.5, hi], "bandpass", fs=fs, output="sos")
+        b, a = ss.iirnotch(50, 30, fs=fs) if fs > 100 else (None, None)
+        for dtype in (np.float64, np.float32):
+            xx = x.astype(dtype)
+            assert_close_range(S.bandpass(xx, fs, 0.5, hi), ss.sosfiltfilt(sos, xx), dtype)
+            if fs > 100:  # a 50 Hz notch needs fs above 100 Hz (PTB-XL lr is 100 Hz)
+                assert_close_range(S.notch(xx, fs), ss.filtfilt(b, a, xx), dtype)
+
+
+def test_bad_arguments(rng):
+    x = rng.standard_normal((2, 1000))
+    for call in (lambda: S.bandpass(x, 500, 40, 0.5), lambda: S.bandpass(x, 500, 0.5, 300),
+                 lambda: S.highpass(x, -1, 0.5), lambda: S.lowpass(x, 500, 40, order=0),
+                 lambda: S.bandpass(x, 500, 0.5, 40, axis=2), lambda: S.bandpass(x + 1j, 500, 0.5, 40),
+                 lambda: S.notch(x, 500, q=0)):
+        with pytest.raises(PreprocessError):
+            call()
+
+
+def test_nan_propagates_like_scipy(rng):
+    x = _ecg_like(rng, (2, 1000))
+    x[0, 500] = np.nan
+    y = S.bandpass(x, 500, 0.5, 40)
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chain_equals_scipy_chain(rng, dtype):
+    x = _ecg_like(rng, (2, 12, 5000)).astype(dtype)
+    steps = [("bandpass", {"low": 0.5, "high": 40}), ("notch", {"freq": 50}),
+             ("resample", {"fs_out": 250}), ("zscore", {"scope": "lead"}), ("segment", {"length_s": 5})]
+    y = S.chain(x, 500, steps)
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    b, a = ss.iirnotch(50, 30, fs=500)
+    r = ss.resample_poly(ss.filtfilt(b, a, ss.sosfiltfilt(sos, x, axis=-1), axis=-1), 1, 2, axis=-1)
+    r = (r - r.mean(-1, keepdims=True)) / r.std(-1, keepdims=True)
+    r = np.moveaxis(r.reshape(2, 12, 2, 1250), 2, 1)
+    assert y.shape == (2, 2, 12, 1250) and y.dtype == dtype
+    assert_close_range(y, r, dtype)
