@@ -234,7 +234,11 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
             raise ValueError(f"unsupported output {ext!r}: use .png, .svg, .pdf, .jpg or .tif")
         fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(ext, ext.lstrip("."))
         tmp = f"{path}.tmp{os.getpid()}{ext}"
-        fig.savefig(tmp, dpi=dpi, format=fmt)
+        import matplotlib
+        # Path simplification would drop trace vertices (visible in vector output and in
+        # the digitisation ground truth); ECG pages must keep every sample.
+        with matplotlib.rc_context({"path.simplify": False}):
+            fig.savefig(tmp, dpi=dpi, format=fmt)
         os.replace(tmp, path)
         result.path = path
     return result

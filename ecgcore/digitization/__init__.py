@@ -1,0 +1,118 @@
+"""Paper ECGs (PDF, PNG, JPEG, TIFF) to signals: :func:`digitize`.
+
+* Vector PDFs are read from their drawing paths (:mod:`.pdf_vector`), which is
+  essentially lossless.
+* Raster pages (images, and PDFs whose pages are only images) go through the
+  image pipeline (:mod:`.raster`): grid detection, scale, rows, a
+  dynamic-programming trace per lead.
+* :mod:`.metric` is the PhysioNet Challenge 2024 SNR used to score both.
+
+``ecgcore.read`` routes sniffed ``"pdf"`` and ``"image"`` files here
+(:func:`read_pdf`, :func:`read_image`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import DigitizeError, ReadError
+from ..record import Record
+
+__all__ = ["digitize", "read_pdf", "read_image", "read", "LAYOUTS"]
+
+LAYOUTS = ("auto", "3x4+II", "3x4", "6x2", "12x1")
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
+
+def _kind(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise DigitizeError(f"cannot open ({exc.strerror or exc})", path) from None
+    if not head:
+        raise DigitizeError("the file is empty", path)
+    if head.startswith(b"%PDF") or b"%PDF" in head:
+        return "pdf"
+    sigs = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8", b"RIFF")
+    if head.startswith(sigs):
+        return "image"
+    if os.path.splitext(path)[1].lower() in _IMAGE_EXT:
+        return "image"
+    raise DigitizeError("neither a PDF nor an image (PNG/JPEG/TIFF)", path)
+
+
+def digitize(path, layout: str = "auto", fs: float = 500.0, **kwargs) -> Record:
+    """Turn a paper ECG (PDF or image) into a 12-lead :class:`~ecgcore.Record`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A PDF (vector or scanned) or an image (PNG, JPEG, TIFF, BMP).
+    layout : {"auto", "3x4+II", "3x4", "6x2", "12x1"}
+        The page layout; ``"auto"`` detects it (vector PDFs never need it).
+    fs : float
+        Output sampling rate, Hz.
+    **kwargs
+        Passed to the raster pipeline (e.g. ``dpi`` when the file lacks it).
+
+    Returns
+    -------
+    Record
+        The 12 standard leads in mV (NaN outside the window where each lead is
+        drawn; extra labelled leads such as V4R follow). ``meta`` holds
+        ``source_kind`` ("vector"/"raster"), ``layout``, ``speed`` (mm/s),
+        ``gain`` (mm/mV), ``pt_per_mm`` or ``px_per_mm``, ``confidence``
+        (per lead, 0-1) and ``digitize_flags`` (assumptions made).
+
+    Raises
+    ------
+    DigitizeError
+        The file is not a page with a readable ECG; the message says why.
+    """
+    path = os.fspath(path)
+    if layout not in LAYOUTS:
+        raise DigitizeError(f"unknown layout {layout!r}; use one of {LAYOUTS}", path)
+    if not (float(fs) > 0):
+        raise DigitizeError(f"fs must be positive, got {fs!r}", path)
+    kind = _kind(path)
+    if kind == "pdf":
+        return _digitize_pdf(path, layout, float(fs), **kwargs)
+    from .raster import digitize_image
+
+    return digitize_image(path, layout=layout, fs=float(fs), **kwargs)
+
+
+def _digitize_pdf(path, layout, fs, **kwargs):
+    from .pdf_vector import read_vector_pdf
+
+    try:
+        return read_vector_pdf(path, fs=fs, layout=layout)
+    except DigitizeError as exc:
+        if "images" not in exc.reason or "no images" in exc.reason:
+            raise
+    # a scanned PDF: rasterise its pages and use the image pipeline
+    from .raster import digitize_pdf_raster
+
+    return digitize_pdf_raster(path, layout=layout, fs=fs, **kwargs)
+
+
+def read_pdf(path, **kwargs) -> Record:
+    """``ecgcore.read`` entry for PDFs: :func:`digitize` with ReadError on failure."""
+    return _as_read(path, **kwargs)
+
+
+def read_image(path, **kwargs) -> Record:
+    """``ecgcore.read`` entry for images: :func:`digitize` with ReadError on failure."""
+    return _as_read(path, **kwargs)
+
+
+def read(path, **kwargs) -> Record:
+    return _as_read(path, **kwargs)
+
+
+def _as_read(path, **kwargs):
+    try:
+        return digitize(path, **kwargs)
+    except DigitizeError as exc:
+        raise ReadError(exc.reason, path) from None
