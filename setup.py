@@ -67,7 +67,7 @@ packages += ["ecgcore.cli"] + ["ecgcore.cli." + p for p in find_packages("cli")]
 setup(
     packages=packages,
     package_dir={"ecgcore": "ecgcore", "ecgcore.models": "models", "ecgcore.cli": "cli"},
-    package_data={"ecgcore": ["presets/*.yaml", "py.typed"], "ecgcore.cli": ["static/*"],
+    package_data={"ecgcore": ["py.typed"], "ecgcore.cli": ["static/*"],
                   "ecgcore.models": ["configs/*.yaml"]},
     ext_modules=cpp_extensions() + cython_extensions(),
     zip_safe=False,

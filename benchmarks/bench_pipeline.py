@@ -1,0 +1,160 @@
+"""Side-by-side speed of the presets and the pipeline (one run, ratios printed).
+
+    python benchmarks/bench_pipeline.py [--records 2000] [--files 2000]
+
+Measures, on 12-lead 10 s 500 Hz records (one core unless stated):
+
+1. the ``ecgfm`` preset on in-memory records (``preprocess_batch``), records/s,
+   and a plain float32 memory copy of the same bytes (the hardware ceiling);
+2. the ``ecgfounder`` preset against its scipy reference chain
+   (iirnotch + butter (b, a) filtfilt, medfilt, whole-array z-score);
+3. ``ecgcore preprocess`` end to end from WFDB files (format 16), with
+   ``--workers 1`` and ``--workers 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import ecgcore  # noqa: E402
+from ecgcore import presets  # noqa: E402
+from ecgcore.record import STANDARD_12, Record  # noqa: E402
+
+
+def best_of(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def records(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 12, 5000), dtype=np.float32)
+    x *= 0.3
+    x += np.sin(np.linspace(0, 60, 5000, dtype=np.float32))  # some low-frequency content
+    return x
+
+
+def bench_memcopy(x):
+    dst = np.empty_like(x)
+    t = best_of(lambda: np.copyto(dst, x))
+    return x.shape[0] / t
+
+
+def bench_ecgfm(x, batch=64):
+    def run():
+        for a in range(0, x.shape[0], batch):
+            presets.preprocess_batch(x[a:a + batch], 500, "ecgfm")
+    run()  # warm-up (kernel load / numba cache)
+    return x.shape[0] / best_of(run)
+
+
+def scipy_ecgfounder(x, fs=500):
+    from scipy import signal as ss
+    x = np.nan_to_num(x.astype(np.float64))
+    b, a = ss.iirnotch(50, 30, fs=fs)
+    x = ss.filtfilt(b, a, x, axis=-1)
+    b, a = ss.butter(4, [0.67, 40], btype="bandpass", fs=fs)
+    x = ss.filtfilt(b, a, x, axis=-1)
+    k = int(0.4 * fs) + 1
+    x = x - np.stack([ss.medfilt(r, k) for r in x])
+    return ((x - x.mean()) / (x.std() + 1e-8)).astype(np.float32)
+
+
+def bench_ecgfounder(x, n_ref=8, batch=32):
+    ref = x[:n_ref]
+    t_ref = best_of(lambda: [scipy_ecgfounder(r) for r in ref], repeat=1)
+
+    def run():
+        for a in range(0, x.shape[0], batch):
+            presets.preprocess_batch(x[a:a + batch], 500, "ecgfounder")
+    run()
+    t = best_of(run, repeat=2)
+    ours = presets.preprocess_batch(ref, 500, "ecgfounder")[:, 0]
+    err = max(float(np.abs(ours[i] - scipy_ecgfounder(ref[i])).max()) for i in range(n_ref))
+    return x.shape[0] / t, n_ref / t_ref, err
+
+
+def write_wfdb_files(folder, n):
+    x = records(min(n, 200), seed=1)
+    for i in range(n):
+        rec = Record(x[i % x.shape[0]], 500, STANDARD_12)
+        ecgcore.write(rec, os.path.join(folder, f"r{i:06d}"), format="wfdb")
+
+
+def bench_cli(folder, workers, chunk, tmp=None):
+    out = tempfile.mkdtemp(prefix="bench_ds_", dir=tmp)
+    os.rmdir(out)
+    cmd = [sys.executable, "-m", "ecgcore", "preprocess", folder, "--preset", "ecgfm",
+           "--out", out, "--workers", str(workers), "--chunk-size", str(chunk), "--no-progress"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    with open(os.path.join(out, "summary.json")) as f:
+        s = json.load(f)
+    shutil.rmtree(out)
+    return s["n_records_ok"] / wall, s["timings"]["records_per_s"], s["timings_sum_s"], \
+        s["n_records_ok"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--chunk", type=int, default=250)
+    ap.add_argument("--skip-cli", action="store_true")
+    ap.add_argument("--tmp", default=None,
+                    help="folder for the WFDB inputs and the datasets (e.g. /dev/shm to take "
+                         "the disk out of the measurement)")
+    args = ap.parse_args()
+    print(f"ecgcore {ecgcore.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs")
+    x = records(args.records)
+    mc = bench_memcopy(x)
+    print(f"plain float32 copy of 12x5000 records: {mc:10.0f} records/s")
+    fm = bench_ecgfm(x)
+    print(f"ecgfm preset (preprocess_batch):      {fm:10.0f} records/s/core "
+          f"= {fm / mc:.2f} x memory copy")
+    ours, ref, err = bench_ecgfounder(x[:256])
+    print(f"ecgfounder preset:                    {ours:10.0f} records/s/core; scipy chain "
+          f"{ref:.0f} records/s -> {ours / ref:.1f}x (max |diff| {err:.2e}); "
+          f"{ours / mc:.3f} x memory copy")
+    if args.skip_cli:
+        return
+    folder = tempfile.mkdtemp(prefix="bench_wfdb_", dir=args.tmp)
+    t = time.perf_counter()
+    write_wfdb_files(folder, args.files)
+    print(f"(wrote {args.files} WFDB records in {time.perf_counter() - t:.1f} s)")
+    res = {}
+    try:
+        for w in (1, 2):
+            wall_rate, engine_rate, sums, n = bench_cli(folder, w, args.chunk, args.tmp)
+            res[w] = (wall_rate, engine_rate)
+            busy = sum(sums.values())
+            print(f"ecgcore preprocess --workers {w}: {wall_rate:6.0f} records/s wall (process "
+                  f"start to exit), {engine_rate:6.0f} records/s in the engine; summed chunk time "
+                  f"read {sums['read_s']:.2f} s + preprocess {sums['preprocess_s']:.2f} s + write "
+                  f"{sums['write_s']:.2f} s = {n / busy:.0f} records/s per busy worker "
+                  f"(first chunk includes loading the numba cache)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"2 workers / 1 worker: {res[2][0] / res[1][0]:.2f}x wall, "
+          f"{res[2][1] / res[1][1]:.2f}x engine")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Local engine: chunks on a process pool (forkserver/spawn start, never plain fork)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from .worker import process_chunk
+
+__all__ = ["run_local"]
+
+
+def _init_worker():
+    # Each worker is one core's worth of work: keep BLAS/OpenMP pools from
+    # oversubscribing the machine (the kernels parallelise across processes).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    # forkserver: workers fork from a clean server process, so threads of the
+    # parent (tqdm, dask) are never duplicated; spawn where it is unavailable.
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["ecgcore.pipeline._preload"])
+    return ctx
+
+
+def run_local(tasks, workers: int, on_done) -> None:
+    """Run ``process_chunk`` over ``tasks`` with ``workers`` processes.
+
+    ``workers=1`` runs in this process (no start-up cost, easy debugging).
+    At most ``2 * workers`` chunks are in flight, so memory stays bounded by
+    workers x chunk size whatever the dataset size. ``on_done(sidecar)`` is
+    called in this process as chunks finish.
+    """
+    tasks = list(tasks)
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            on_done(process_chunk(t))
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(),
+                             initializer=_init_worker) as pool:
+        pending = set()
+        it = iter(tasks)
+        for t in it:
+            pending.add(pool.submit(process_chunk, t))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                on_done(fut.result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(pool.submit(process_chunk, nxt))

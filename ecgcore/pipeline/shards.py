@@ -1,0 +1,111 @@
+"""Shard and sidecar files, written atomically (temporary name + ``os.replace``)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+__all__ = ["shard_name", "sidecar_name", "write_npy_atomic", "write_npy_parts_atomic",
+           "write_json_atomic",
+           "read_sidecar", "completed_chunks", "remove_temporaries"]
+
+_TMP_TAG = ".tmp-"
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:06d}.npy"
+
+
+def sidecar_name(i: int) -> str:
+    return f"shard-{i:06d}.json"
+
+
+def _tmp(path: str) -> str:
+    return f"{path}{_TMP_TAG}{os.getpid()}"
+
+
+def write_npy_atomic(path: str, array: np.ndarray) -> None:
+    """Write a ``.npy`` file that appears whole or not at all (a killed writer
+    leaves only a temporary file, which :func:`remove_temporaries` clears)."""
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def write_npy_parts_atomic(path: str, parts, shape: tuple, dtype) -> None:
+    """Write a ``.npy`` file of ``shape`` from C-ordered ``parts`` that follow each other
+    along axis 0, without concatenating them in memory; atomic like :func:`write_npy_atomic`.
+
+    The file is byte-identical to ``np.save`` of the concatenation.
+    """
+    dtype = np.dtype(dtype)
+    tmp = _tmp(path)
+    n = 0
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                "shape": tuple(int(s) for s in shape)})
+        for part in parts:
+            part = np.ascontiguousarray(part, dtype=dtype)
+            if part.shape[1:] != tuple(shape[1:]):
+                raise ValueError(f"part of shape {part.shape} does not fit {shape}")
+            f.write(memoryview(part).cast("B"))
+            n += part.shape[0]
+    if n != shape[0]:
+        os.remove(tmp)
+        raise ValueError(f"parts hold {n} rows, header says {shape[0]}")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=None, sort_keys=True, separators=(",", ":"), default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_sidecar(out_dir: str, i: int) -> dict | None:
+    """The sidecar of chunk ``i`` if both it and its shard are complete, else None."""
+    side = os.path.join(out_dir, sidecar_name(i))
+    if not (os.path.isfile(side) and os.path.isfile(os.path.join(out_dir, shard_name(i)))):
+        return None
+    try:
+        with open(side, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if data.get("chunk") == i else None
+
+
+def completed_chunks(out_dir: str, n_chunks: int) -> dict[int, dict]:
+    """{chunk index: sidecar} of the chunks a previous run finished."""
+    done = {}
+    for i in range(n_chunks):
+        s = read_sidecar(out_dir, i)
+        if s is not None:
+            done[i] = s
+    return done
+
+
+def remove_temporaries(out_dir: str) -> int:
+    """Delete the temporary files a killed run left behind; return how many."""
+    n = 0
+    for p in glob.glob(os.path.join(glob.escape(out_dir), f"*{_TMP_TAG}*")):
+        try:
+            os.remove(p)
+            n += 1
+        except OSError:
+            pass
+    return n

@@ -1,0 +1,874 @@
+"""Declarative preprocessing presets: a Record (or a batch of same-shape arrays) to model input.
+
+A preset is a small dict (or YAML file) naming the leads and an ordered list
+of steps, each a kernel of :mod:`ecgcore.signal` with its parameters::
+
+    {"name": "ecgfm", "leads": STANDARD_12,
+     "steps": [{"op": "trim_zero_padding"},
+               {"op": "resample", "fs": 500, "method": "linear"},
+               {"op": "zscore", "scope": "lead", "constant": "zero"},
+               {"op": "segment", "length": 2500}]}
+
+:func:`preprocess` turns one record into a float32 ``(n_segments, leads,
+samples)`` array; :func:`preprocess_batch` does the same for a stack of
+records that share a shape, calling each kernel once on the whole
+``(n_records, leads, n)`` array, which is what makes biobank-scale runs fast.
+
+Presets are data, not code: users add their own with :func:`register_preset`
+(a dict or a YAML path), and every preset is validated up front, so a typo
+in an op or a key is a :class:`~ecgcore.ConfigError` naming it, never a
+failure half-way through a million records.
+
+Built-in presets and where their parameters come from (the reference shelf's
+fact sheets):
+
+``ecgfm``
+    fairseq-signals ``scripts/preprocess/ecg`` (facts/ecgfm.md §1): strip
+    CODE-15% zero padding, linear resampling to 500 Hz with pinned end points,
+    per-record per-lead z-score (population std) with constant leads set to 0,
+    non-overlapping 2500-sample windows, tail dropped. Reproduces the official
+    ``preprocessed/`` and ``segmented/`` files (tests/test_presets.py).
+``ecgfounder``
+    ECGFounder ``dataset.py`` (facts/ecgfounder_ccta.md §1.4 variant 1):
+    NaN -> 0, 50 Hz notch (Q 30), 0.67-40 Hz 4th-order Butterworth band-pass,
+    running-median baseline of int(0.4 fs)+1 samples, z-score over the whole
+    12 x 5000 array with ``std + 1e-8``. The band-pass keeps the published
+    8th-order (b, a) ``filtfilt`` form for parity. One deliberate difference,
+    documented in the preset's ``notes``: non-500 Hz input is resampled
+    linearly to 500 Hz then cropped/zero-padded to 5000 (upstream's resample
+    path is broken, facts §1.4).
+``ecgfounder_ptbxl_eval``
+    ``ptbxl_eval.py`` (variant 2): no filtering, whole-array z-score, then the
+    linear resample (a no-op for 10 s at 500 Hz).
+``ccta``
+    the CCTA fine-tuning repository (variant 3): lead-wise z-score
+    (``std + 1e-8``), no filtering, 12 x 5000.
+``lvh``
+    one median beat, 8 leads (I, II, V1-V6) x 400 samples at 500 Hz in mV
+    (facts/lvh.md §1). The beat extraction of the published work is
+    unreleased; ecgcore's own is documented in :func:`_median_beat_one`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, PreprocessError
+from .record import STANDARD_12, STANDARD_8, Record, normalize_leads
+
+__all__ = ["preprocess", "preprocess_batch", "list_presets", "get_preset", "register_preset",
+           "validate_preset", "output_shape", "describe_preset", "BUILTIN_PRESETS"]
+
+_REQUIRED = object()
+
+# op -> {parameter: default}; _REQUIRED marks mandatory parameters. One place
+# per fact: this table is the whole grammar of a preset step.
+_OPS: dict[str, dict] = {
+    "trim_zero_padding": {},
+    "nan_to_num": {"value": 0.0},
+    "scale": {"factor": _REQUIRED},
+    "resample": {"fs": _REQUIRED, "method": "poly"},
+    "notch": {"freq": 50.0, "q": 30.0, "zero_phase": True},
+    "bandpass": {"low": _REQUIRED, "high": _REQUIRED, "order": 4, "zero_phase": True,
+                 "form": "sos"},
+    "highpass": {"cutoff": _REQUIRED, "order": 4, "zero_phase": True, "form": "sos"},
+    "lowpass": {"cutoff": _REQUIRED, "order": 4, "zero_phase": True, "form": "sos"},
+    "median_baseline": {"window_s": _REQUIRED},
+    "zscore": {"scope": "lead", "constant": "zero", "eps": 0.0},
+    "crop_or_pad": {"length": _REQUIRED},
+    "segment": {"length": _REQUIRED, "stride": None, "drop_last": True},
+    "median_beats": {"source": "computed", "length": 400, "before": 150, "min_beats": 2},
+}
+# Ops that change a record's length in a record-dependent way run per record
+# before the batched steps, so they may only open the step list.
+_PER_RECORD_OPS = {"trim_zero_padding"}
+_CHOICES = {
+    ("resample", "method"): ("poly", "linear", "fft"),
+    ("zscore", "scope"): ("lead", "record"),
+    ("zscore", "constant"): ("zero", "nan", "keep"),
+    ("median_beats", "source"): ("computed", "device", "auto"),
+    ("bandpass", "form"): ("sos", "ba"),
+    ("highpass", "form"): ("sos", "ba"),
+    ("lowpass", "form"): ("sos", "ba"),
+}
+_TOP_KEYS = {"name", "description", "reference", "leads", "missing_leads", "derive_leads",
+             "steps", "input_contract", "notes", "output_dtype"}
+
+_NOTES_ECGFOUNDER = (
+    "The band-pass runs in the published (b, a) filtfilt form for parity (form: sos is the "
+    "numerically better choice for new work; it differs mainly near the edges). Non-500 Hz input is "
+    "resampled linearly to 500 Hz and cropped or zero-padded to 5000 before filtering (upstream's "
+    "resample path is broken; this is ecgcore's choice). z-score uses std + 1e-8 over the whole "
+    "12 x 5000 array, as published.")
+
+BUILTIN_PRESETS: dict[str, dict] = {
+    "ecgfm": {
+        "name": "ecgfm",
+        "description": "ECG-FM (fairseq-signals): linear 500 Hz, per-lead z-score, 5 s windows",
+        "reference": "facts/ecgfm.md §1; fairseq-signals scripts/preprocess/ecg @ 6b9e137",
+        "leads": list(STANDARD_12),
+        "missing_leads": "zero",
+        "derive_leads": True,
+        "steps": [
+            {"op": "trim_zero_padding"},
+            {"op": "resample", "fs": 500, "method": "linear"},
+            {"op": "zscore", "scope": "lead", "constant": "zero"},
+            {"op": "segment", "length": 2500},
+        ],
+        "input_contract": {"fs": 500, "length": 2500, "units": "per-lead z-score",
+                           "dtype": "float32", "model": "ECG-FM wav2vec2_cmsc"},
+        "notes": "Leading/trailing columns that are exactly 0 in all leads are stripped first "
+                 "(CODE-15% padding); an all-zero record is left as is.",
+    },
+    "ecgfounder": {
+        "name": "ecgfounder",
+        "description": "ECGFounder official chain: notch 50, band-pass 0.67-40, median baseline, "
+                       "whole-array z-score, 12 x 5000",
+        "reference": "facts/ecgfounder_ccta.md §1.4 variant 1 (dataset.py + util.filter_bandpass)",
+        "leads": list(STANDARD_12),
+        "missing_leads": "zero",
+        "derive_leads": True,
+        "steps": [
+            {"op": "nan_to_num", "value": 0.0},
+            {"op": "resample", "fs": 500, "method": "linear"},
+            {"op": "crop_or_pad", "length": 5000},
+            {"op": "notch", "freq": 50.0, "q": 30.0},
+            {"op": "bandpass", "low": 0.67, "high": 40.0, "order": 4, "form": "ba"},
+            {"op": "median_baseline", "window_s": 0.4},
+            {"op": "zscore", "scope": "record", "constant": "zero", "eps": 1e-8},
+            {"op": "segment", "length": 5000},
+        ],
+        "input_contract": {"fs": 500, "length": 5000, "units": "whole-array z-score",
+                           "dtype": "float32", "model": "ECGFounder Net1D 12-lead"},
+        "notes": _NOTES_ECGFOUNDER,
+    },
+    "ecgfounder_ptbxl_eval": {
+        "name": "ecgfounder_ptbxl_eval",
+        "description": "ECGFounder ptbxl_eval.py: no filtering, whole-array z-score, 12 x 5000",
+        "reference": "facts/ecgfounder_ccta.md §1.4 variant 2",
+        "leads": list(STANDARD_12),
+        "missing_leads": "zero",
+        "derive_leads": True,
+        "steps": [
+            {"op": "nan_to_num", "value": 0.0},
+            {"op": "zscore", "scope": "record", "constant": "zero", "eps": 1e-8},
+            {"op": "resample", "fs": 500, "method": "linear"},
+            {"op": "crop_or_pad", "length": 5000},
+            {"op": "segment", "length": 5000},
+        ],
+        "input_contract": {"fs": 500, "length": 5000, "units": "whole-array z-score",
+                           "dtype": "float32", "model": "ECGFounder Net1D 12-lead"},
+        "notes": "ptbxl_eval.py z-scores before its resample_unequal, which treats the target "
+                 "rate as a sample count; for 10 s records that is a linear resample to 500 Hz.",
+    },
+    "ccta": {
+        "name": "ccta",
+        "description": "ECGFounder CCTA fine-tuning: lead-wise z-score, no filter, 12 x 5000",
+        "reference": "facts/ecgfounder_ccta.md §1.4 variant 3, §2.2",
+        "leads": list(STANDARD_12),
+        "missing_leads": "zero",
+        "derive_leads": True,
+        "steps": [
+            {"op": "nan_to_num", "value": 0.0},
+            {"op": "resample", "fs": 500, "method": "linear"},
+            {"op": "crop_or_pad", "length": 5000},
+            {"op": "zscore", "scope": "lead", "constant": "zero", "eps": 1e-8},
+            {"op": "segment", "length": 5000},
+        ],
+        "input_contract": {"fs": 500, "length": 5000, "units": "per-lead z-score",
+                           "dtype": "float32", "model": "ECGFounder Net1D (use_bn=True), 4 vessels"},
+        "notes": "The CCTA README says 'filtering' but its code filters nothing; this follows "
+                 "the code. Records that fail to load are reported, never replaced by zeros.",
+    },
+    "lvh": {
+        "name": "lvh",
+        "description": "LVH/LV mass: one median beat, 8 leads x 400 samples at 500 Hz, mV",
+        "reference": "facts/lvh.md §1 (Naderi, Kaplan et al. 2025)",
+        "leads": list(STANDARD_8),
+        "missing_leads": "zero",
+        "derive_leads": True,
+        "steps": [
+            {"op": "nan_to_num", "value": 0.0},
+            {"op": "resample", "fs": 500, "method": "poly"},
+            {"op": "median_beats", "source": "auto", "length": 400, "before": 150,
+             "min_beats": 2},
+        ],
+        "input_contract": {"fs": 500, "length": 400, "units": "mV", "dtype": "float32",
+                           "model": "LVH FCN / Soto-2022 ResNet (8 leads)"},
+        "notes": "The published median beats come from an unreleased pipeline; ecgcore's are its "
+                 "own (ecgcore.delineate.median_beats: R at sample 150 of 400, 0.3 s before / "
+                 "0.5 s after, 0.5 Hz high-pass) and no parity is claimed. source=auto uses "
+                 "the device's median beat when the file has one (MUSE, CardioSoft).",
+    },
+}
+
+_REGISTRY: dict[str, dict] = {}
+
+
+# ---------------------------------------------------------------------------
+# registry and validation
+# ---------------------------------------------------------------------------
+
+def _load_yaml(path: str) -> dict:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml is a declared dependency
+        raise ConfigError("reading a preset from YAML needs pyyaml", path) from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read preset file: {exc.strerror or exc}", path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a preset file must hold a mapping with 'name' and 'steps'", path)
+    return data
+
+
+def validate_preset(preset: Mapping, source: str | None = None) -> dict:
+    """Check a preset and return a normalised deep copy with every default filled in.
+
+    Raises
+    ------
+    ConfigError
+        Naming the preset, the step and the offending key: unknown top-level
+        keys, unknown ops, unknown or missing step parameters, bad choices,
+        lengths that are not positive integers, per-record ops out of place.
+    """
+    if not isinstance(preset, Mapping):
+        raise ConfigError(f"a preset must be a mapping, got {type(preset).__name__}", source)
+    name = preset.get("name")
+    where = f"preset {name!r}"
+    if not isinstance(name, str) or not name:
+        raise ConfigError("preset has no 'name' (a non-empty string)", source)
+    unknown = sorted(set(preset) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                          f"{', '.join(sorted(_TOP_KEYS))})", source)
+    out = copy.deepcopy(dict(preset))
+    out.setdefault("description", "")
+    out.setdefault("reference", "")
+    out.setdefault("notes", "")
+    out.setdefault("input_contract", {})
+    out.setdefault("output_dtype", "float32")
+    if out["output_dtype"] not in ("float32", "float16"):
+        raise ConfigError(f"{where}: 'output_dtype' must be float32 or float16", source)
+    leads = out.get("leads", list(STANDARD_12))
+    if isinstance(leads, str) or not isinstance(leads, Sequence) or not leads:
+        raise ConfigError(f"{where}: 'leads' must be a non-empty list of lead names", source)
+    out["leads"] = list(normalize_leads(leads))
+    if len(set(out["leads"])) != len(out["leads"]):
+        raise ConfigError(f"{where}: 'leads' has duplicates", source)
+    out.setdefault("missing_leads", "zero")
+    if out["missing_leads"] not in ("zero", "nan", "raise"):
+        raise ConfigError(f"{where}: 'missing_leads' must be zero, nan or raise, "
+                          f"got {out['missing_leads']!r}", source)
+    out["derive_leads"] = bool(out.get("derive_leads", True))
+    if not isinstance(out["input_contract"], Mapping):
+        raise ConfigError(f"{where}: 'input_contract' must be a mapping", source)
+    steps = out.get("steps")
+    if not isinstance(steps, Sequence) or isinstance(steps, str):
+        raise ConfigError(f"{where}: 'steps' must be a list of {{op: ...}} mappings", source)
+    norm = []
+    seen_batch_op = False
+    for i, step in enumerate(steps):
+        if not isinstance(step, Mapping) or "op" not in step:
+            raise ConfigError(f"{where}: step {i} must be a mapping with an 'op' key", source)
+        op = step["op"]
+        if op not in _OPS:
+            raise ConfigError(f"{where}: step {i}: unknown op {op!r} (known: "
+                              f"{', '.join(sorted(_OPS))})", source)
+        spec = _OPS[op]
+        bad = sorted(set(step) - set(spec) - {"op"})
+        if bad:
+            raise ConfigError(f"{where}: step {i} ({op}): unknown key {bad[0]!r} (allowed: "
+                              f"{', '.join(sorted(spec)) or 'none'})", source)
+        full = {"op": op}
+        for key, default in spec.items():
+            if key in step:
+                full[key] = step[key]
+            elif default is _REQUIRED:
+                raise ConfigError(f"{where}: step {i} ({op}): missing key {key!r}", source)
+            else:
+                full[key] = default
+            choices = _CHOICES.get((op, key))
+            if choices and full[key] not in choices:
+                raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be one of "
+                                  f"{', '.join(choices)}, got {full[key]!r}", source)
+        for key in ("length", "before", "min_beats"):
+            if key in full and (not isinstance(full[key], (int, np.integer))
+                                or isinstance(full[key], bool) or full[key] < (0 if key == "before" else 1)):
+                raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be a positive "
+                                  f"integer, got {full[key]!r}", source)
+        if op == "segment" and full["stride"] is not None and (
+                not isinstance(full["stride"], (int, np.integer)) or full["stride"] < 1):
+            raise ConfigError(f"{where}: step {i} (segment): key 'stride' must be a positive "
+                              f"integer or null", source)
+        for key in ("fs", "low", "high", "cutoff", "window_s", "freq", "q", "factor"):
+            if key in full:
+                try:
+                    val = float(full[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be a number, "
+                                      f"got {full[key]!r}", source) from None
+                if key != "factor" and not val > 0:
+                    raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be > 0",
+                                      source)
+        if op == "median_beats" and full["before"] >= full["length"]:
+            raise ConfigError(f"{where}: step {i} (median_beats): 'before' must be < 'length'",
+                              source)
+        if op in _PER_RECORD_OPS:
+            if seen_batch_op:
+                raise ConfigError(f"{where}: step {i}: op {op!r} must come before every other "
+                                  f"op (it changes each record's length)", source)
+        else:
+            seen_batch_op = True
+        norm.append(full)
+    out["steps"] = norm
+    out["input_contract"] = dict(out["input_contract"])
+    return out
+
+
+def register_preset(preset: "Mapping | str | os.PathLike", overwrite: bool = False) -> dict:
+    """Add a user preset (a dict or the path of a YAML file); return it validated.
+
+    Parameters
+    ----------
+    preset : mapping or path
+        ``{"name": ..., "leads": [...], "steps": [{"op": ...}, ...]}``.
+    overwrite : bool
+        Replace an existing user preset of the same name. Built-in presets
+        can never be replaced (register a new name instead).
+    """
+    source = None
+    if isinstance(preset, (str, os.PathLike)):
+        source = os.fspath(preset)
+        preset = _load_yaml(source)
+    p = validate_preset(preset, source)
+    if p["name"] in BUILTIN_PRESETS:
+        raise ConfigError(f"preset name {p['name']!r} is built in; choose another name", source)
+    if p["name"] in _REGISTRY and not overwrite:
+        raise ConfigError(f"preset {p['name']!r} is already registered (overwrite=True replaces "
+                          f"it)", source)
+    _REGISTRY[p["name"]] = p
+    return copy.deepcopy(p)
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in presets, then the user-registered ones."""
+    return list(BUILTIN_PRESETS) + [n for n in _REGISTRY if n not in BUILTIN_PRESETS]
+
+
+def get_preset(preset: "str | Mapping | os.PathLike") -> dict:
+    """Return a validated copy of a preset given by name, dict or YAML path."""
+    if isinstance(preset, Mapping):
+        return validate_preset(preset)
+    key = os.fspath(preset) if isinstance(preset, os.PathLike) else preset
+    if not isinstance(key, str):
+        raise ConfigError(f"a preset is a name, a mapping or a YAML path, got {type(preset).__name__}")
+    if key in BUILTIN_PRESETS:
+        return validate_preset(BUILTIN_PRESETS[key])
+    if key in _REGISTRY:
+        return copy.deepcopy(_REGISTRY[key])
+    if key.endswith((".yaml", ".yml")) or os.path.isfile(key):
+        return validate_preset(_load_yaml(key), key)
+    raise ConfigError(f"unknown preset {key!r}; known: {', '.join(list_presets())}")
+
+
+def output_shape(preset) -> tuple:
+    """``(n_segments, leads, samples)`` of the preset's output; None where it depends on the input.
+
+    The number of segments is known only when a fixed length precedes the
+    segmentation (``crop_or_pad``) or for a median beat (1).
+    """
+    p = get_preset(preset)
+    n_seg, length = None, None
+    for step in p["steps"]:
+        op = step["op"]
+        if op in ("resample", "trim_zero_padding"):
+            length = None
+        elif op == "crop_or_pad":
+            length = int(step["length"])
+        elif op == "segment":
+            L, stride = int(step["length"]), int(step["stride"] or step["length"])
+            if length is not None:
+                n_seg = (max(0, (length - L) // stride + 1) if step["drop_last"]
+                         else -(-max(0, length - L) // stride) + 1)
+            else:
+                n_seg = None
+            length = L
+        elif op == "median_beats":
+            n_seg, length = 1, int(step["length"])
+    if length is not None and n_seg is None and not any(s["op"] in ("segment", "median_beats")
+                                                         for s in p["steps"]):
+        n_seg = 1
+    return (n_seg, len(p["leads"]), length)
+
+
+def describe_preset(preset) -> str:
+    """One line per step, e.g. ``resample(fs=500, method=linear)``."""
+    p = get_preset(preset)
+    parts = []
+    for s in p["steps"]:
+        args = ", ".join(f"{k}={v}" for k, v in s.items() if k != "op")
+        parts.append(f"{s['op']}({args})")
+    return " -> ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# execution
+# ---------------------------------------------------------------------------
+
+def _signal():
+    """ecgcore.signal, imported on first use (it may compile or load kernels)."""
+    return importlib.import_module("ecgcore.signal")
+
+
+def trim_zero_padding(x: np.ndarray) -> np.ndarray:
+    """Strip leading and trailing columns that are exactly 0 in every lead.
+
+    This is CODE-15%'s padding rule (facts/ecgfm.md §1.7); an all-zero record
+    is returned unchanged. Returns a view.
+    """
+    if x.shape[-1] == 0:
+        return x
+    # cheap test first: almost no record is padded
+    if np.any(x[:, 0]) and np.any(x[:, -1]):
+        return x
+    live = np.flatnonzero(np.any(x != 0, axis=0))
+    if live.size == 0:
+        return x
+    return x[:, live[0]: live[-1] + 1]
+
+
+def _crop_or_pad(x: np.ndarray, length: int) -> np.ndarray:
+    n = x.shape[-1]
+    if n == length:
+        return x
+    if n > length:
+        return x[..., :length]
+    out = np.zeros(x.shape[:-1] + (length,), x.dtype)
+    out[..., :n] = x
+    return out
+
+
+def _segment_batch(x: np.ndarray, length: int, stride, drop_last: bool, where) -> np.ndarray:
+    """(n, leads, T) -> (n, n_segments, leads, length), one ecgcore.signal.segment call."""
+    out = _signal().segment(x, length, stride=stride, drop_last=drop_last, axis=-1)
+    if out.shape[1] == 0:
+        raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
+                              f"{length}-sample segment", where)
+    return out
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _zscore(x: np.ndarray, scope: str, constant: str, eps: float) -> np.ndarray:
+    z = _signal().zscore
+    if not eps:
+        return z(x, scope=scope, constant=constant, axis=-1)
+    if _accepts(z, "eps"):
+        return z(x, scope=scope, constant=constant, axis=-1, eps=eps)
+    # the published ECGFounder/CCTA rule (x - mean) / (std + eps), in float64
+    # so the eps is not lost to float32 rounding of the std
+    axes = (-1,) if scope == "lead" else (-2, -1)
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    std = x64.std(axis=axes, keepdims=True)
+    out = (x64 - mean) / (std + eps)
+    if constant == "zero":
+        out = np.where(std == 0, 0.0, out)
+    elif constant == "nan":
+        out = np.where(std == 0, np.nan, out)
+    elif constant == "keep":
+        out = np.where(std == 0, x64, out)
+    return out.astype(np.float32)
+
+
+def _resample_batch(x, fs_in, fs_out, method):
+    if float(fs_in) == float(fs_out):
+        return x
+    return _signal().resample(x, fs_in, fs_out, method=method, axis=-1)
+
+
+_FILTER_OPS = ("notch", "bandpass", "highpass", "lowpass")
+_FUSED = {"ok": None}
+
+
+def _fused_ok() -> bool:
+    """True when the fused z-score + segment kernel (numba) is usable; set
+    ``ECGCORE_NO_FUSED=1`` to force the generic ecgcore.signal route."""
+    if _FUSED["ok"] is None:
+        if os.environ.get("ECGCORE_NO_FUSED") == "1":
+            _FUSED["ok"] = False
+        else:
+            try:
+                import numba  # noqa: F401
+                _FUSED["ok"] = True
+            except ImportError:
+                _FUSED["ok"] = False
+    return _FUSED["ok"]
+
+
+def _apply_filters(sig, x, fs, steps):
+    """Run consecutive filter steps; one ``apply_stages`` call when the kernel offers it."""
+    if hasattr(sig, "apply_stages") and hasattr(sig, "butter_stage"):
+        stages = []
+        for s in steps:
+            if s["op"] == "notch":
+                stages.append(sig.notch_stage(fs, float(s["freq"]), float(s["q"]),
+                                              bool(s["zero_phase"])))
+            else:
+                cut = ((float(s["low"]), float(s["high"])) if s["op"] == "bandpass"
+                       else float(s["cutoff"]))
+                stages.append(sig.butter_stage(fs, s["op"], cut, int(s["order"]),
+                                               bool(s["zero_phase"]), s["form"]))
+        return sig.apply_stages(x, stages, -1)
+    for s in steps:  # plain public API
+        if s["op"] == "notch":
+            x = sig.notch(x, fs, freq=float(s["freq"]), q=float(s["q"]),
+                          zero_phase=bool(s["zero_phase"]), axis=-1)
+        elif s["op"] == "bandpass":
+            x = sig.bandpass(x, fs, float(s["low"]), float(s["high"]), order=int(s["order"]),
+                             zero_phase=bool(s["zero_phase"]), axis=-1, form=s["form"])
+        else:
+            x = getattr(sig, s["op"])(x, fs, float(s["cutoff"]), order=int(s["order"]),
+                                      zero_phase=bool(s["zero_phase"]), axis=-1, form=s["form"])
+    return x
+
+
+def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.ndarray:
+    """Apply the batched steps to ``x`` (n, leads, T); return (n, n_seg, leads, L) float32.
+
+    ``records`` (the source Records, aligned with ``x``) is needed only by
+    ``median_beats`` with a device source.
+    """
+    sig = None
+    fs = float(fs)
+    segmented = False
+    pending: list = []
+    skip_next = False
+    for j, step in enumerate(steps):
+        op = step["op"]
+        if op in _PER_RECORD_OPS:
+            continue
+        if skip_next:  # a segment step already done by the fused z-score
+            skip_next = False
+            continue
+        if segmented:
+            raise ConfigError(f"op {op!r} after segmentation is not supported")
+        if sig is None and op not in ("nan_to_num", "scale", "crop_or_pad", "segment",
+                                      "median_beats"):
+            sig = _signal()
+        if op == "nan_to_num":
+            x = np.nan_to_num(x, nan=float(step["value"]), posinf=float(step["value"]),
+                              neginf=float(step["value"]))
+        elif op == "scale":
+            x = x * np.float32(step["factor"])
+        elif op == "resample":
+            x = _resample_batch(x, fs, float(step["fs"]), step["method"])
+            fs = float(step["fs"])
+        elif op in _FILTER_OPS:
+            pending.append(step)
+            if j + 1 < len(steps) and steps[j + 1]["op"] in _FILTER_OPS:
+                continue  # consecutive filters run as one fused kernel call
+            x = _apply_filters(sig, x, fs, pending)
+            pending = []
+        elif op == "median_baseline":
+            x = sig.median_baseline(x, fs, float(step["window_s"]), axis=-1)
+        elif op == "zscore":
+            nxt = steps[j + 1] if j + 1 < len(steps) else None
+            if (nxt is not None and nxt["op"] == "segment" and nxt["drop_last"]
+                    and (nxt["stride"] is None or nxt["stride"] == nxt["length"])
+                    and _fused_ok()):
+                # z-score written straight into the windows: one pass instead of two
+                from .pipeline._fused import zscore_segment
+                L = int(nxt["length"])
+                if x.shape[-1] < L:
+                    raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
+                                          f"{L}-sample segment", where)
+                x = zscore_segment(x, L, step["scope"], step["constant"], float(step["eps"]))
+                skip_next = True
+                segmented = True
+                continue
+            x = _zscore(x, step["scope"], step["constant"], float(step["eps"]))
+        elif op == "crop_or_pad":
+            x = _crop_or_pad(x, int(step["length"]))
+        elif op == "segment":
+            x = _segment_batch(x, int(step["length"]), step["stride"], bool(step["drop_last"]),
+                               where)
+            segmented = True
+        elif op == "median_beats":
+            x = _median_beats_batch(x, fs, step, records=records, where=where)[:, None]
+            segmented = True
+        else:  # pragma: no cover - validate_preset rejects unknown ops
+            raise ConfigError(f"unknown op {op!r}")
+    if not segmented:
+        x = x[:, None]
+    return np.asarray(x, dtype=np.float32)
+
+
+def _needs_records(p: dict) -> bool:
+    return any(s["op"] == "median_beats" and s["source"] != "computed" for s in p["steps"])
+
+
+def prepare_record(record: Record, preset: dict) -> tuple[np.ndarray, float]:
+    """The per-record part of a preset: leads by name, then the per-record ops.
+
+    Returns the (leads, n) float32 signal ready for :func:`preprocess_batch`
+    and its sampling rate. ``preset`` must already be validated.
+    """
+    x, fs, _ = _prepare(record, preset)
+    return x, fs
+
+
+def _prepare(record: Record, preset: dict):
+    if not isinstance(record, Record):
+        raise PreprocessError(f"expected a Record, got {type(record).__name__}")
+    try:
+        if record.leads == tuple(preset["leads"]):
+            rec = record  # already in order: no copy (the common case at scale)
+        else:
+            rec = record.conform(preset["leads"], derive=preset["derive_leads"],
+                                 missing=preset["missing_leads"])
+    except PreprocessError:
+        raise
+    except ValueError as exc:
+        raise PreprocessError(getattr(exc, "reason", str(exc)), record.source) from None
+    x = rec.signal
+    for step in preset["steps"]:
+        if step["op"] == "trim_zero_padding":
+            x = trim_zero_padding(x)
+    return x, rec.fs, rec
+
+
+def preprocess(record: Record, preset: "str | Mapping" = "ecgfm") -> np.ndarray:
+    """Turn one record into model input.
+
+    Parameters
+    ----------
+    record : Record
+        Any record in millivolts; leads are matched by name (aliases and
+        derivable limb leads included).
+    preset : str or mapping or path
+        A preset name (see :func:`list_presets`), a preset dict or a YAML path.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_segments, n_leads, n_samples)
+
+    Raises
+    ------
+    ConfigError
+        The preset is invalid.
+    PreprocessError
+        The record cannot be turned into this input (too short for one
+        segment, required leads missing with ``missing_leads: raise``, ...).
+    """
+    p = get_preset(preset)
+    x, fs, rec = _prepare(record, p)
+    where = record.source
+    records = [rec] if _needs_records(p) else None
+    if x.shape[-1] == 0:
+        raise PreprocessError("record has no samples", where)
+    out = _run_steps(x[None], fs, p["steps"], where=where, records=records)[0]
+    return out.astype(p["output_dtype"], copy=False)
+
+
+def preprocess_batch(x, fs: float, preset: "str | Mapping" = "ecgfm",
+                     leads: Sequence[str] | None = None) -> np.ndarray:
+    """Preprocess a stack of same-shape records with one kernel call per step.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_records, n_leads, n_samples)
+        Signals in mV. Without ``leads`` the rows must already be in the
+        preset's lead order; with ``leads``, they are reordered by name.
+    fs : float
+        Sampling rate shared by all records, Hz.
+    preset : str or mapping or path
+    leads : sequence of str, optional
+        Names of the rows of ``x``.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_records, n_segments, n_leads, n_samples)
+        Records whose per-record steps (zero-padding trim) change their
+        length are processed on their own; all must give the same shape.
+    """
+    p = get_preset(preset)
+    arr = np.asarray(x)
+    if arr.ndim != 3:
+        raise PreprocessError(f"preprocess_batch needs (n_records, leads, samples), got shape "
+                              f"{arr.shape}")
+    if arr.dtype != np.float32 and arr.dtype != np.float64:
+        arr = arr.astype(np.float32)
+    if leads is not None:
+        names = normalize_leads(leads)
+        if len(names) != arr.shape[1]:
+            raise PreprocessError(f"{len(names)} lead names for {arr.shape[1]} rows")
+        if list(names) != p["leads"]:
+            idx = []
+            for ld in p["leads"]:
+                if ld not in names:
+                    break
+                idx.append(names.index(ld))
+            if len(idx) == len(p["leads"]):
+                arr = arr[:, idx]
+            else:  # derivation or missing leads: go through Record.conform
+                recs = [Record(a, fs, names) for a in arr]
+                arr = np.stack([prepare_record(r, p)[0] for r in recs])
+                return _batch_with_trim(arr, fs, p)
+    elif arr.shape[1] != len(p["leads"]):
+        raise PreprocessError(f"preset {p['name']!r} needs {len(p['leads'])} leads "
+                              f"({', '.join(p['leads'])}), got {arr.shape[1]} rows; pass leads=")
+    return _batch_with_trim(arr, fs, p)
+
+
+def _batch_with_trim(arr: np.ndarray, fs: float, p: dict) -> np.ndarray:
+    if _needs_records(p):
+        recs = [Record(a, fs, p["leads"]) for a in arr]
+        return np.stack([preprocess(r, p) for r in recs])
+    if arr.shape[0] == 0:
+        shape = output_shape(p)
+        return np.zeros((0,) + tuple(s or 0 for s in shape), p["output_dtype"])
+    if any(s["op"] == "trim_zero_padding" for s in p["steps"]):
+        # records padded with zero columns get their own length; the rest stay batched
+        padded = ~(np.any(arr[:, :, 0] != 0, axis=1) & np.any(arr[:, :, -1] != 0, axis=1))
+        if padded.any():
+            out = [None] * arr.shape[0]
+            keep = np.flatnonzero(~padded)
+            if keep.size:
+                res = _run_steps(arr[keep], fs, p["steps"])
+                for j, i in enumerate(keep):
+                    out[i] = res[j]
+            for i in np.flatnonzero(padded):
+                out[i] = _run_steps(trim_zero_padding(arr[i])[None], fs, p["steps"])[0]
+            shapes = {o.shape for o in out}
+            if len(shapes) > 1:
+                raise PreprocessError(f"records give different output shapes {sorted(shapes)}; "
+                                      f"use preprocess() per record")
+            return np.stack(out).astype(p["output_dtype"], copy=False)
+    return _run_steps(arr, fs, p["steps"]).astype(p["output_dtype"], copy=False)
+
+
+# ---------------------------------------------------------------------------
+# median beats (lvh preset)
+# ---------------------------------------------------------------------------
+
+def _qrs_envelope(x: np.ndarray, fs: float) -> np.ndarray:
+    """QRS energy envelope of a (leads, T) signal: the 80 ms moving average of the
+    lead-summed absolute slope of the 5-25 Hz band (where QRS energy sits)."""
+    sig = _signal()
+    band = np.asarray(sig.bandpass(np.ascontiguousarray(x, dtype=np.float64), fs, 5.0,
+                                   min(25.0, 0.45 * fs), order=2, axis=-1))
+    slope = np.abs(np.diff(band, axis=-1)).sum(axis=0)
+    w = max(1, int(round(0.08 * fs)))
+    return np.convolve(slope, np.ones(w) / w, mode="same")
+
+
+def detect_r_interim(x: np.ndarray, fs: float) -> np.ndarray:
+    """Interim QRS locator for the median-beat step, used only when ecgcore.delineate
+    is not installed.
+
+    Peaks of :func:`_qrs_envelope` higher than 30 % of its 99th percentile and
+    at least 0.3 s apart (``scipy.signal.find_peaks``). The location is the
+    centre of QRS energy, which is consistent from beat to beat, and that is
+    all beat averaging needs. Returns sample indices (int64).
+    """
+    from scipy.signal import find_peaks
+    env = _qrs_envelope(x, fs)
+    if env.size == 0 or not np.isfinite(env).all():
+        return np.zeros(0, np.int64)
+    top = np.percentile(env, 99)
+    if top <= 0:
+        return np.zeros(0, np.int64)
+    peaks, _ = find_peaks(env, height=0.3 * top, distance=max(1, int(0.3 * fs)))
+    return peaks.astype(np.int64)
+
+
+def _delineate_median_beats():
+    """ecgcore.delineate.median_beats when that package is present, else None
+    (then the interim detector below is used)."""
+    try:
+        from .delineate import median_beats
+    except ImportError:
+        return None
+    return median_beats
+
+
+def _window(x: np.ndarray, centres: np.ndarray, before: int, length: int) -> np.ndarray:
+    """(leads, T) -> (leads, n_beats, length) windows starting at centre - before;
+    samples outside the record are 0."""
+    idx = centres[:, None] - before + np.arange(length)[None, :]
+    valid = (idx >= 0) & (idx < x.shape[-1])
+    out = x[:, np.clip(idx, 0, x.shape[-1] - 1)]
+    out[:, ~valid] = 0.0
+    return out
+
+
+def _median_beat_one(x: np.ndarray, fs: float, step: dict, record=None, where=None):
+    """One record's median beat, (leads, length).
+
+    ``source="computed"``: :func:`ecgcore.delineate.median_beats` (0.5 Hz
+    high-pass, R fiducials from ``detect_qrs``, beats ``before`` samples ahead of
+    R and ``length`` long, median, outlier beats dropped, median again). Without
+    the delineation package, an interim route: 0.5 Hz high-pass, QRS-energy
+    centres (:func:`detect_r_interim`), sample-wise median of the whole beats. ``source="device"`` uses the
+    median beat stored in the file (MUSE, CardioSoft), resampled to ``fs`` and
+    cut around its own QRS centre; ``"auto"`` prefers the device beat.
+    """
+    before, length = int(step["before"]), int(step["length"])
+    med = getattr(record, "median", None) if record is not None else None
+    if step["source"] in ("device", "auto") and med is not None:
+        # ``record`` was conformed to the preset's leads, and Record.conform
+        # conforms its median beat with it
+        y = _resample_batch(med.signal[None].astype(np.float32), med.fs, fs, "poly")[0]
+        env = _qrs_envelope(y, fs)
+        c = np.array([int(np.argmax(env))], np.int64)
+        return _window(np.asarray(y, np.float32), c, before, length)[:, 0]
+    if step["source"] == "device":
+        raise PreprocessError("preset asks for the device median beat but the file has none",
+                              where)
+    mb = _delineate_median_beats()
+    if mb is not None:
+        res = mb(np.asarray(x, np.float64), fs=fs, length=length, before=before,
+                 min_beats=int(step["min_beats"]))
+        beat = np.asarray(getattr(res, "signal", res), np.float32)
+        if beat.shape != (x.shape[0], length):
+            raise PreprocessError(f"median beat of shape {beat.shape}, expected "
+                                  f"{(x.shape[0], length)}", where)
+        if not np.isfinite(beat).all():
+            reason = (getattr(res, "meta", None) or {}).get("reason", "too few usable beats")
+            raise PreprocessError(f"no median beat: {reason} (fewer than {step['min_beats']} "
+                                  f"usable beats?)", where)
+        return beat
+    # interim route: 0.5 Hz high-pass (baseline wander), QRS centres, sample-wise median
+    x = np.asarray(_signal().highpass(np.asarray(x, np.float64), fs, 0.5, order=2, axis=-1))
+    r = detect_r_interim(x, fs)
+    r = r[(r - before >= 0) & (r - before + length <= x.shape[-1])]
+    if r.size < int(step["min_beats"]):
+        raise PreprocessError(f"only {r.size} complete beats found; the median beat needs "
+                              f"{step['min_beats']}", where)
+    return np.median(_window(np.asarray(x, np.float32), r, before, length), axis=1)
+
+
+def _median_beats_batch(x, fs, step, records=None, where=None) -> np.ndarray:
+    out = []
+    for i in range(x.shape[0]):
+        rec = records[i] if records is not None else None
+        out.append(_median_beat_one(x[i], fs, step, rec,
+                                    where if rec is None else rec.source))
+    return np.stack(out).astype(np.float32)
