@@ -16,12 +16,29 @@ _SKIP_SUFFIXES = {".dat", ".atr", ".xyz", ".mat", ".d0", ".d1", ".d2", ".d3", ".
                   ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"}
 
 
-def expand_inputs(items) -> list[str]:
+def expand_inputs(items, containers: bool = True) -> list[str]:
     """Expand files, directories (recursively) and glob patterns into record paths.
 
     Inside directories, WFDB records are taken by their ``.hea`` files and
-    their signal/annotation files are skipped.
+    their signal/annotation files are skipped. With ``containers=True``, a
+    file holding many records (a CODE-15% HDF5 part) becomes one
+    ``path::exam_id`` address per record.
     """
+    out = _expand_files(items)
+    if not containers:
+        return out
+    from ecgcore.errors import ReadError
+    from ecgcore.io import list_records
+    expanded: list[str] = []
+    for p in out:
+        try:
+            expanded.extend(list_records(p))
+        except ReadError:
+            expanded.append(p)  # reading it later reports the problem with the file named
+    return expanded
+
+
+def _expand_files(items) -> list[str]:
     out: list[str] = []
     for item in items:
         if os.path.isdir(item):

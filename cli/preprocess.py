@@ -52,7 +52,8 @@ def run(args) -> int:
             else:
                 plain.append(inp)
         paths = expand_inputs(plain)
-        missing = [p for p in paths if not os.path.exists(p) and not os.path.exists(p + ".hea")]
+        missing = [p for p in paths if not os.path.exists(p.rsplit("::", 1)[0] if "::" in p else p)
+                   and not os.path.exists(p + ".hea")]
         for p in missing:
             print(f"ecgcore preprocess: {p}: no such file (will be reported in errors.jsonl)",
                   file=sys.stderr)

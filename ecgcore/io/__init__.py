@@ -16,7 +16,13 @@ from ..errors import ReadError
 from ..record import Record
 from .sniff import sniff, FORMATS
 
-__all__ = ["read", "read_many", "sniff", "FORMATS", "ReadFailure", "write"]
+__all__ = ["read", "read_many", "sniff", "FORMATS", "ReadFailure", "write", "list_records",
+           "CONTAINER_SEP"]
+
+#: Separates a container file from the record inside it: ``exams_part0.hdf5::1594286``.
+CONTAINER_SEP = "::"
+# container format -> the reader keyword that selects one record
+_CONTAINER_KEYS = {"code15": "exam_id"}
 
 # format name -> module implementing ``read(path, **kw)``; imported lazily so
 # that ``import ecgcore`` stays fast and optional dependencies stay optional.
@@ -77,8 +83,21 @@ def read(path: "str | os.PathLike", format: str | None = None, **kwargs) -> Reco
         For any file that cannot be read: missing, empty, unknown format,
         truncated, corrupt or hostile. The message names the file and the problem.
     """
-    path = os.fspath(path)
-    fmt = format or sniff(path)
+    path = address = os.fspath(path)
+    if CONTAINER_SEP in path and not os.path.exists(path):
+        base, key = path.rsplit(CONTAINER_SEP, 1)
+        fmt = format or sniff(base)
+        kw = _CONTAINER_KEYS.get(fmt)
+        if kw is None:
+            raise ReadError(f"{fmt} files hold one record; '{CONTAINER_SEP}{key}' selects nothing",
+                            base)
+        try:
+            kwargs[kw] = int(key)
+        except ValueError:
+            raise ReadError(f"record key {key!r} is not an integer {kw}", base) from None
+        path = base
+    else:
+        fmt = format or sniff(path)
     fn = _reader_for(fmt, path)
     try:
         rec = fn(path, **kwargs)
@@ -91,7 +110,31 @@ def read(path: "str | os.PathLike", format: str | None = None, **kwargs) -> Reco
         raise ReadError(f"could not read {fmt} file: {type(exc).__name__}: {exc}", path) from exc
     if isinstance(rec, Record):
         rec.meta.setdefault("format", fmt)
+        if address != path:
+            rec.source = address
     return rec
+
+
+def list_records(path: "str | os.PathLike") -> list[str]:
+    """The record addresses in a file: ``[path]``, or one ``path::key`` per record of a container.
+
+    A CODE-15% HDF5 part file holds about 20,000 exams; each becomes
+    ``path::exam_id`` (the all-zero dummy row excluded), which :func:`read`
+    accepts. Other files hold one record and are returned unchanged.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+    except OSError:
+        return [path]
+    if magic != b"\x89HDF\r\n\x1a\n":
+        return [path]
+    from .code15 import exam_ids
+    ids = exam_ids(path)
+    if len(ids) == 1:
+        return [path]
+    return [f"{path}{CONTAINER_SEP}{int(i)}" for i in ids]
 
 
 class ReadFailure:

@@ -25,12 +25,16 @@ class InputItem(NamedTuple):
 
 def record_id_for(path: str, root: str | None) -> str:
     """A record id from a path: relative to ``root`` and without its format suffix."""
+    key = ""
+    if "::" in path and not os.path.exists(path):   # a record inside a container file
+        path, key = path.rsplit("::", 1)
     rel = os.path.relpath(path, root) if root else os.path.basename(path)
     for suf in _STRIP_SUFFIXES:
         if rel.lower().endswith(suf):
             rel = rel[: -len(suf)]
             break
-    return rel.replace(os.sep, "/")
+    rel = rel.replace(os.sep, "/")
+    return f"{rel}/{key}" if key else rel
 
 
 def items_from_paths(paths: Iterable[str]) -> list[InputItem]:
@@ -38,7 +42,8 @@ def items_from_paths(paths: Iterable[str]) -> list[InputItem]:
     paths = [os.path.abspath(p) for p in paths]
     if not paths:
         return []
-    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    root = os.path.commonpath([os.path.dirname(p.rsplit("::", 1)[0] if "::" in p else p)
+                               for p in paths])
     return [InputItem(p, record_id_for(p, root)) for p in paths]
 
 
