@@ -185,3 +185,67 @@ def test_fuzz_mutations(dcm_path, tmp_path, rng):
             n_err += 1
     assert n_err > 0
     assert time.perf_counter() - t0 < 20
+
+
+# -- the fast dataset walker against pydicom ----------------------------------------
+
+def _read_both(path, monkeypatch):
+    """(fast walker record, pydicom record) of one file."""
+    from ecgcore.io import dicom
+    fast = dicom.read(path)
+
+    def refuse(_path):
+        raise dicom._Unsupported("forced")
+    monkeypatch.setattr(dicom, "_fast_dataset", refuse)
+    slow = dicom.read(path)
+    monkeypatch.undo()
+    return fast, slow
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a.signal, b.signal)
+    assert a.leads == b.leads and a.fs == b.fs
+    np.testing.assert_array_equal(a.median.signal, b.median.signal)
+    assert a.meta == b.meta and a.median.meta == b.median.meta
+    assert set(a.annotations) == set(b.annotations)
+    for k, v in b.annotations.get("dicom", {}).items():
+        w = a.annotations["dicom"][k]
+        assert (np.array_equal(w, v) if isinstance(v, np.ndarray) else w == v), k
+
+
+def test_walker_equals_pydicom(dcm_path, monkeypatch):
+    from ecgcore.io import dicom
+    ds, ts = dicom._fast_dataset(str(dcm_path))
+    assert ts == "1.2.840.10008.1.2.1" and len(ds.WaveformAnnotationSequence) == 77
+    _assert_same(*_read_both(dcm_path, monkeypatch))
+
+
+def test_walker_implicit_vr_and_utf8(dcm_path, tmp_path, rng, monkeypatch):
+    from pydicom.uid import ImplicitVRLittleEndian
+    from ecgcore.io import dicom
+    ds = pydicom.dcmread(dcm_path)
+    n_s = int(ds.WaveformSequence[0].NumberOfWaveformSamples)
+    _set_group(ds, 0, rng.integers(-3000, 3000, size=(n_s, 12)), 16, "SS", "<i2")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Zoë"
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    p = tmp_path / "implicit.dcm"
+    ds.save_as(p, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    assert dicom._fast_dataset(str(p))[1] == ImplicitVRLittleEndian
+    fast, slow = _read_both(p, monkeypatch)
+    _assert_same(fast, slow)
+    assert fast.meta["patient"]["name"] == "Müller^Zoë"
+    ref = pydicom.dcmread(p).waveform_array(0).T * 1e-3
+    np.testing.assert_allclose(fast.signal, ref, atol=1e-6)
+
+
+def test_walker_gives_way_on_other_charsets(dcm_path, tmp_path, monkeypatch):
+    from ecgcore.io import dicom
+    ds = pydicom.dcmread(dcm_path)
+    ds.SpecificCharacterSet = "ISO_IR 144"        # Cyrillic: left to pydicom
+    ds.PatientName = "Иванов^Иван"
+    p = _save(ds, tmp_path)
+    with pytest.raises(dicom._Unsupported):
+        dicom._fast_dataset(str(p))
+    rec = ecgcore.read(p)
+    assert rec.meta["patient"]["name"] == "Иванов^Иван"

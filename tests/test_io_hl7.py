@@ -256,3 +256,105 @@ def test_fuzz_mutations(tmp_path, rng, shared_data):
             outcomes["err"] += 1
     assert outcomes["err"] > 0
     assert time.perf_counter() - t0 < 60
+
+
+# -- the byte-level fast path: lazy annotations, cut-out digits -------------------
+
+def _same_annotations(a, b):
+    assert set(a) == set(b)
+    for k in b:
+        if isinstance(b[k], np.ndarray):
+            np.testing.assert_array_equal(np.asarray(a[k]), b[k])
+        else:
+            assert list(a[k]) == list(b[k]), k
+
+
+@pytest.mark.parametrize("which", [EX2003, LIRYC])
+def test_lazy_annotations_equal_eager(shared_data, which):
+    import copy
+    import pickle
+    path = _need(shared_data, *which)
+    lazy, eager, none = (hl7.read(path), hl7.read(path, annotations=True),
+                         hl7.read(path, annotations=False))
+    assert isinstance(lazy.annotations["aecg"], hl7.LazyDict)
+    assert isinstance(eager.annotations["aecg"], dict)
+    assert "aecg" not in none.annotations and "measurements" not in none.meta
+    for r in (lazy, none):
+        np.testing.assert_array_equal(r.signal, eager.signal)
+        np.testing.assert_array_equal(r.median.signal, eager.median.signal)
+    _same_annotations(lazy.annotations["aecg"], eager.annotations["aecg"])
+    assert lazy.meta["measurements"] == eager.meta["measurements"]
+    assert lazy.meta["statements"] == eager.meta["statements"]
+    rest = [k for k in eager.meta if k not in ("measurements", "statements")]
+    assert {k: lazy.meta[k] for k in rest} == {k: eager.meta[k] for k in rest}
+    # pickles and copies as the plain containers it stands for
+    m = pickle.loads(pickle.dumps(lazy.meta))
+    assert type(m["measurements"]) is dict and type(m["statements"]) is list
+    assert m["measurements"] == eager.meta["measurements"]
+    assert copy.deepcopy(lazy.meta)["statements"] == eager.meta["statements"]
+
+
+_ANN = ('<subjectOf><annotationSet><component><annotation><code code="MDC_ECG_TIME_PD_QT"/>'
+        '<value xsi:type="PQ" value="{qt}" unit="ms"/></annotation></component>'
+        '</annotationSet></subjectOf>')
+
+
+def _doc_with(rng, extra, head=""):
+    d = rng.integers(-500, 500, size=120)
+    doc = _aecg([("TIME_RELATIVE", "0", "2", "ms", [("MDC_ECG_LEAD_I", 0, "uV", 5, "uV", d)])],
+                extra_series=extra)
+    return doc.replace("<AnnotatedECG", head + "<AnnotatedECG", 1), d
+
+
+@pytest.mark.parametrize("extra, head, qt", [
+    (_ANN.format(qt=401), "", 401.0),
+    # a set hidden in a comment is no element: the real one must win
+    ("<!-- " + _ANN.format(qt=999) + " -->" + _ANN.format(qt=402), "", 402.0),
+    # digits inside a comment are not a lead
+    ("<!-- <digits>1 2 3</digits> -->" + _ANN.format(qt=403), "<!-- a comment -->\n", 403.0),
+    # a namespace declared below the root: the cut is not safe, parsed whole
+    (_ANN.format(qt=404).replace("<subjectOf>", '<subjectOf xmlns:q="urn:x">'), "", 404.0),
+])
+def test_fast_path_matches_whole_parse(tmp_path, rng, extra, head, qt):
+    doc, d = _doc_with(rng, extra, head)
+    p = tmp_path / "a.xml"
+    p.write_text(doc)
+    for mode in ("lazy", True):
+        rec = hl7.read(p, annotations=mode)
+        np.testing.assert_allclose(rec["I"], d * 0.005, atol=1e-7)
+        assert rec.meta["measurements"]["MDC_ECG_TIME_PD_QT"]["value"] == qt
+        assert len(rec.annotations["aecg"]["code"]) == 1
+
+
+def test_broken_annotation_set_fails_at_read_time(tmp_path, rng):
+    """The lazily decoded sets are still checked while reading."""
+    doc, _ = _doc_with(rng, _ANN.format(qt=400).replace("</annotation>", "</annotationX>"))
+    p = tmp_path / "b.xml"
+    p.write_text(doc)
+    for mode in ("lazy", False, True):
+        with pytest.raises(ReadError, match="malformed"):
+            hl7.read(p, annotations=mode)
+
+
+def test_decimal_and_plus_digits(tmp_path, rng):
+    d = rng.integers(-500, 500, size=60)
+    doc = _aecg([("TIME_RELATIVE", "0", "2", "ms", [("MDC_ECG_LEAD_I", 0, "uV", 5, "uV", d)])])
+    text = " ".join(str(int(v)) for v in d)
+    dec = " ".join(f"{v}.5" for v in d[:5]) + " " + " ".join(f"+{abs(v)}" for v in d[5:])
+    p = tmp_path / "c.xml"
+    p.write_text(doc.replace(text, dec))
+    # "-3.5" is -3.5 and "+7" is 7: the general tokenizer takes what the scanner rejects
+    want = np.r_[[float(f"{v}.5") for v in d[:5]], np.abs(d[5:])]
+    np.testing.assert_allclose(hl7.read(p)["I"], want * 0.005, atol=1e-7)
+
+
+def test_int_scanner_matches_numpy(rng):
+    scan = pytest.importorskip("ecgcore.io._xmlscan")
+    v = rng.integers(-10**12, 10**12, size=5000)
+    seps = np.array([" ", "  ", "\n", "\t", "\r\n", "\n        "])
+    text = "".join(f"{x}{seps[i]}" for x, i in zip(v, rng.integers(0, len(seps), size=v.size)))
+    got = scan.int_text_to_float64(("\n  " + text).encode())
+    np.testing.assert_array_equal(got, np.fromstring(text, dtype=np.int64, sep=" ").astype(float))
+    assert scan.int_text_to_float64(b"").size == 0
+    for bad in (b"1 2.5", b"1-2", b"- 1", b"1 x", b"9" * 19, b"-", b"1e3"):
+        assert scan.int_text_to_float64(bad) is None, bad

@@ -7,7 +7,11 @@ sequence (``TIME_ABSOLUTE`` or ``TIME_RELATIVE``; fs = 1 / increment) and one
 ``SLIST_PQ`` sequence per lead (physical = origin + scale x digit).
 
 Leads are mapped by their MDC code, never by position, since writers order
-them freely. Samples are parsed by numpy's C tokenizer, one call per lead.
+them freely. For speed, the sample text and the annotation sets are cut out
+of the document with byte searches before the XML parser sees it (see
+``_split``): samples are read by a compiled integer scanner (numpy's
+tokenizer for anything else), annotation sets are checked at once and decoded
+on first use. Documents where the cut would not be exact are parsed whole.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import xml.etree.ElementTree as ET
+from collections.abc import MutableMapping, MutableSequence
+from typing import NamedTuple
+from xml.parsers import expat as pyexpat
 
 import numpy as np
 
 from ..errors import ReadError
 from ..record import Record, normalize_lead
-from .xmlsafe import parse_xml, read_bytes
+from .xmlsafe import _refuse_entities, detect_encoding, parse_xml, read_bytes
 
-__all__ = ["read", "read_hl7_aecg", "MDC_LEAD_NUMBERS", "lead_name_from_code"]
+__all__ = ["read", "read_hl7_aecg", "MDC_LEAD_NUMBERS", "lead_name_from_code", "LazyDict", "LazyList"]
 
 NS = "{urn:hl7-org:v3}"
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -76,10 +84,24 @@ def _float(s, what, path) -> float:
     return v
 
 
+_LEAD_CACHE: dict = {}
+
+
 def lead_name_from_code(code: str | None) -> str | None:
     """Canonical lead name of an MDC lead code (``MDC_ECG_LEAD_AVR`` or a number)."""
     if not code:
         return None
+    # a file repeats the same dozen codes; memoise (bounded: codes are short)
+    hit = _LEAD_CACHE.get(code, False)
+    if hit is not False:
+        return hit
+    name = _lead_name_uncached(code)
+    if len(_LEAD_CACHE) < 4096:
+        _LEAD_CACHE[code] = name
+    return name
+
+
+def _lead_name_uncached(code: str) -> str | None:
     code = code.strip()
     if code.isdigit():
         n = int(code)
@@ -107,41 +129,174 @@ def _parse_digits(text: str | None, what: str, path) -> np.ndarray:
 
 _DIGITS_OPEN, _DIGITS_CLOSE = b"<digits>", b"</digits>"
 _NUMERIC_BYTES = b"0123456789-+.eE \t\r\n"
+_ANNSET_OPEN, _ANNSET_CLOSE = b"<annotationSet", b"</annotationSet>"
+_HAS_ANNOTATION = re.compile(rb"<annotation[\s>/]")
+_ROOT_OPEN = re.compile(rb"<([A-Za-z_][\w.:-]*)[^<>]*>")
+# Encodings in which every ASCII byte stands for itself, so byte searches for
+# tags are exact (expat reads these natively too).
+_BYTE_SAFE = {"utf-8", "ascii", "iso8859-1"}
+
+try:  # the compiled integer scanner; numpy's tokenizer is the fallback
+    from ._xmlscan import int_text_to_float64 as _ints_fast
+except ImportError:  # pragma: no cover - extension not built
+    _ints_fast = None
 
 
-def _cut_digits(data: bytes) -> tuple[bytes, list]:
-    """Move the text of every plain ``<digits>`` element out of the document.
+class _Split(NamedTuple):
+    """A document cut into a small skeleton and its bulky parts (see :func:`_split`)."""
 
-    Nine tenths of an aECG file is sample text; tokenising it in expat and
-    again in numpy doubles the work. For ASCII-compatible files, each
-    ``<digits>`` whose text is only numbers and whitespace is replaced by
-    ``<digits ecgcore_ref="k"/>`` and its bytes kept aside for numpy. Anything
-    unusual (a prefix, attributes, CDATA, a comment) fails the check and is
-    left for the XML parser, so the result never differs, only the speed.
-    """
-    if data[:4].count(0) or data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data, []
-    parts, blobs = [], []
-    pos = last = 0
+    skeleton: bytes
+    blobs: list             # samples (float64) or decimal text of each <digits>, by ecgcore_ref
+    ann_spans: list         # bytes of each cut <annotationSet> element, by ecgcore_ann
+    root_open: bytes        # the root start tag (in-scope namespace declarations)
+    root_name: bytes
+    encoding: str
+
+
+def _digit_spans(data: bytes, lo: int, hi: int, out: list) -> None:
+    """Append (start, end) of the text of every plain ``<digits>`` in data[lo:hi]."""
+    pos = lo
     while True:
-        start = data.find(_DIGITS_OPEN, pos)
+        start = data.find(_DIGITS_OPEN, pos, hi)
         if start < 0:
-            break
-        end = data.find(_DIGITS_CLOSE, start)
+            return
+        a = start + len(_DIGITS_OPEN)
+        end = data.find(_DIGITS_CLOSE, a, hi)
         if end < 0:
-            break
-        body = data[start + len(_DIGITS_OPEN):end]
-        if body.translate(None, _NUMERIC_BYTES):
-            pos = start + len(_DIGITS_OPEN)      # not plain numbers: leave it to expat
+            return
+        out.append((start, a, end, end + len(_DIGITS_CLOSE)))
+        pos = end + len(_DIGITS_CLOSE)
+
+
+def _ann_spans(data: bytes, lo: int) -> "list | None":
+    """(start, end) of every unprefixed ``<annotationSet>`` element; None if unsure."""
+    spans = []
+    pos = lo
+    while True:
+        start = data.find(_ANNSET_OPEN, pos)
+        if start < 0:
+            return spans
+        nxt = data[start + len(_ANNSET_OPEN):start + len(_ANNSET_OPEN) + 1]
+        if nxt not in (b">", b" ", b"\t", b"\r", b"\n"):
+            pos = start + len(_ANNSET_OPEN)          # e.g. <annotationSetX>
             continue
-        parts.append(data[last:start])
-        parts.append(b'<digits ecgcore_ref="%d"/>' % len(blobs))
-        blobs.append(body)
-        last = pos = end + len(_DIGITS_CLOSE)
-    if not blobs:
-        return data, []
-    parts.append(data[last:])
-    return b"".join(parts), blobs
+        end = data.find(_ANNSET_CLOSE, start)
+        if end < 0:
+            return None
+        end += len(_ANNSET_CLOSE)
+        if data.find(_ANNSET_OPEN, start + 1, end) >= 0:
+            return None                               # nested sets: leave it to expat
+        spans.append((start, end))
+        pos = end
+
+
+def _split(data: bytes, path, cut_annotations: bool) -> "_Split | None":
+    """Cut sample text and annotation sets out of an aECG document.
+
+    Nine tenths of an aECG file is sample text and most of the rest is the
+    annotation tree; tokenising them in expat (and building Elements for
+    every annotation) is where a plain parse spends its time. Here the plain
+    ``<digits>`` texts are located with ``bytes.find`` and replaced by
+    ``<digits ecgcore_ref="k"/>`` (the scanner that reads them rejects
+    anything but numbers, and then the general path takes over), and each
+    ``<annotationSet>`` element by ``<annotationSet ecgcore_ann="k"/>``. The
+    cut sets are checked for well-formedness with expat right here (no tree,
+    no handlers: cheap), so a broken file still fails at read time, and are
+    turned into Elements only when the annotations are first used.
+
+    Only for encodings where ASCII bytes are themselves, and only when no
+    namespace is declared below the root (a cut set is parsed inside a copy
+    of the root start tag, so it must see the same declarations). Returns
+    None when the document does not qualify; the caller then parses it whole.
+    """
+    try:
+        enc, bom = detect_encoding(data)
+    except LookupError:
+        return None
+    if enc not in _BYTE_SAFE or (bom and enc != "utf-8"):
+        return None
+    # the root start tag: after the declaration, PIs and comments; a DOCTYPE
+    # (which could default attributes) sends the document down the plain path
+    pos = bom
+    while True:
+        lt = data.find(b"<", pos)
+        if lt < 0:
+            return None
+        if data.startswith(b"<?", lt):
+            end = data.find(b"?>", lt)
+            pos = end + 2
+        elif data.startswith(b"<!--", lt):
+            end = data.find(b"-->", lt)
+            pos = end + 3
+        else:
+            break
+        if end < 0:
+            return None
+    m = _ROOT_OPEN.match(data, lt)
+    if m is None or m.group(0).endswith(b"/>"):
+        return None
+    root_end = m.end()
+    ann = None
+    if cut_annotations and data.find(b"xmlns", root_end) < 0:
+        ann = _ann_spans(data, root_end)
+    ann = ann or []
+    # digits outside the cut annotation sets
+    digits: list = []
+    lo = root_end
+    for a, b in ann:
+        _digit_spans(data, lo, a, digits)
+        lo = b
+    _digit_spans(data, lo, len(data), digits)
+    view = memoryview(data)
+    cuts = [(a, b, 1, None) for a, b in ann]
+    for s, a, b, e in digits:
+        x = _ints_fast(view[a:b]) if _ints_fast is not None else None
+        if x is None:
+            if data[a:b].translate(None, _NUMERIC_BYTES):
+                continue        # markup, references or junk: leave it to expat
+            x = data[a:b]       # decimals: numpy's tokenizer reads them
+        cuts.append((s, e, 0, x))
+    if not cuts:
+        return None
+    cuts.sort(key=lambda c: c[0])
+    pieces, blobs, spans = [], [], []
+    last = bom
+    for s, e, kind, x in cuts:
+        pieces.append(data[last:s])
+        if kind == 0:
+            pieces.append(b'<digits ecgcore_ref="%d"/>' % len(blobs))
+            blobs.append(x)
+        else:
+            pieces.append(b'<annotationSet ecgcore_ann="%d"/>' % len(spans))
+            spans.append(data[s:e])
+        last = e
+    pieces.append(data[last:])
+    root_open = m.group(0)
+    root_name = m.group(1)
+    if spans:
+        # well-formed as a whole, in the document's encoding and namespaces
+        p = pyexpat.ParserCreate(enc, "}")
+        try:
+            p.Parse(root_open, False)
+            for sp in spans:
+                p.Parse(sp, False)
+            p.Parse(b"</" + root_name + b">", True)
+        except pyexpat.ExpatError:
+            return None                              # the plain parse reports it
+    return _Split(b"".join(pieces), blobs, spans, root_open, root_name, enc)
+
+
+def _parse_ann_sets(spans, root_open, root_name, encoding, path) -> list:
+    """Elements of the cut annotation sets (validated in :func:`_split`)."""
+    parser = ET.XMLParser(encoding=encoding)
+    parser.feed(root_open)
+    for sp in spans:
+        parser.feed(sp)
+    parser.feed(b"</" + root_name + b">")
+    try:
+        return list(parser.close())
+    except ET.ParseError as exc:  # pragma: no cover - validated before
+        raise ReadError(f"malformed annotation set ({exc})", path) from None
 
 
 def _code(el) -> str | None:
@@ -180,10 +335,13 @@ def _time_axis(seq, path) -> tuple[float, float | None, str]:
     return 1.0 / step, head, kind
 
 
-def _lead_sequence(seq, path, blobs=()):
-    """(name, physical mV samples) of one SLIST_PQ lead sequence, or None if not a lead."""
-    code_el = seq.find(NS + "code")
-    code = None if code_el is None else code_el.get("code")
+def _lead_sequence(seq, path, blobs=(), code=False):
+    """(name, physical mV samples) of one SLIST_PQ lead sequence, or None if not a lead.
+
+    ``code``: the sequence's code when the caller has already looked it up.
+    """
+    if code is False:
+        code = _code(seq)
     name = lead_name_from_code(code)
     if name is None:
         if code is None or code.startswith("TIME_"):
@@ -204,11 +362,12 @@ def _lead_sequence(seq, path, blobs=()):
         raise ReadError(f"lead {name}: unit {o_unit!r}/{s_unit!r} is not a voltage", path) from None
     d_el = val.find(NS + "digits")
     ref = d_el.get("ecgcore_ref") if d_el is not None else None
-    if ref is not None and int(ref) < len(blobs):
-        text = blobs[int(ref)].decode("ascii")
+    blob = blobs[int(ref)] if ref is not None and ref.isdigit() and int(ref) < len(blobs) else None
+    if isinstance(blob, np.ndarray):
+        digits = blob                     # already read by the byte scanner
     else:
-        text = d_el.text if d_el is not None else None
-    digits = _parse_digits(text, f"lead {name}", path)
+        text = blob.decode("ascii") if blob is not None else (d_el.text if d_el is not None else None)
+        digits = _parse_digits(text, f"lead {name}", path)
     return name, origin * f_o + digits * (scale * f_s), scale * f_s
 
 
@@ -227,11 +386,12 @@ def _read_series(series, path, blobs=()):
         leads = {}
         scales = {}
         for seq in sset.iterfind(f"{NS}component/{NS}sequence"):
-            code = _code(seq) or ""
+            raw_code = _code(seq)
+            code = raw_code or ""
             if code.startswith("TIME_"):
                 time_ax = _time_axis(seq, path)
                 continue
-            got = _lead_sequence(seq, path, blobs)
+            got = _lead_sequence(seq, path, blobs, raw_code)
             if got is not None:
                 leads[got[0]] = got[1]
                 scales[got[0]] = got[2]
@@ -280,8 +440,12 @@ def _read_series(series, path, blobs=()):
     return sig, fs, names, t0, notes
 
 
-def _annotations(series, series_code, t0, path):
-    """Flatten the annotation tree of a series into column lists."""
+def _annotations(series, series_code, t0, path, cut_sets=()):
+    """Flatten the annotation tree of a series into column lists.
+
+    ``cut_sets`` holds the Elements of annotation sets cut out before parsing
+    (:func:`_split`); a stub ``annotationSet`` in the tree points into it.
+    """
     cols = {k: [] for k in ("series", "code", "value", "unit", "display", "parent",
                             "lead", "onset_s", "offset_s")}
 
@@ -361,6 +525,9 @@ def _annotations(series, series_code, t0, path):
             walk(ann, idx)
 
     for aset in series.iterfind(f"{NS}subjectOf/{NS}annotationSet"):
+        ref = aset.get("ecgcore_ann")
+        if ref is not None and ref.isdigit() and int(ref) < len(cut_sets):
+            aset = cut_sets[int(ref)]
         walk(aset, -1)
     return cols
 
@@ -424,12 +591,155 @@ def _device(series) -> dict:
     return out
 
 
-def read(path: "str | os.PathLike", **kwargs) -> Record:
+class _Once:
+    """Runs a loader on first call and keeps its result (shared by lazy views)."""
+
+    __slots__ = ("_fn", "_value")
+
+    def __init__(self, fn):
+        self._fn, self._value = fn, None
+
+    def __call__(self):
+        if self._fn is not None:
+            self._value = self._fn()
+            self._fn = None          # drop the parse inputs once used
+        return self._value
+
+
+class LazyDict(MutableMapping):
+    """A dict computed on first use (annotation columns, measurements).
+
+    Behaves as a mutable mapping; compares equal to the dict it stands for,
+    and pickles and copies as that plain dict.
+    """
+
+    __slots__ = ("_once", "_key")
+
+    def __init__(self, once: _Once, key: int):
+        self._once, self._key = once, key
+
+    def _d(self) -> dict:
+        return self._once()[self._key]
+
+    def __getitem__(self, k):
+        return self._d()[k]
+
+    def __setitem__(self, k, v):
+        self._d()[k] = v
+
+    def __delitem__(self, k):
+        del self._d()[k]
+
+    def __iter__(self):
+        return iter(self._d())
+
+    def __len__(self):
+        return len(self._d())
+
+    def __contains__(self, k):
+        return k in self._d()
+
+    def __repr__(self):
+        return repr(self._d())
+
+    def __reduce__(self):
+        return dict, (dict(self._d()),)
+
+
+class LazyList(MutableSequence):
+    """A list computed on first use (statements); pickles and copies as a list."""
+
+    __slots__ = ("_once", "_key")
+
+    def __init__(self, once: _Once, key: int):
+        self._once, self._key = once, key
+
+    def _l(self) -> list:
+        return self._once()[self._key]
+
+    def __getitem__(self, i):
+        return self._l()[i]
+
+    def __setitem__(self, i, v):
+        self._l()[i] = v
+
+    def __delitem__(self, i):
+        del self._l()[i]
+
+    def __len__(self):
+        return len(self._l())
+
+    def insert(self, i, v):
+        self._l().insert(i, v)
+
+    def __eq__(self, other):
+        return self._l() == (list(other) if isinstance(other, (list, LazyList)) else other)
+
+    def __repr__(self):
+        return repr(self._l())
+
+    def __reduce__(self):
+        return list, (list(self._l()),)
+
+
+def _summarise(ann: dict) -> tuple:
+    """(columns, measurements, statements) of flattened annotations."""
+    if not ann["code"]:
+        return {}, {}, []
+    cols = {k: (np.asarray(v, np.float64) if k in ("onset_s", "offset_s")
+                else np.asarray(v, np.int64) if k == "parent" else v)
+            for k, v in ann.items()}
+    meas, stmts = {}, []
+    # global numbers: prefer those not attached to a single beat, and the
+    # representative-beat set over the rhythm set
+    order = sorted(range(len(ann["code"])),
+                   key=lambda i: (ann["series"][i] != "REPRESENTATIVE_BEAT",
+                                  ann["parent"][i] >= 0))
+    for i in order:
+        code, val = ann["code"][i], ann["value"][i]
+        if isinstance(val, float) and code and code not in meas:
+            meas[code] = {"value": val, "unit": ann["unit"][i]}
+        elif ann["display"][i] and ann["parent"][i] < 0 and code not in ("MDC_ECG_BEAT",
+                                                                            "MDC_ECG_WAVC"):
+            st = ann["display"][i]
+            if st not in stmts:
+                stmts.append(st)
+    return cols, meas, stmts
+
+
+def _stubs_in_place(root, split: _Split) -> bool:
+    """Every cut-out part left exactly one stub element in the parsed skeleton.
+
+    A tag name inside a comment or CDATA section is found by the byte search
+    but is not an element; its stub then vanishes from the tree, and the
+    document must be parsed whole instead.
+    """
+    if split.ann_spans:
+        n = sum(1 for a in root.iter(NS + "annotationSet") if a.get("ecgcore_ann") is not None)
+        if n != len(split.ann_spans):
+            return False
+    if split.blobs:
+        n = sum(1 for d in root.iter(NS + "digits") if d.get("ecgcore_ref") is not None)
+        if n != len(split.blobs):
+            return False
+    return True
+
+
+def read(path: "str | os.PathLike", annotations: "bool | str" = "lazy", **kwargs) -> Record:
     """Read an HL7 v3 aECG file.
 
     Parameters
     ----------
     path : str or path-like
+    annotations : {"lazy", True, False}
+        ``"lazy"`` (default): the annotation sets are checked for
+        well-formedness while reading, but turned into columns only when
+        ``annotations["aecg"]``, ``meta["measurements"]`` or
+        ``meta["statements"]`` is first used (``LazyDict``/``LazyList``:
+        mappings and lists that pickle and compare as plain ones). They are
+        most of an aECG file's markup, so this halves the read time when they
+        are not needed. True: decode them now, as plain dicts and lists.
+        False: skip them (the file is still checked whole).
 
     Returns
     -------
@@ -451,8 +761,23 @@ def read(path: "str | os.PathLike", **kwargs) -> Record:
     HL7 Version 3 Standard: Regulated Studies - Annotated ECG, Release 1 (2004).
     """
     path = os.fspath(path)
-    data, blobs = _cut_digits(read_bytes(path))
-    root = parse_xml(data, path=path)
+    if annotations not in (True, False, "lazy"):
+        raise ValueError(f"annotations must be True, False or 'lazy', got {annotations!r}")
+    data = read_bytes(path)
+    # hostile documents are refused before any byte is scanned or parsed; the
+    # UTF-16 spellings of <!ENTITY contain NUL bytes, so one memchr rules them
+    # out and the full three-pattern check runs only when it could matter
+    if b"\x00" in data or b"<!ENTITY" in data:
+        _refuse_entities(data, path)
+    split = _split(data, path, cut_annotations=annotations is not True)
+    root = None
+    if split is not None:
+        root = parse_xml(split.skeleton, path=path)
+        if not _stubs_in_place(root, split):
+            root, split = None, None
+    if root is None:
+        root = parse_xml(data, path=path)
+    blobs = split.blobs if split is not None else ()
     if root.tag != NS + "AnnotatedECG":
         raise ReadError(f"root element is {root.tag!r}, not an HL7 aECG AnnotatedECG", path)
     rhythm = None
@@ -482,42 +807,46 @@ def read(path: "str | os.PathLike", **kwargs) -> Record:
     if "skipped_sequence_sets" in notes:
         meta["skipped_sequence_sets"] = notes["skipped_sequence_sets"]
 
-    ann = _annotations(rhythm, "RHYTHM", t0, path)
     median = None
+    mt0 = None
     if median_series is not None:
         msig, mfs, mnames, mt0, mnotes = _read_series(median_series, path, blobs)
-        median = Record(msig * 1.0, mfs, mnames, meta={"format": "hl7_aecg", "kind": "median",
-                                                       "scale_mv": mnotes.get("scale_mv", {})},
+        median = Record(msig, mfs, mnames, meta={"format": "hl7_aecg", "kind": "median",
+                                                 "scale_mv": mnotes.get("scale_mv", {})},
                         source=path)
-        mann = _annotations(median_series, "REPRESENTATIVE_BEAT", mt0, path)
-        base = len(ann["code"])
-        for k, v in mann.items():
-            if k == "parent":
-                v = [p + base if p >= 0 else p for p in v]
-            ann[k].extend(v)
-    annotations = {}
-    if ann["code"]:
-        annotations["aecg"] = {k: (np.asarray(v, np.float64) if k in ("onset_s", "offset_s")
-                                   else np.asarray(v, np.int64) if k == "parent" else v)
-                               for k, v in ann.items()}
-        meas, stmts = {}, []
-        # global numbers: prefer those not attached to a single beat, and the
-        # representative-beat set over the rhythm set
-        order = sorted(range(len(ann["code"])),
-                       key=lambda i: (ann["series"][i] != "REPRESENTATIVE_BEAT",
-                                      ann["parent"][i] >= 0))
-        for i in order:
-            code, val = ann["code"][i], ann["value"][i]
-            if isinstance(val, float) and code and code not in meas:
-                meas[code] = {"value": val, "unit": ann["unit"][i]}
-            elif ann["display"][i] and ann["parent"][i] < 0 and code not in ("MDC_ECG_BEAT",
-                                                                                "MDC_ECG_WAVC"):
-                s = ann["display"][i]
-                if s not in stmts:
-                    stmts.append(s)
-        meta["measurements"] = meas
-        meta["statements"] = stmts
-    return Record(sig, fs, names, meta=meta, median=median, source=path, annotations=annotations)
+
+    # the loader keeps only the cut annotation bytes, not the samples
+    cut = (split.ann_spans, split.root_open, split.root_name, split.encoding) \
+        if split is not None and split.ann_spans else None
+    del split
+
+    def load():
+        cut_sets = _parse_ann_sets(*cut, path) if cut is not None else ()
+        ann = _annotations(rhythm, "RHYTHM", t0, path, cut_sets)
+        if median_series is not None:
+            mann = _annotations(median_series, "REPRESENTATIVE_BEAT", mt0, path, cut_sets)
+            base = len(ann["code"])
+            for k, v in mann.items():
+                if k == "parent":
+                    v = [p + base if p >= 0 else p for p in v]
+                ann[k].extend(v)
+        return _summarise(ann)
+
+    ann_out = {}
+    if annotations == "lazy" and cut is not None:
+        # presence from the bytes; the columns themselves wait for first use
+        if any(_HAS_ANNOTATION.search(sp) for sp in cut[0]):
+            once = _Once(load)
+            ann_out["aecg"] = LazyDict(once, 0)
+            meta["measurements"] = LazyDict(once, 1)
+            meta["statements"] = LazyList(once, 2)
+    elif annotations:
+        cols, meas, stmts = load()
+        if cols:
+            ann_out["aecg"] = cols
+            meta["measurements"] = meas
+            meta["statements"] = stmts
+    return Record(sig, fs, names, meta=meta, median=median, source=path, annotations=ann_out)
 
 
 read_hl7_aecg = read
