@@ -54,7 +54,7 @@ def run(args) -> int:
         rc = cli_main(["preprocess", wfdb_dir, "--preset", "ecgfm", "--out", ds, "--workers", "1"])
         if rc:
             return rc
-    if importlib.util.find_spec("ecgcore.delineate") is not None:
+    if importlib.util.find_spec("ecgcore.delineation") is not None:
         from ecgcore.cli import main as cli_main
         out_csv = os.path.join(args.out, "measures.csv")
         print(f"[4] delineating and measuring -> {out_csv}")

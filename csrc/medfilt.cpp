@@ -2,10 +2,11 @@
 // both ends (scipy.signal.medfilt on a 1-D signal), optionally subtracted from
 // the signal (median baseline removal).
 //
-// The window is kept sorted. Each step removes the sample that leaves and
-// inserts the one that enters with a single shift of the elements between the
-// two positions, so a step costs two branch-free binary searches plus a short
-// memmove, with no allocation.
+// Windows of up to 32 vectors run the in-register kernel of medkern_body.hpp
+// (compiled for AVX-512, AVX2 and portable, picked at run time). Longer windows
+// use a sorted buffer: each step removes the sample that leaves and inserts the
+// one that enters with a single shift of the elements between the two
+// positions (two branch-free binary searches plus a short memmove).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -14,9 +15,43 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
+#include "blockkern.hpp"
+
+namespace ecgk {
+#undef ECGK_VBYTES
+#define ECGK_VBYTES 32
+namespace portable {
+#include "medkern_body.hpp"
+}
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "medkern_body.hpp"
+}
+#pragma GCC pop_options
+#undef ECGK_VBYTES
+#define ECGK_VBYTES 64
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+namespace avx512 {
+#include "medkern_body.hpp"
+}
+#pragma GCC pop_options
+#endif
+}  // namespace ecgk
+
 namespace py = pybind11;
+
+static bool median_row_fast(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s) {
+    return ECGK_DISPATCH(median_rows_f32, x, y, n, k, s);
+}
+static bool median_row_fast(const double* x, double* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s) {
+    return ECGK_DISPATCH(median_rows_f64, x, y, n, k, s);
+}
 
 // Branch-free lower_bound: the comparisons compile to conditional moves, so the
 // random outcome of each step costs no misprediction.
@@ -36,10 +71,11 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
     bool has_nan = false;
     for (std::ptrdiff_t i = 0; i < n; ++i) has_nan |= std::isnan(x[i]);
     if (has_nan) {
-            // ordering is undefined with NaN; the whole row is reported as NaN
+        // ordering is undefined with NaN; the whole row is reported as NaN
         for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<T>::quiet_NaN();
         return;
     }
+    if (median_row_fast(x, y, n, k, subtract)) return;
     const std::ptrdiff_t h = k / 2;
     auto val = [&](std::ptrdiff_t p) -> T { return (p >= 0 && p < n) ? x[p] : (T)0; };
     for (std::ptrdiff_t j = 0; j < k; ++j) win[j] = val(j - h);

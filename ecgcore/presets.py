@@ -202,7 +202,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
         "input_contract": {"fs": 500, "length": 400, "units": "mV", "dtype": "float32",
                            "model": "LVH FCN / Soto-2022 ResNet (8 leads)"},
         "notes": "The published median beats come from an unreleased pipeline; ecgcore's are its "
-                 "own (ecgcore.delineate.median_beats: R at sample 150 of 400, 0.3 s before / "
+                 "own (ecgcore.median_beats: R at sample 150 of 400, 0.3 s before / "
                  "0.5 s after, 0.5 Hz high-pass) and no parity is claimed. source=auto uses "
                  "the device's median beat when the file has one (MUSE, CardioSoft).",
     },
@@ -780,7 +780,7 @@ def _qrs_envelope(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def detect_r_interim(x: np.ndarray, fs: float) -> np.ndarray:
-    """Interim QRS locator for the median-beat step, used only when ecgcore.delineate
+    """Interim QRS locator for the median-beat step, used only when ecgcore.delineation
     is not installed.
 
     Peaks of :func:`_qrs_envelope` higher than 30 % of its 99th percentile and
@@ -800,10 +800,10 @@ def detect_r_interim(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _delineate_median_beats():
-    """ecgcore.delineate.median_beats when that package is present, else None
+    """ecgcore.median_beats when that package is present, else None
     (then the interim detector below is used)."""
     try:
-        from .delineate import median_beats
+        from .delineation import median_beats
     except ImportError:
         return None
     return median_beats
@@ -822,7 +822,7 @@ def _window(x: np.ndarray, centres: np.ndarray, before: int, length: int) -> np.
 def _median_beat_one(x: np.ndarray, fs: float, step: dict, record=None, where=None):
     """One record's median beat, (leads, length).
 
-    ``source="computed"``: :func:`ecgcore.delineate.median_beats` (0.5 Hz
+    ``source="computed"``: :func:`ecgcore.median_beats` (0.5 Hz
     high-pass, R fiducials from ``detect_qrs``, beats ``before`` samples ahead of
     R and ``length`` long, median, outlier beats dropped, median again). Without
     the delineation package, an interim route: 0.5 Hz high-pass, QRS-energy

@@ -157,7 +157,7 @@ def wave_saliency(saliency, fiducials: dict, *, absolute: bool = True) -> dict:
         (signed), as DL-AtCM does.
     fiducials : dict
         Sample indices per beat, ``-1`` where absent: keys ``P_on``, ``P_off``,
-        ``QRS_on``, ``QRS_off``, ``T_on``, ``T_off`` (as ``ecgcore.delineate``
+        ``QRS_on``, ``QRS_off``, ``T_on``, ``T_off`` (as ``ecgcore.delineate()``
         returns them).
     absolute : bool
         Average |saliency| (default, DL-AtCM) or the signed values.

@@ -167,3 +167,21 @@ def test_chain_equals_scipy_chain(rng, dtype):
     r = np.moveaxis(r.reshape(2, 12, 2, 1250), 2, 1)
     assert y.shape == (2, 2, 12, 1250) and y.dtype == dtype
     assert_close_range(y, r, dtype)
+
+
+@pytest.mark.parametrize("steps_seg", [{"length_s": 5.0}, {"length": 1000}, {"length": 1000, "stride": 1000},
+                                       {"length": 1000, "stride": 500}, {"length": 1000, "drop_last": False}])
+def test_chain_segment_paths_equal_segment(rng, steps_seg):
+    # the chain's reshape shortcut for plain windows and the general segment() agree
+    x = np.cumsum(rng.standard_normal((2, 12, 2600)), axis=-1).astype(np.float32)
+    steps = [("bandpass", {"low": 0.5, "high": 40.0}), ("zscore", {"scope": "lead"})]
+    base = S.chain(x, 500, steps)
+    params = dict(steps_seg)
+    if "length_s" in params:
+        params["length"] = int(round(params.pop("length_s") * 500))
+    ref = S.segment(base, **params)
+    y = S.chain(x, 500, steps + [("segment", steps_seg)])
+    assert y.shape == ref.shape and y.flags.c_contiguous
+    np.testing.assert_array_equal(y, ref)
+    y1 = S.chain(x[0], 500, steps + [("segment", steps_seg)])
+    np.testing.assert_array_equal(y1, ref[0])

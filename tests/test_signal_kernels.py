@@ -213,3 +213,52 @@ def test_real_records_resample_and_baseline(shared):
             k = S.median_kernel_size(fs, 0.4)
             med = np.stack([ss.medfilt(r, k) for r in xx])
             np.testing.assert_array_equal(S.median_baseline(xx, fs, 0.4), xx - med)
+
+
+def _medfilt_rows(x, k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scipy: kernel longer than the signal
+        return np.stack([ss.medfilt(r, k) for r in x.reshape(-1, x.shape[-1])]).reshape(x.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 3, 7, 15, 17, 31, 33, 63, 65, 129, 201, 255, 257, 513, 601])
+def test_running_median_kernel_sizes(rng, dtype, k):
+    # k sweeps the in-register window sizes (1..32 vectors of 4/8/16 lanes, padded
+    # with +inf) and the sorted-buffer fallback for longer windows
+    x = (np.cumsum(rng.standard_normal((3, 1500)), axis=-1)).astype(dtype)
+    np.testing.assert_array_equal(S.running_median(x, k), _medfilt_rows(x, k))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 2, 5, 50, 100, 101, 199, 200, 201, 202, 403])
+def test_running_median_short_signals(rng, dtype, n):
+    # signals shorter than the window: the zero padding dominates, as in scipy
+    x = (rng.standard_normal((2, n)) * 3 + 0.5).astype(dtype)
+    for k in (5, 201):
+        np.testing.assert_array_equal(S.running_median(x, k), _medfilt_rows(x, k))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_running_median_ties_and_infinities(rng, dtype):
+    # quantised samples (many exact ties, zeros equal to the padding) and +/-inf
+    x = rng.integers(-3, 4, size=(4, 700)).astype(dtype)
+    x[1, ::7] = np.inf
+    x[2, 3::11] = -np.inf
+    x[3, :] = np.repeat(rng.integers(-2, 3, 70), 10)  # long constant runs
+    for k in (9, 33, 201):
+        np.testing.assert_array_equal(S.running_median(x, k), _medfilt_rows(x, k))
+    y = S.median_baseline(x[:1], 500, 0.4)
+    np.testing.assert_array_equal(y, x[:1] - _medfilt_rows(x[:1], 201))
+
+
+def test_running_median_many_rows_nan_row_and_even_k(rng):
+    x = np.cumsum(rng.standard_normal((5, 12, 640)), axis=-1).astype(np.float32)
+    x[2, 5, 100] = np.nan
+    y = S.running_median(x, 51)
+    assert np.isnan(y[2, 5]).all()
+    ok = np.ones((5, 12), bool)
+    ok[2, 5] = False
+    np.testing.assert_array_equal(y[ok], _medfilt_rows(x[ok], 51))
+    with pytest.raises(PreprocessError):
+        S.running_median(x, 50)

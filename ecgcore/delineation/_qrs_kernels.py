@@ -1,6 +1,6 @@
 """numba kernels for filtering and QRS detection.
 
-Imported only by :mod:`ecgcore.delineate`, never at ``import ecgcore`` time.
+Imported only by :mod:`ecgcore.delineation`, never at ``import ecgcore`` time.
 Every kernel assumes clean input: C-contiguous float64, no NaN (the Python
 wrappers in ``qrs.py`` and ``waves.py`` take care of that).
 """
@@ -38,11 +38,48 @@ def sos_forward(x, sos, out):
 
 
 @njit(cache=True)
+def sos_cols(buf, sos, backward):
+    """SOS filter of every column of ``buf`` (m, L), in place, forward in time or
+    backward. The inner loop runs across leads, so the independent recurrences of the
+    leads vectorise. The initial state is the steady state of the first sample."""
+    m, L = buf.shape
+    z1 = np.empty(L)
+    z2 = np.empty(L)
+    for s in range(sos.shape[0]):
+        b0 = sos[s, 0]
+        b1 = sos[s, 1]
+        b2 = sos[s, 2]
+        a1 = sos[s, 4]
+        a2 = sos[s, 5]
+        den = 1.0 + a1 + a2
+        dc = (b0 + b1 + b2) / den if abs(den) > 1e-12 else 0.0
+        i0 = m - 1 if backward else 0
+        for l in range(L):
+            x0 = buf[i0, l]
+            z1[l] = x0 * dc - b0 * x0
+            z2[l] = b2 * x0 - a2 * x0 * dc
+        for k in range(m):
+            i = m - 1 - k if backward else k
+            for l in range(L):
+                xi = buf[i, l]
+                yi = b0 * xi + z1[l]
+                z1[l] = b1 * xi - a1 * yi + z2[l]
+                z2[l] = b2 * xi - a2 * yi
+                buf[i, l] = yi
+
+
+@njit(cache=True)
+def sos_forward_cols(buf, sos):
+    sos_cols(buf, sos, False)
+
+
+@njit(cache=True)
 def sos_filtfilt_rows(x, sos, padlen):
     """Zero-phase (forward-backward) filtering of each row with odd-reflection padding.
 
-    Same idea as ``scipy.signal.sosfiltfilt(padtype="odd")``; the initial state is the
-    steady state of the first (padded) sample.
+    Same result as ``scipy.signal.sosfiltfilt(sos, x, padtype="odd", padlen=padlen)``.
+    Works on a (samples, leads) buffer so that all leads are filtered in one vectorised
+    pass.
     """
     n_rows, n = x.shape
     out = np.empty((n_rows, n))
@@ -50,21 +87,19 @@ def sos_filtfilt_rows(x, sos, padlen):
     if p < 0:
         p = 0
     m = n + 2 * p
-    buf = np.empty(m)
-    tmp = np.empty(m)
-    for r in range(n_rows):
-        row = x[r]
-        for i in range(p):
-            buf[i] = 2.0 * row[0] - row[p - i]
-            buf[n + p + i] = 2.0 * row[n - 1] - row[n - 2 - i]
-        for i in range(n):
-            buf[p + i] = row[i]
-        sos_forward(buf, sos, tmp)
-        for i in range(m):
-            buf[i] = tmp[m - 1 - i]
-        sos_forward(buf, sos, tmp)
-        for i in range(n):
-            out[r, i] = tmp[m - 1 - p - i]
+    buf = np.empty((m, n_rows))
+    for i in range(p):
+        for r in range(n_rows):
+            buf[i, r] = 2.0 * x[r, 0] - x[r, p - i]
+            buf[n + p + i, r] = 2.0 * x[r, n - 1] - x[r, n - 2 - i]
+    for i in range(n):
+        for r in range(n_rows):
+            buf[p + i, r] = x[r, i]
+    sos_cols(buf, sos, False)
+    sos_cols(buf, sos, True)
+    for i in range(n):
+        for r in range(n_rows):
+            out[r, i] = buf[p + i, r]
     return out
 
 
@@ -97,10 +132,22 @@ def qrs_feature(x, fs, sos, usable):
     n_blocks = max(1, n // block)
     bmax = np.empty(n_blocks)
     used = 0
+    # few leads: scalar filter state (registers); many leads: one vectorised pass
+    few = n_leads <= 2
+    buf = np.empty((n if not few else 1, n_leads))
+    if not few:
+        for i in range(n):
+            for l in range(n_leads):
+                buf[i, l] = x[l, i]
+        sos_forward_cols(buf, sos)
     for l in range(n_leads):
         if not usable[l]:
             continue
-        sos_forward(x[l], sos, lp)
+        if few:
+            sos_forward(x[l], sos, lp)
+        else:
+            for i in range(n):
+                lp[i] = buf[i, l]
         for i in range(n):
             e[i] = 0.0
         for i in range(k, n - k):
@@ -266,5 +313,12 @@ def refine_r(x, usable, peaks, fs, half_s):
         for i in range(m):
             if score[i] > score[best]:
                 best = i
+        # in wide (rSR', bundle-branch) complexes take the first major deflection, not
+        # the later and larger one: the first local maximum within 70 % of the largest
+        top = score[best]
+        for i in range(1, best):
+            if score[i] >= 0.7 * top and score[i] >= score[i - 1] and score[i] >= score[i + 1]:
+                best = i
+                break
         out[b] = a + best
     return out

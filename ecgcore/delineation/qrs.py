@@ -5,6 +5,7 @@ Planning only; the sample loops live in :mod:`._qrs_kernels` (numba).
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -36,7 +37,8 @@ def _clean_rows(x: np.ndarray):
     usable = np.ones(x.shape[0], np.bool_)
     if bad.any():
         frac = bad.mean(axis=1)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN leads are expected here
             fill = np.nanmedian(np.where(bad, np.nan, x), axis=1) if x.shape[1] else np.zeros(len(x))
         fill = np.where(np.isfinite(fill), fill, 0.0)
         x = np.where(bad, fill[:, None], x)

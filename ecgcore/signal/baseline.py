@@ -7,9 +7,12 @@ near the edges; ECGFounder relies on it, so it is reproduced). The kernel size i
 ``k = int(window_s * fs)``, made odd by adding one when even: 0.4 s at 500 Hz gives
 201, ECGFounder's ``int(0.4 * fs) + 1``.
 
-The running median is a sorted-window C++ kernel, O(n * k) memory moves in the
-worst case but with short shifts; results are exact selections, so they equal
-scipy bit for bit. A lead containing NaN returns NaN throughout (a median is not
+The running median is a C++ kernel that keeps the sorted window in vector
+registers (windows up to 32 vectors: 512 float32 / 256 float64 samples with
+AVX-512) and updates every slot per step with min/max against the entering and
+leaving sample, O(n * k / vector width) with no searches; longer windows use a
+sorted buffer with binary search + memmove. Results are exact selections, so
+they equal scipy bit for bit. A lead containing NaN returns NaN throughout (a median is not
 defined with NaN; scipy's result is unspecified there).
 """
 

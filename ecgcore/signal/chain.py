@@ -52,6 +52,26 @@ def _stage(name, fs, p):
     return st
 
 
+def _window_length(params, fs):
+    return int(params["length"]) if "length" in params else int(round(params["length_s"] * fs))
+
+
+def _plain_windows(y, axis, params, fs) -> bool:
+    """True when segment(**params) is a plain reshape: stride == length, whole windows only."""
+    y = np.asarray(y)
+    if set(params) - {"length", "length_s", "stride", "drop_last"} or len(set(params) & {"length", "length_s"}) != 1:
+        return False
+    if not params.get("drop_last", True) or y.ndim < 2 or y.dtype.kind != "f" or axis % y.ndim != y.ndim - 1:
+        return False
+    try:
+        L = _window_length(params, fs)
+    except (TypeError, ValueError):
+        return False
+    if "length" in params and L != params["length"]:
+        return False
+    return L >= 1 and params.get("stride", L) == L and y.shape[-1] >= L
+
+
 def chain(x, fs, steps, axis: int = -1):
     """Apply ``steps`` to ``x`` sampled at ``fs`` Hz; see the module notes.
 
@@ -105,6 +125,14 @@ def chain(x, fs, steps, axis: int = -1):
             y = _nz.zscore(y, axis=axis, **params)
         elif name == "median_baseline":
             y = _bl.median_baseline(y, fs, axis=axis, **params)
+        elif name == "segment" and _plain_windows(y, axis, params, fs):
+            # non-overlapping whole windows of a C-ordered (..., leads, n) array are a
+            # reshape plus one copy; segment() gives the same array with more checks
+            L = _window_length(params, fs)
+            k = y.shape[-1] // L
+            win = y[..., :k * L].reshape(y.shape[:-1] + (k, L))
+            y = np.ascontiguousarray(np.moveaxis(win, -2, -3))
+            axis = -1
         elif name == "segment":
             if "length_s" in params:
                 params["length"] = int(round(params.pop("length_s") * fs))

@@ -1,0 +1,218 @@
+"""12-lead delineation: LUDB annotations, simulated records with true fiducials, the
+Delineation API, annotation files, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+
+import ecgcore
+from ecgcore.delineation import MARKS, Delineation, delineate
+from ecgcore.delineation import waves
+from ecgcore.delineation.delineation import _triplets, _write_mit
+
+LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
+
+
+def _sim(rhythm="sinus", n=1, seed=5, noise="mild", **kw):
+    from ecgcore.synthetic import simulate
+    return simulate(n=n, seed=seed, rhythm=rhythm, noise=noise, **kw)
+
+
+def _pairs(ref, det, tol):
+    """Nearest-first matching -> (ref values, det values)."""
+    ref = np.asarray(ref)[np.asarray(ref) >= 0]
+    det = np.sort(np.asarray(det)[np.asarray(det) >= 0])
+    if ref.size == 0 or det.size == 0:
+        return np.zeros(0), np.zeros(0)
+    d = np.abs(ref[:, None] - det[None, :])
+    ii, jj = np.nonzero(d <= tol)
+    order = np.argsort(d[ii, jj], kind="stable")
+    ur, ud, a, b = set(), set(), [], []
+    for k in order:
+        if ii[k] in ur or jj[k] in ud:
+            continue
+        ur.add(ii[k]); ud.add(jj[k]); a.append(ref[ii[k]]); b.append(det[jj[k]])
+    return np.array(a), np.array(b)
+
+
+# ---------------------------------------------------------------- real annotations
+def _ludb(name):
+    wfdb = pytest.importorskip("wfdb")
+    base = str(shared_path("data", "ludb", name + ".hea")).removesuffix(".hea")
+    rec = wfdb.rdrecord(base)
+    refs = {}
+    for ld in LUDB_LEADS:
+        a = wfdb.rdann(base, ld)
+        sym, smp = list(a.symbol), np.asarray(a.sample)
+        out = {m: [] for m in MARKS}
+        for i, s in enumerate(sym):
+            kinds = {"p": ("P_on", "P_peak", "P_off"), "N": ("QRS_on", "R", "QRS_off"),
+                     "t": ("T_on", "T_peak", "T_off")}.get(s)
+            if kinds is None:
+                continue
+            out[kinds[1]].append(smp[i])
+            if i and sym[i - 1] == "(":
+                out[kinds[0]].append(smp[i - 1])
+            if i + 1 < len(sym) and sym[i + 1] == ")":
+                out[kinds[2]].append(smp[i + 1])
+        refs[ld] = {m: np.array(v, np.int64) for m, v in out.items()}
+    return rec.p_signal.T, float(rec.fs), refs
+
+
+def test_ludb_sinus_records_against_annotations():
+    """Sinus records of the validation split (not used for tuning): loose but meaningful
+    bounds."""
+    errs = {m: [] for m in ("P_on", "P_off", "QRS_on", "QRS_off", "T_off")}
+    n_ref = {m: 0 for m in errs}
+    for name in ("113", "130", "159"):
+        x, fs, refs = _ludb(name)
+        d = delineate(x, fs)
+        for li, ld in enumerate(LUDB_LEADS):
+            det = d.lead(li)
+            for m in errs:
+                a, b = _pairs(refs[ld][m], det[m], int(0.15 * fs))
+                errs[m].extend((b - a) * 1000.0 / fs)
+                n_ref[m] += int((refs[ld][m] >= 0).sum())
+    for m, e in errs.items():
+        e = np.asarray(e)
+        se = e.size / n_ref[m]
+        assert se >= (0.97 if m.startswith("QRS") else 0.85), (m, se)
+        assert abs(np.mean(e)) < 10, (m, np.mean(e))
+        assert np.std(e) < (16 if m.startswith("QRS") else 35), (m, np.std(e))
+
+
+def test_ludb_af_record_has_no_p_waves():
+    # LUDB 51 is atrial fibrillation (ludb.csv); its annotators marked no P wave
+    x, fs, refs = _ludb("51")
+    assert all(refs[ld]["P_peak"].size == 0 for ld in LUDB_LEADS)
+    d = delineate(x, fs)
+    assert d.flags["no_atrial_activity"] is True
+    assert np.all(d.marks[:, :, :3] == -1) and np.all(d.global_marks[:, :3] == -1)
+    assert (d.global_marks[:, 3] >= 0).all()       # QRS still delineated
+
+
+# ---------------------------------------------------------------- simulated truth
+def test_simulated_sinus_global_marks():
+    errs = {m: [] for m in MARKS}
+    for rec in _sim(n=3, seed=11):
+        f = rec.meta["fiducials"]
+        d = ecgcore.delineate(rec)
+        g = d.global_()
+        assert d.flags["no_atrial_activity"] is False
+        for m in MARKS:
+            a, b = _pairs(f[m], g[m], int(0.1 * rec.fs))
+            assert a.size >= 0.9 * (f[m] >= 0).sum(), m
+            errs[m].extend((b - a) * 1000.0 / rec.fs)
+    for m in ("P_on", "P_off", "QRS_on", "QRS_off", "T_off"):
+        assert abs(np.mean(errs[m])) < 25 and np.std(errs[m]) < 25, (m, np.mean(errs[m]), np.std(errs[m]))
+
+
+@pytest.mark.parametrize("rhythm", ["af", "flutter"])
+def test_simulated_rhythms_without_p_report_absent(rhythm):
+    for rec in _sim(rhythm, n=2, seed=2):
+        d = delineate(rec)
+        assert d.flags["no_atrial_activity"] is True
+        assert (d.global_marks[:, 0] == -1).all() and (d.marks[:, :, 0] == -1).all()
+
+
+def test_wide_qrs_flagged():
+    rec = _sim("wide_qrs", seed=4)[0]
+    d = delineate(rec)
+    assert "wide_qrs" in d.beat_labels()
+    f = rec.meta["fiducials"]
+    a, b = _pairs(f["QRS_off"], d.global_()["QRS_off"], 50)
+    assert a.size >= 0.9 * (f["QRS_off"] >= 0).sum()
+
+
+# ---------------------------------------------------------------- API
+def test_delineation_api_and_annotation_files(tmp_path):
+    wfdb = pytest.importorskip("wfdb")
+    rec = _sim(seed=7)[0]
+    d = delineate(rec)
+    assert isinstance(d, Delineation)
+    ii = d.lead("II")
+    assert set(ii) == set(MARKS) and all(v.dtype == np.int64 and v.size == d.n_beats for v in ii.values())
+    assert np.array_equal(d.lead(1)["R"], ii["R"]) and np.array_equal(d.lead("ii")["R"], ii["R"])
+    g = d.global_()
+    ok = (g["P_on"] >= 0) & (g["QRS_on"] >= 0)
+    assert (g["P_on"][ok] < g["QRS_on"][ok]).all()
+    ok = (g["QRS_off"] >= 0) & (g["T_off"] >= 0)
+    assert (g["QRS_off"][ok] < g["T_off"][ok]).all()
+    with pytest.raises(ecgcore.ECGError):
+        d.lead("V9")
+    df = d.to_frame()
+    assert len(df) == d.n_beats * 13 and list(df.columns[:2]) == ["beat", "lead"]
+    # annotation files read back by the wfdb package in LUDB convention
+    paths = d.to_wfdb(tmp_path / "rec")
+    assert len(paths) == 13
+    ann = wfdb.rdann(str(tmp_path / "rec"), "ii")
+    s, sym, num = _triplets(d.marks[1])
+    assert np.array_equal(ann.sample, s) and list(ann.symbol) == sym
+    # the private MIT writer, used when ecgcore.io.annotations is absent, gives the same file
+    _write_mit(str(tmp_path / "own.ii"), s, sym, num)
+    own = wfdb.rdann(str(tmp_path / "own"), "ii")
+    assert np.array_equal(own.sample, ann.sample) and list(own.symbol) == list(ann.symbol)
+    assert np.array_equal(own.num, np.asarray(num))
+
+
+def test_array_input_and_lead_index():
+    rec = _sim(seed=8)[0]
+    d = delineate(rec.signal, fs=rec.fs)
+    assert d.leads == tuple(str(i) for i in range(12))
+    assert d.lead(0)["QRS_on"].size == d.n_beats
+    with pytest.raises(ecgcore.ECGError):
+        delineate(rec.signal)          # no fs
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_input_gives_flags_not_exceptions(rng):
+    fs = 500.0
+    d = delineate(np.zeros((12, 5000)), fs=fs)                  # flat
+    assert d.n_beats == 0 and d.flags["no_qrs"] and len(d.flags["unusable_leads"]) == 12
+    d = delineate(rng.standard_normal((12, 5000)) * 0.05, fs=fs)   # pure noise
+    assert d.marks.shape[0] == 12
+    d = delineate(np.zeros((12, 600)), fs=fs)                   # 1.2 s
+    assert d.flags["too_short"]
+    rec = _sim(seed=9)[0]
+    x = rec.signal.astype(float)
+    gap = x.copy()
+    gap[:, 2000:2600] = np.nan                                   # NaN gap
+    d = delineate(gap, fs=rec.fs)
+    m = d.marks[d.marks >= 0]
+    assert not ((m >= 2000) & (m < 2600)).any()
+    assert d.n_beats >= 6
+    d = delineate(np.clip(x, -0.25, 0.25), fs=rec.fs)           # saturation
+    assert d.n_beats >= 6
+    inv = x.copy()
+    inv[[0, 1]] *= -1                                            # inverted leads
+    d2 = delineate(inv, fs=rec.fs)
+    assert d2.n_beats == delineate(x, fs=rec.fs).n_beats
+    one = np.full((12, 5000), np.nan)
+    one[3] = x[1]                                                # one live lead
+    d = delineate(one, fs=rec.fs)
+    assert d.n_beats >= 6 and len(d.flags["unusable_leads"]) == 11
+
+
+def test_paced_like_spikes_do_not_break():
+    rec = _sim(seed=10)[0]
+    x = rec.signal.astype(float).copy()
+    r = rec.meta["fiducials"]["QRS_on"]
+    for q in r[r > 10]:
+        x[:, q - 8:q - 6] += 3.0                                 # 4-ms pacing spikes
+    d = delineate(x, fs=rec.fs)
+    a, _ = _pairs(rec.meta["fiducials"]["R"], d.r_peaks, 50)
+    assert a.size >= (rec.meta["fiducials"]["R"] >= 0).sum() - 1
+
+
+def test_long_record_chunked(monkeypatch):
+    """The chunked path (shortened chunk) gives the same beats as one block."""
+    rec = _sim(seed=12, duration=40)[0]
+    whole = delineate(rec)
+    monkeypatch.setattr(waves, "CHUNK_S", 10.0)
+    chunked = delineate(rec)
+    assert chunked.n_beats == whole.n_beats
+    same = np.abs(chunked.global_marks[:, 3] - whole.global_marks[:, 3]) <= 2
+    assert same.mean() >= 0.9
