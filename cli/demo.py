@@ -61,5 +61,13 @@ def run(args) -> int:
         rc = cli_main(["measure", wfdb_dir, "--out", out_csv, "--workers", "1"])
         if rc:
             return rc
+    png = os.path.join(args.out, "sim_00000.png")
+    marks = None
+    if importlib.util.find_spec("ecgcore.delineation") is not None:
+        marks = ecgcore.delineate(back[0])
+    ecgcore.plot(back[0], png, marks=marks,
+                 title=f"simulated record 0 ({recs[0].meta['rhythm']}), fiducial marks from "
+                       "ecgcore.delineate" if marks is not None else "simulated record 0")
+    print(f"[5] the first record on ECG paper -> {png}")
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs in {args.out}", file=sys.stderr)
     return 0
