@@ -1,0 +1,182 @@
+"""Inference with a training checkpoint: rebuild, run segments, aggregate per record, decode outputs.
+
+Used by ``ecgcore evaluate`` / ``ecgcore predict`` and by the engine for
+validation. Segment outputs are aggregated per record (mean or max of the
+de-standardised regression outputs and of the probabilities); regression
+outputs are mapped back to target units with the stored training statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
+
+__all__ = ["output_layout", "as_matrix", "run_segments", "decode", "aggregate_records",
+           "load_for_inference", "predict_records", "predict_files"]
+
+
+def output_layout(tasks) -> list[tuple[str, int, int]]:
+    """(task name, first output column, number of columns) in output order."""
+    out, start = [], 0
+    for t in tasks:
+        n = t["n_classes"] if t["type"] == "multiclass" else 1
+        out.append((t["name"], start, n))
+        start += n
+    return out
+
+
+def as_matrix(out, tasks) -> torch.Tensor:
+    """Model output as one (batch, n_outputs) tensor (dict heads are concatenated in task order)."""
+    if isinstance(out, dict):
+        try:
+            return torch.cat([out[t["name"]] for t in tasks], dim=1)
+        except KeyError as exc:
+            raise ConfigError(f"the model's multitask head has no output named {exc.args[0]!r}") from None
+    if out.ndim == 1:
+        out = out[:, None]
+    return out
+
+
+def run_segments(model, loader, device, tasks, amp=False) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outputs (n, n_outputs) and item positions for every batch of ``loader``, model in eval mode."""
+    model.eval()
+    outs, pos = [], []
+    with torch.no_grad():
+        for batch in loader:
+            x, _, c, k = batch
+            x = x.to(device, non_blocking=True)
+            c = c.to(device) if c.shape[-1] else None
+            with torch.autocast("cuda", enabled=bool(amp) and x.device.type == "cuda"):
+                o = model(x, clinical=c) if c is not None else model(x)
+            outs.append(as_matrix(o, tasks).float().cpu().numpy())
+            pos.append(np.asarray(k))
+    if not outs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(outs), np.concatenate(pos)
+
+
+def decode(raw: np.ndarray, tasks, scaler_state) -> dict:
+    """Per-task predictions per row: target units (regression), probabilities (binary, multiclass)."""
+    out = {}
+    mean, std = np.asarray(scaler_state["mean"]), np.asarray(scaler_state["std"])
+    for j, (name, start, n) in enumerate(output_layout(tasks)):
+        t = tasks[j]
+        v = raw[:, start:start + n].astype(np.float64)
+        if t["type"] == "regression":
+            out[name] = v[:, 0] * std[j] + mean[j]
+        elif t["type"] == "binary":
+            out[name] = 1.0 / (1.0 + np.exp(-v[:, 0]))
+        else:
+            e = np.exp(v - v.max(1, keepdims=True))
+            out[name] = e / e.sum(1, keepdims=True)
+    return out
+
+
+def aggregate_records(pred: dict, rows: np.ndarray, n_records: int, mode: str = "mean") -> dict:
+    """Segment predictions to record predictions (``rows[i]`` = record of segment i); NaN where none."""
+    out = {}
+    rows = np.asarray(rows, np.int64)
+    counts = np.bincount(rows, minlength=n_records).astype(np.float64)
+    for name, v in pred.items():
+        shape = (n_records,) + v.shape[1:]
+        if mode == "mean":
+            acc = np.zeros(shape)
+            np.add.at(acc, rows, v)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                acc = acc / counts.reshape((-1,) + (1,) * (v.ndim - 1))
+        else:
+            acc = np.full(shape, -np.inf)
+            np.maximum.at(acc, rows, v)
+            acc[counts == 0] = np.nan
+        out[name] = acc
+    return out
+
+
+def load_for_inference(path, device="cpu"):
+    """(model in eval mode, checkpoint dict) from a ``best.pt``/``last.pt`` file or a run directory."""
+    from ecgcore import models
+    from .checkpointing import load_checkpoint
+    ck = load_checkpoint(path)
+    spec = ck["model_spec"]
+    try:
+        model = models.create(spec["name"], heads=spec["heads"], **spec["config"])
+        model.load_state_dict(ck["model_state"], strict=True)
+    except (RuntimeError, ConfigError) as exc:
+        raise CheckpointError(f"weights do not fit model {spec['name']!r}: {exc}", str(path)) from None
+    model.to(device).eval()
+    return model, ck
+
+
+def predict_records(model, ck, segments_per_record, clinical=None, batch_size=64, device="cpu"):
+    """Predictions for a list of (n_segments, leads, samples) arrays, one per record.
+
+    Returns a dict task -> array over records (aggregated with the
+    checkpoint's ``data.aggregate`` rule).
+    """
+    tasks = ck["config"]["tasks"]
+    n_clin = len(ck.get("clinical_cols") or [])
+    if n_clin and clinical is None:
+        raise ConfigError(f"this model fuses {n_clin} clinical variables "
+                          f"({', '.join(ck['clinical_cols'])}); supply them")
+    xs = [np.asarray(s, np.float32) for s in segments_per_record]
+    rows = np.concatenate([np.full(len(s), r, np.int64) for r, s in enumerate(xs)]) if xs else np.zeros(0, np.int64)
+    if not xs:
+        return {t["name"]: np.zeros(0) for t in tasks}
+    X = np.concatenate(xs)
+    C = None
+    if n_clin:
+        from .data import ClinicalScaler
+        cs = ClinicalScaler.from_state(ck["clinical_scaler"])
+        C = cs.transform(np.asarray(clinical, np.float64))[rows]
+    raw = []
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, len(X), batch_size):
+            xb = torch.from_numpy(X[s:s + batch_size]).to(device)
+            o = model(xb, clinical=torch.from_numpy(C[s:s + batch_size]).to(device)) if C is not None else model(xb)
+            raw.append(as_matrix(o, tasks).float().cpu().numpy())
+    pred = decode(np.concatenate(raw), tasks, ck["target_scaler"])
+    return aggregate_records(pred, rows, len(xs), ck["config"]["data"]["aggregate"])
+
+
+def predict_files(paths, checkpoint, device="cpu", batch_size=64):
+    """Read raw ECG files (any format), preprocess with the checkpoint's preset, predict.
+
+    Returns ``(rows, failures)``: rows are dicts (``path``, ``n_segments``,
+    one column per task output); failures are ``(path, message)`` pairs.
+    """
+    import ecgcore
+    from ecgcore.presets import preprocess
+    model, ck = load_for_inference(checkpoint, device)
+    preset = ck["preset"]
+    segs, ok_paths, failures = [], [], []
+    for p in paths:
+        try:
+            rec = ecgcore.read(p)
+            x = preprocess(rec, preset)
+            if len(x) == 0:
+                raise PreprocessError("record gives no complete segment for this preset", p)
+            segs.append(x)
+            ok_paths.append(p)
+        except (ValueError, OSError) as exc:  # ecgcore errors are ValueErrors
+            failures.append((p, str(exc)))
+    pred = predict_records(model, ck, segs, batch_size=batch_size, device=device) if segs else {}
+    rows = []
+    for i, p in enumerate(ok_paths):
+        row = {"path": p, "n_segments": len(segs[i])}
+        for t in ck["config"]["tasks"]:
+            v = pred[t["name"]][i]
+            if t["type"] == "multiclass":
+                for k, pk in enumerate(v):
+                    row[f"{t['name']}_p{k}"] = float(pk)
+            elif t["type"] == "binary":
+                row[f"{t['name']}_prob"] = float(v)
+                thr = (ck.get("thresholds") or {}).get(t["name"])
+                if thr is not None:
+                    row[f"{t['name']}_pred"] = int(v >= thr)
+            else:
+                row[t["name"]] = float(v)
+        rows.append(row)
+    return rows, failures
