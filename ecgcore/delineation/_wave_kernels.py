@@ -539,3 +539,80 @@ def p_projection(y, tmpl, leads, t_on, t_off, r, c, b0):
                 acc += (y[l, s0 + i] - bb) * (tmpl[li, i] - base)
             out[l, b] = acc / tt
     return out
+
+
+@njit(cache=True)
+def _median_small(buf, k):
+    """Median of buf[:k] (insertion sort in place; k is at most the lead count)."""
+    for i in range(1, k):
+        v = buf[i]
+        j = i
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+    if k % 2 == 1:
+        return buf[k // 2]
+    return 0.5 * (buf[k // 2 - 1] + buf[k // 2])
+
+
+@njit(cache=True)
+def consensus_marks(out, cand, keep, lead_ok, beat_ok, cols, tol, fill, min_leads):
+    """Multi-lead consistency of one wave's boundaries, in place on ``out`` (L, nb, 9).
+
+    The twelve leads see one heart, so a lead's boundary far from the median over the
+    leads where the wave was found is a local failure (a notch, noise, the neighbouring
+    wave), not a different wave. Per beat with ``beat_ok`` and at least ``min_leads``
+    leads in ``keep``: marks in ``cols`` more than ``tol`` samples from the median over
+    those leads are replaced by the median. With ``fill``, leads in ``lead_ok`` where the
+    wave was not kept get the candidate mark ``cand`` when it lies within ``tol`` of the
+    median, else the median. Returns the new keep mask (L, nb).
+    """
+    L, nb = keep.shape
+    buf = np.empty(L)
+    newkeep = keep.copy()
+    for b in range(nb):
+        if not beat_ok[b]:
+            continue
+        k0 = 0
+        for l in range(L):
+            if keep[l, b]:
+                k0 += 1
+        if k0 < min_leads:
+            continue
+        for ci in range(cols.shape[0]):
+            c = cols[ci]
+            k = 0
+            for l in range(L):
+                if keep[l, b] and out[l, b, c] >= 0:
+                    buf[k] = out[l, b, c]
+                    k += 1
+            if k == 0:
+                continue
+            med = np.int64(np.round(_median_small(buf, k)))
+            for l in range(L):
+                if keep[l, b]:
+                    if out[l, b, c] < 0 or abs(out[l, b, c] - med) > tol:
+                        out[l, b, c] = med
+                elif fill and lead_ok[l, b]:
+                    v = cand[l, b, c]
+                    out[l, b, c] = v if (v >= 0 and abs(v - med) <= tol) else med
+                    newkeep[l, b] = True
+    return newkeep
+
+
+@njit(cache=True)
+def delineate_leads(y, usable, r, fs, p, qon, qoff):
+    """:func:`delineate_lead` for every usable lead in one call (one dispatch instead of
+    one per lead). Returns marks (L, nb, 9), feats (L, nb, N_FEATS); -1 / 0 for unusable
+    leads."""
+    L = y.shape[0]
+    nb = r.shape[0]
+    marks = -np.ones((L, nb, N_MARKS), np.int64)
+    feats = np.zeros((L, nb, N_FEATS))
+    for l in range(L):
+        if usable[l]:
+            m, f = delineate_lead(y[l], r, fs, p, qon[l], qoff[l])
+            marks[l] = m
+            feats[l] = f
+    return marks, feats
