@@ -55,7 +55,7 @@ def register_model(name: str | None = None, *, family: str | None = None,
 
 def _ensure_builtins():
     # importing the modules runs their @register_model decorators
-    from . import ecgfm, image, lvh, net1d  # noqa: F401
+    from . import ecgfm, image, image_model, lvh, net1d  # noqa: F401
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -369,11 +369,13 @@ def read_vector_pdf(path, fs: float = 500.0, layout: str = "auto", pages=None) -
     DigitizeError
         No vector ECG traces found, or none could be named.
     """
-    doc = _open(path)
-    try:
-        return _read_doc(doc, path, float(fs), layout, pages)
-    finally:
-        doc.close()
+    from .._pdfium import PDFIUM_LOCK
+    with PDFIUM_LOCK:
+        doc = _open(path)
+        try:
+            return _read_doc(doc, path, float(fs), layout, pages)
+        finally:
+            doc.close()
 
 
 def _read_doc(doc, path, fs, layout, pages):

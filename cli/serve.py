@@ -1,0 +1,50 @@
+"""``ecgcore serve [--host 127.0.0.1] [--port 8000] [--model DIR]``: the screening web service.
+
+Serves the single web page at ``/`` and the JSON API at ``/api/v1`` (OpenAPI
+docs at ``/docs``). It listens on loopback only unless ``--host`` says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub):
+    p = sub.add_parser("serve", help="run the screening web service (web page + JSON API)",
+                       description=__doc__)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", metavar="DIR", default=None,
+                   help="checkpoint (run directory, best.pt or .safetensors) for predictions")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--workers", type=int, default=2, help="uploads analysed at once (default 2)")
+    p.add_argument("--queue", type=int, default=None,
+                   help="uploads allowed to wait for a worker before 503 (default 2 x workers)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit (default 20 MB)")
+    p.add_argument("--timeout", type=float, default=120.0, help="per-request limit, s (default 120)")
+    return p
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+        from .service_app import create_app
+    except ImportError as exc:
+        print(f"ecgcore serve needs fastapi, uvicorn and python-multipart ({exc})", file=sys.stderr)
+        return 2
+    import ecgcore
+    if not 0 < args.port < 65536:
+        print(f"ecgcore serve: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    try:
+        app = create_app(args.model, device=args.device, workers=args.workers, queue=args.queue,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout)
+    except ecgcore.ECGError as exc:
+        print(f"ecgcore serve: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: other machines can reach this service", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0

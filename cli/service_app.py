@@ -1,0 +1,484 @@
+"""The screening web service behind ``ecgcore serve``: a FastAPI app built on the public ecgcore API.
+
+Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
+
+* ``GET /`` - the single web page (``cli/static``), ``GET /static/*`` its script and style;
+* ``GET /api/v1/health`` - status, version, loaded model and limits;
+* ``POST /api/v1/analyze`` - multipart field ``file``: any ECG file ecgcore reads
+  (signal formats, PDFs and images, which are digitised; a WFDB record as a
+  ``.zip`` of its ``.hea`` and ``.dat``) -> record summary, per-lead quality,
+  delineation-based measurements and P-wave indices, predictions when a model
+  is loaded, and links to the rendered ECG and the heat map;
+* ``GET /api/v1/images/{id}.png`` - rendered pages and heat maps, kept in a
+  bounded in-memory cache under random ids that expire.
+
+Limits and safety: an upload larger than ``max_upload_bytes`` is refused with
+413 (from ``Content-Length`` before the body is read, and by counting the
+streamed body); the format is sniffed from the saved bytes, never from the
+client's file name, which is never used on disk; every upload is processed in
+its own temporary directory, removed when the work ends; a bounded pool of
+worker threads with a bounded queue answers 503 when saturated, so a burst
+cannot exhaust memory; each request has a timeout (504); bad files get a 4xx
+with a readable reason (415 unknown type, 422 unreadable ECG) that never
+contains server paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+import ecgcore
+
+__all__ = ["create_app", "ImageCache", "analyze_path", "UploadRejected"]
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+API = "/api/v1"
+_ZIP_MAX_MEMBERS = 64
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
+
+
+class UploadRejected(Exception):
+    """A bad upload: HTTP status and a human-readable reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ImageCache:
+    """Bounded, expiring, thread-safe store of PNG bytes under random ids."""
+
+    def __init__(self, max_items: int = 64, max_bytes: int = 64 << 20, ttl_s: float = 600.0):
+        self.max_items, self.max_bytes, self.ttl_s = int(max_items), int(max_bytes), float(ttl_s)
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def _evict(self, now: float) -> None:
+        for key in [k for k, (_, exp) in self._items.items() if exp <= now]:
+            self._bytes -= len(self._items.pop(key)[0])
+        while self._items and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+            _, (data, _) = self._items.popitem(last=False)
+            self._bytes -= len(data)
+
+    def put(self, data: bytes) -> str:
+        key = secrets.token_urlsafe(18)
+        with self._lock:
+            self._items[key] = (bytes(data), time.monotonic() + self.ttl_s)
+            self._bytes += len(data)
+            self._evict(time.monotonic())
+        return key
+
+    def get(self, key: str):
+        with self._lock:
+            self._evict(time.monotonic())
+            hit = self._items.get(key)
+            return None if hit is None else hit[0]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+def _scrub(text: str, workdir: str) -> str:
+    """Remove server paths from a message shown to the client."""
+    text = text.replace(workdir + os.sep, "").replace(workdir, "<upload>")
+    return re.sub(r"(/[\w.\-]+){2,}", "<path>", text)
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if v is None or isinstance(v, (str, int)):
+        return v
+    return str(v)
+
+
+def _unpack_wfdb_zip(path: str, workdir: str, limit: int) -> str:
+    """Extract a .zip holding one WFDB record (.hea + signal files) safely; return the .hea path."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UploadRejected(422, f"damaged zip archive ({exc})") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > _ZIP_MAX_MEMBERS:
+            raise UploadRejected(422, f"zip archive holds {len(members)} files; at most {_ZIP_MAX_MEMBERS} "
+                                      f"are accepted")
+        out_dir = os.path.join(workdir, "wfdb")
+        os.mkdir(out_dir)
+        total, heads = 0, []
+        for m in members:
+            name = os.path.basename(m.filename.replace("\\", "/"))
+            if not _SAFE_NAME.match(name):
+                continue  # never write a name we did not vet (no paths, no hidden files)
+            dest = os.path.join(out_dir, name)
+            if os.path.exists(dest):
+                raise UploadRejected(422, f"zip archive holds two files named {name!r}")
+            try:
+                with zf.open(m) as src, open(dest, "wb") as dst:
+                    while True:
+                        chunk = src.read(1 << 20)
+                        if not chunk:
+                            break
+                        total += len(chunk)
+                        if total > 4 * limit:  # a zip bomb: stop counting on the header's word
+                            raise UploadRejected(413, f"zip archive expands beyond {4 * limit >> 20} MB")
+                        dst.write(chunk)
+            except UploadRejected:
+                raise
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+                raise UploadRejected(422, f"damaged or encrypted zip member {name!r} "
+                                          f"({type(exc).__name__})") from None
+            if name.lower().endswith(".hea"):
+                heads.append(dest)
+        if len(heads) != 1:
+            raise UploadRejected(422, "a .zip upload must hold exactly one WFDB record (one .hea file "
+                                      f"with its signal files); found {len(heads)} .hea files")
+        return heads[0]
+
+
+def _zip_has_wfdb(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.lower().endswith(".hea") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _record_summary(rec, fmt: str) -> dict:
+    meta = rec.meta or {}
+    return {"format": meta.get("format", fmt), "fs": float(rec.fs), "leads": list(rec.leads),
+            "n_leads": int(rec.n_leads), "n_samples": int(rec.n_samples),
+            "duration_s": round(float(rec.duration), 3),
+            "digitized": fmt in ("pdf", "image"),
+            "source_kind": meta.get("source_kind")}
+
+
+def _measure(rec) -> tuple:
+    """(delineation or None, measurements dict) — failures are reported, not raised."""
+    try:
+        d = ecgcore.delineate(rec)
+        m = ecgcore.measure(rec, delineation=d)
+    except Exception as exc:  # delineation is best effort: the record itself was read fine
+        return None, {"values": None, "reasons": {},
+                      "error": f"measurement failed: {getattr(exc, 'reason', None) or exc}"}
+    m = dict(m)
+    reasons = m.pop("reasons", {}) or {}
+    values = _jsonable(m)
+    for k, v in m.items():  # say why a value is missing even where the measurer did not
+        if values.get(k) is None and k not in reasons and isinstance(v, float):
+            reasons[k] = "not measurable"
+    return d, {"values": values, "reasons": _jsonable(reasons), "n_beats": int(d.n_beats),
+               "flags": _jsonable({k: v for k, v in d.flags.items() if isinstance(v, (bool, np.bool_, int, str))})}
+
+
+def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache | None = None,
+                 max_bytes: int = 20 << 20, plot_dpi: float = 100.0, explain: bool = True,
+                 explain_lock: threading.Lock | None = None) -> dict:
+    """Analyse one saved upload (the work of ``POST /api/v1/analyze``); raises UploadRejected."""
+    t0 = time.perf_counter()
+    timing = {}
+    try:
+        fmt = ecgcore.sniff(path)
+    except ecgcore.ReadError as exc:
+        if "empty" in exc.reason:
+            raise UploadRejected(422, "the uploaded file is empty") from None
+        raise UploadRejected(415, f"not a recognised ECG file: {_scrub(exc.reason, workdir)}. Supported: "
+                                  "WFDB (as a .zip of .hea + .dat), GE MUSE XML, HL7 aECG, Philips XML, "
+                                  "CardioSoft XML, DICOM, SCP-ECG, EDF/BDF, CODE-15 HDF5, NPY/NPZ/CSV, "
+                                  "PDF and PNG/JPEG/TIFF pages") from None
+    read_path = path
+    if fmt == "npz" and _zip_has_wfdb(path):
+        read_path, fmt = _unpack_wfdb_zip(path, workdir, max_bytes), "wfdb"
+    try:
+        if fmt in ("pdf", "image"):
+            from ecgcore.models.image_pipeline import PDFIUM_LOCK  # pdfium is not thread-safe
+            with PDFIUM_LOCK:
+                rec = ecgcore.read(read_path, format=fmt)
+        else:
+            rec = ecgcore.read(read_path, format=fmt)
+    except ecgcore.ECGError as exc:
+        raise UploadRejected(422, f"could not read this {fmt} file: {_scrub(exc.reason, workdir)}") from None
+    if rec.n_samples == 0 or rec.n_leads == 0:
+        raise UploadRejected(422, f"the {fmt} file holds no samples")
+    timing["read_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    out = {"record": _record_summary(rec, fmt)}
+    q = rec.quality
+    out["quality"] = dict(_jsonable(q.to_dict()), lead_flags=q.lead_flags())
+    t1 = time.perf_counter()
+    d, out["measurements"] = _measure(rec)
+    timing["measure_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
+    links = {"ecg": None, "heatmap": None}
+    if cache is not None:
+        t1 = time.perf_counter()
+        png = os.path.join(workdir, "ecg.png")
+        layout = "3x4+II" if rec.n_leads >= 8 else "12x1"
+        ecgcore.plot(rec, png, layout=layout, dpi=plot_dpi, marks=d)
+        with open(png, "rb") as f:
+            links["ecg"] = f"{API}/images/{cache.put(f.read())}.png"
+        timing["plot_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
+    out["predictions"] = None
+    if classifier is not None:
+        t1 = time.perf_counter()
+        x = read_path if (fmt in ("pdf", "image") and classifier.is_image) else rec
+        try:
+            if classifier.is_image:  # draw / render the page once for both predict and explain
+                x = classifier.prepare(x)
+            out["predictions"] = _jsonable(classifier.predict(x))
+            if explain and cache is not None and classifier.is_image:
+                with explain_lock or threading.Lock():  # Grad-CAM hooks the shared model
+                    e = classifier.explain(x)
+                links["heatmap"] = f"{API}/images/{cache.put(e.overlay_png)}.png"
+                out["explained_task"] = e.task
+        except ecgcore.ECGError as exc:
+            out["prediction_error"] = _scrub(exc.reason, workdir)
+        timing["predict_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
+    out["links"] = links
+    timing["total_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    out["timing"] = timing
+    return out
+
+
+class _Guard:
+    """Pure ASGI middleware: size limit on uploads, early 503 when saturated, security headers."""
+
+    def __init__(self, app, state):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_headers(message):
+            if message["type"] == "http.response.start":
+                h = list(message.get("headers", []))
+                h += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                      (b"x-frame-options", b"DENY")]
+                message["headers"] = h
+            await send(message)
+
+        if scope["method"] == "POST" and scope["path"] == f"{API}/analyze":
+            st = self.state
+            body_limit = st.max_upload_bytes + 64 * 1024  # multipart boundaries and part headers
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > body_limit:
+                return await _reply(send_headers, 413, _too_large(st.max_upload_bytes), receive)
+            if st.saturated():
+                return await _reply(send_headers, 503, "the server is busy analysing other uploads; "
+                                                       "try again in a few seconds", receive, retry=True)
+            seen = 0
+
+            async def limited_receive():
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > body_limit:
+                        raise HTTPException(413, _too_large(st.max_upload_bytes))
+                return message
+            return await self.app(scope, limited_receive, send_headers)
+        return await self.app(scope, receive, send_headers)
+
+
+def _too_large(limit: int) -> str:
+    return f"the upload exceeds the limit of {limit / 2**20:g} MB"
+
+
+async def _reply(send, status: int, detail: str, receive, retry: bool = False):
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if retry:
+        headers.append((b"retry-after", b"2"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _State:
+    def __init__(self, workers: int, queue: int, max_upload_bytes: int):
+        self.capacity = workers + queue
+        self.max_upload_bytes = max_upload_bytes
+        self.in_flight = 0
+        self.served = 0
+        self.rejected_busy = 0
+        self._lock = threading.Lock()
+
+    def saturated(self) -> bool:
+        with self._lock:
+            return self.in_flight >= self.capacity
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                self.rejected_busy += 1
+                return False
+            self.in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.served += 1
+
+
+def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_upload_bytes: int = 20 << 20,
+               workers: int = 2, queue: int | None = None, timeout_s: float = 120.0, cache_items: int = 64,
+               cache_bytes: int = 64 << 20, cache_ttl_s: float = 600.0, plot_dpi: float = 100.0,
+               explain: bool = True, tmp_root: str | None = None):
+    """Build the FastAPI application.
+
+    Parameters
+    ----------
+    model_dir : path, optional
+        A checkpoint for :class:`ecgcore.ECGClassifier`; without it (and without
+        ``classifier``) the service reads, measures and draws but does not predict.
+    classifier : ECGClassifier, optional
+        An already built classifier (tests, embedding).
+    max_upload_bytes : int
+        Larger uploads get 413 (default 20 MB).
+    workers : int
+        Threads analysing uploads at once.
+    queue : int, optional
+        Uploads allowed to wait for a worker (default ``2 * workers``); beyond it 503.
+    timeout_s : float
+        Per-request limit; a slower analysis answers 504 (its worker finishes and
+        cleans up in the background, still counted against the pool).
+    cache_items, cache_bytes, cache_ttl_s
+        Bounds of the image cache (rendered ECGs and heat maps).
+    tmp_root : str, optional
+        Where the per-request temporary directories are made (default: the system's).
+    """
+    if classifier is None and model_dir is not None:
+        classifier = ecgcore.ECGClassifier(model_dir, device=device)
+    workers = max(1, int(workers))
+    queue = 2 * workers if queue is None else max(0, int(queue))
+    state = _State(workers, queue, int(max_upload_bytes))
+    cache = ImageCache(cache_items, cache_bytes, cache_ttl_s)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgcore-serve")
+    explain_lock = threading.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="ecgcore screening service",
+        version=ecgcore.__version__,
+        description="Upload a 12-lead ECG (any format ecgcore reads, or a PDF/image page) and get its "
+                    "quality, delineation-based measurements, P-wave indices and, with a model loaded, "
+                    "scar / LVEF predictions with a Grad-CAM++ heat map.")
+    app.state.ecg = state
+    app.state.cache = cache
+    app.state.pool = pool
+    app.state.classifier = classifier
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get(f"{API}/health", summary="Service status, version, loaded model and limits")
+    def health():
+        return {"status": "ok", "version": ecgcore.__version__,
+                "model": classifier.describe() if classifier is not None else None,
+                "limits": {"max_upload_bytes": state.max_upload_bytes, "workers": workers, "queue": queue,
+                           "timeout_s": timeout_s},
+                "in_flight": state.in_flight, "served": state.served, "cached_images": len(cache)}
+
+    @app.get(f"{API}/images/{{key}}.png", summary="A rendered ECG or heat map (expires)",
+             responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown or expired id"}})
+    def image(key: str):
+        data = cache.get(key) if re.fullmatch(r"[A-Za-z0-9_\-]{8,64}", key) else None
+        if data is None:
+            raise HTTPException(404, "no such image (ids expire; analyse the file again)")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+    @app.post(f"{API}/analyze", summary="Analyse one uploaded ECG file",
+              responses={413: {"description": "upload too large"}, 415: {"description": "not an ECG file"},
+                         422: {"description": "unreadable ECG"}, 503: {"description": "server busy"},
+                         504: {"description": "analysis timed out"}})
+    async def analyze(file: UploadFile = File(..., description="the ECG file (signal formats, PDF, PNG/JPEG/"
+                                                                "TIFF; a WFDB record as a .zip)")):
+        if not state.acquire():
+            return JSONResponse({"detail": "the server is busy analysing other uploads; try again in a few "
+                                           "seconds"}, status_code=503, headers={"Retry-After": "2"})
+        released = False
+        workdir = tempfile.mkdtemp(prefix="ecgcore-serve-", dir=tmp_root)
+        try:
+            # the client's file name is never used: the bytes go to a fixed name
+            path = os.path.join(workdir, "upload")
+            size = 0
+            with open(path, "wb") as f:
+                while True:
+                    chunk = await file.read(1 << 20)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > state.max_upload_bytes:
+                        raise HTTPException(413, _too_large(state.max_upload_bytes))
+                    f.write(chunk)
+
+            def job():
+                try:
+                    return analyze_path(path, workdir, classifier=classifier, cache=cache,
+                                        max_bytes=state.max_upload_bytes, plot_dpi=plot_dpi,
+                                        explain=explain, explain_lock=explain_lock)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    state.release()
+            fut = pool.submit(job)
+            released = True  # the job owns the slot and the directory from here on
+            try:
+                result = await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(504, f"the analysis took longer than {timeout_s:g} s") from None
+            except UploadRejected as exc:
+                return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+            result["upload_bytes"] = size
+            return result
+        finally:
+            if not released:
+                shutil.rmtree(workdir, ignore_errors=True)
+                state.release()
+
+    app.add_middleware(_Guard, state=state)  # outermost of the user middleware
+    return app

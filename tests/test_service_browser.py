@@ -1,0 +1,130 @@
+"""The screening page in a real headless Chromium: upload a record and a PDF, see the ECG and the table.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages and the ``selenium``
+Python package; Selenium Manager is never asked to download anything (the
+browser and driver paths are given). Skipped, with the reason, when they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+torch = pytest.importorskip("torch")
+
+from conftest import shared_path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = next((p for p in (os.environ.get("ECGCORE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
+                             shutil.which("chromium") or "") if p and os.path.isfile(p)), None)
+DRIVER = next((p for p in (os.environ.get("ECGCORE_CHROMEDRIVER"), "/usr/bin/chromedriver",
+                           shutil.which("chromedriver") or "") if p and os.path.isfile(p)), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+    from ecgcore import models
+    import ecgcore.models.image_model  # noqa: F401
+    from ecgcore.cli.service_app import create_app
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("browser-model")
+    models.save(models.create("mtecg_image_tiny").eval(), d / "model.safetensors")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(str(d)), host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    th.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip("no Chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1400,2200", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def _wait(fn, timeout=60.0, what=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _upload_and_wait(browser, path):
+    from selenium.webdriver.common.by import By
+    before = browser.execute_script("return document.getElementById('ecg').src")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    _wait(lambda: browser.execute_script(
+        "const i = document.getElementById('ecg'); const r = document.getElementById('result');"
+        "return !r.hidden && i.complete && i.naturalWidth > 0 && i.src !== arguments[0];", before),
+        what=f"the rendered ECG of {path.name} (message: {browser.find_element(By.ID, 'message').text!r})")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#measurements tbody tr")
+    return rows
+
+
+@pytest.mark.slow
+def test_upload_record_and_pdf_in_chromium(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    browser.get(server + "/")
+    assert "ECG screening" in browser.title
+    _wait(lambda: "Model:" in browser.find_element(By.ID, "model-info").text, 20, "the health call")
+
+    rows = _upload_and_wait(browser, shared_path("data", "ge_muse", "braveheart_example1.xml"))
+    table = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text for r in rows}
+    assert "heart rate bpm" in table and float(table["heart rate bpm"]) > 20
+    assert "12 leads" in browser.find_element(By.ID, "record-line").text
+    preds = browser.find_elements(By.CSS_SELECTOR, "#predictions tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in preds] == ["scar", "lvef"]
+    _wait(lambda: browser.execute_script("const h = document.getElementById('heatmap');"
+                                         "return h.complete && h.naturalWidth > 0;"), 30, "the heat map")
+
+    rows = _upload_and_wait(browser, shared_path("data", "pdf", "dicomecgplot_anonymous_ecg_3x4_1.pdf"))
+    assert len(rows) > 10
+    assert "Digitised pdf" in browser.find_element(By.ID, "record-title").text
+    shot = tmp_path / "service_screenshot.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    out = os.environ.get("ECGCORE_SCREENSHOT")   # opt-in copy for the record (benchmarks/results)
+    if out:
+        shutil.copyfile(shot, out)
+
+    # a rejected file: a clear message, no result
+    bad = tmp_path / "notes.xml"
+    bad.write_text("<Invoice>not an ECG</Invoice>")
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    msg = _wait(lambda: (lambda t: t if t.startswith("Rejected") else None)(
+        browser.find_element(By.ID, "message").text), 20, "the rejection message")
+    assert "415" in msg and "not a recognised ECG file" in msg
