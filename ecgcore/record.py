@@ -9,6 +9,8 @@ derivation rules live here and nowhere else.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -48,6 +50,13 @@ def normalize_lead(name: str) -> str:
     ``"V1"``. Names that are not ECG leads are returned stripped but otherwise
     unchanged, so no information is lost.
     """
+    if type(name) is str:
+        # every record of a biobank repeats the same dozen spellings
+        return _normalize_str(name)
+    return _normalize_uncached(name)
+
+
+def _normalize_uncached(name) -> str:
     raw = str(name).strip()
     key = raw.upper()
     if key in _CANON_UPPER:
@@ -60,9 +69,12 @@ def normalize_lead(name: str) -> str:
     return raw
 
 
+_normalize_str = functools.lru_cache(maxsize=4096)(_normalize_uncached)
+
+
 def normalize_leads(names: Iterable[str]) -> tuple[str, ...]:
     """Normalise a sequence of lead names (see :func:`normalize_lead`)."""
-    return tuple(normalize_lead(n) for n in names)
+    return tuple(map(normalize_lead, names))
 
 
 # Limb-lead derivations in physical units (facts: only I and II are independent).
@@ -204,6 +216,9 @@ def amplitude_quality(signal: np.ndarray, leads: Sequence[str],
     return QualityReport(tuple(leads), nan_fraction, flat, clipped, amp, implausible, flags)
 
 
+_NO_LEADS: frozenset = frozenset()
+
+
 class Record:
     """A multi-lead ECG in physical units.
 
@@ -237,7 +252,11 @@ class Record:
                  median: "Record | None" = None, source: "str | os.PathLike | None" = None,
                  derived: Iterable[str] = (), units: str = "mV",
                  annotations: Mapping | None = None):
-        sig = np.ascontiguousarray(signal, dtype=np.float32)
+        if (type(signal) is np.ndarray and signal.dtype == np.float32
+                and signal.flags.c_contiguous):
+            sig = signal  # what ascontiguousarray would return, without its call overhead
+        else:
+            sig = np.ascontiguousarray(signal, dtype=np.float32)
         if sig.ndim == 1:
             sig = sig[None, :]
         if sig.ndim != 2:
@@ -249,7 +268,7 @@ class Record:
             fs = float(fs)
         except (TypeError, ValueError):
             raise ECGError(f"sampling rate must be a number, got {fs!r}", source) from None
-        if not np.isfinite(fs) or fs <= 0:
+        if not math.isfinite(fs) or fs <= 0:
             raise ECGError(f"sampling rate must be positive, got {fs}", source)
         self.signal = sig
         self.fs = fs
@@ -257,7 +276,8 @@ class Record:
         self.meta = dict(meta or {})
         self.median = median
         self.source = os.fspath(source) if source is not None else None
-        self.derived = frozenset(normalize_leads(derived))
+        self.derived = (_NO_LEADS if type(derived) is tuple and not derived
+                        else frozenset(normalize_leads(derived)))
         self.units = units
         self.annotations = dict(annotations or {})
         self._quality = None

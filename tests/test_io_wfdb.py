@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import time
@@ -387,3 +388,138 @@ def test_fuzz_mutated_headers_and_signal_files(tmp_path, rng):
         target.write_bytes(files[target])
     assert n_ok > 100 and n_err > 100  # both outcomes exercised
     assert time.perf_counter() - t0 < 60  # bounded, generous for a shared machine
+
+
+# -- the planned (cached header layout) route and the block decoder ---------------------
+
+def _general_route(path):
+    """The same read with the layout-plan cache bypassed (parse_header every time)."""
+    import ecgcore.io.wfdb as W
+    real = W._read_planned
+    W._read_planned = lambda text, hea: None
+    try:
+        return read(path)
+    finally:
+        W._read_planned = real
+
+
+def _biobank_like(tmp_path, rng, n, fmt, gain):
+    """n records of one header layout (as a biobank writes them), with NaNs and comments."""
+    stems = []
+    for i in range(n):
+        sig = _ecg(rng, 1000 + 7 * i, 12)  # the sample count varies, the layout does not
+        sig[rng.integers(0, 12), rng.integers(0, sig.shape[1], 5)] = np.nan
+        wfdb.wrsamp(f"b{i}", fs=500, units=["mV"] * 12, sig_name=STANDARD, p_signal=sig.T,
+                    fmt=[str(fmt)] * 12, adc_gain=[gain] * 12, baseline=[int(b) for b in
+                                                                 rng.integers(-50, 50, 12)],
+                    comments=[f"Age: {20 + i}", f"Sex: {'M' if i % 2 else 'F'}", "Dx: 426783006"],
+                    base_time=datetime.time(10, 20, 30), base_date=datetime.date(2003, 2, 1),
+                    write_dir=str(tmp_path))
+        stems.append(tmp_path / f"b{i}")
+    return stems
+
+
+@pytest.mark.parametrize("fmt,gain", [(16, 1000.0), (212, 200.0)])
+def test_planned_route_equals_general_route_and_float32_of_wfdb(tmp_path, rng, fmt, gain):
+    import ecgcore.io.wfdb as W
+    stems = _biobank_like(tmp_path, rng, 4, fmt, gain)
+    for stem in stems:
+        ours = read(str(stem) + ".hea")
+        assert W._read_planned(W._read_text(str(stem) + ".hea"), str(stem) + ".hea") is not None
+        gen = _general_route(stem)
+        np.testing.assert_array_equal(ours.signal, gen.signal)
+        assert ours.meta == gen.meta and ours.leads == gen.leads and ours.fs == gen.fs
+        assert ours.source == gen.source
+        # exact float32 route: the float32 rounding of wfdb's float64 physical values, bit for bit
+        ref = wfdb.rdrecord(str(stem))
+        np.testing.assert_array_equal(ours.signal, ref.p_signal.T.astype(np.float32))
+    assert read(stems[1]).meta["age"] == 21 and read(stems[1]).meta["sex"] == "M"
+    assert read(stems[0]).meta["base_date"] == "01/02/2003"
+    assert read(stems[0]).meta["base_time"].startswith("10:20:30")
+
+
+def test_layout_cache_keeps_per_record_fields_apart(tmp_path, rng):
+    """Headers that share all but one field must not share a plan for that field."""
+    stem = _biobank_like(tmp_path, rng, 1, 16, 1000.0)[0]
+    text = (tmp_path / "b0.hea").read_text()
+    lines = text.splitlines()
+    first = read(stem)
+    variants = {
+        "gain": lines[1].replace(" 1000.0(", " 500.0(", 1).replace("1000(", "500(", 1),
+        "units": lines[1].replace("/mV", "/uV", 1),
+        "name": lines[1].rsplit(" ", 1)[0] + " V6",
+    }
+    for what, new_line in variants.items():
+        assert new_line != lines[1], what
+        (tmp_path / "v.hea").write_text("\n".join([lines[0].replace("b0", "v", 1), new_line]
+                                                  + lines[2:]) + "\n")
+        (tmp_path / "v.dat").write_bytes((tmp_path / "b0.dat").read_bytes())
+        ours = read(tmp_path / "v")
+        gen = _general_route(tmp_path / "v")
+        np.testing.assert_array_equal(ours.signal, gen.signal)
+        assert ours.meta == gen.meta and ours.leads == gen.leads, what
+        if what == "gain":
+            np.testing.assert_allclose(ours.signal[0], 2 * first.signal[0], rtol=1e-6)
+        assert_matches_wfdb(tmp_path / "v")
+    # a malformed per-record field on a cached layout fails as on the general route
+    bad = lines[1].split()
+    bad[6] = "12x"  # checksum
+    (tmp_path / "v.hea").write_text("\n".join([lines[0].replace("b0", "v", 1), " ".join(bad)]
+                                              + lines[2:]) + "\n")
+    with pytest.raises(ReadError, match="checksum") as ei:
+        read(tmp_path / "v")
+    assert "v.hea" in str(ei.value)
+    # fewer frames in the file than the (per-record) sample count says
+    (tmp_path / "v.hea").write_text(text.replace("b0 12 500 1000", "v 12 500 1200", 1)
+                                    .replace("b0.dat", "v.dat"))
+    with pytest.raises(ReadError, match="truncated.*1200 frames of 12 format-16"):
+        read(tmp_path / "v.hea")
+
+
+@pytest.mark.parametrize("fmt", ["16", "24", "32", "61", "80", "160", "212", "310", "311"])
+def test_block_decoder_across_blocks_and_odd_frames(tmp_path, rng, fmt):
+    # 5 signals per frame: blocks of 816 frames; 5003 frames end in a partial block,
+    # and with an odd frame size the packed formats' groups straddle frames
+    n, n_sig = 5003, 5
+    bits = {"80": 8, "310": 10, "311": 10, "212": 12}.get(fmt, 16)
+    lim = 2 ** (bits - 1) - 1
+    dig = rng.integers(-lim, lim, (n, n_sig))
+    invalid = {"80": -128, "310": -512, "311": -512, "212": -2048}.get(fmt, -32768)
+    if fmt in ("24", "32"):
+        invalid = {"24": -(2 ** 23), "32": -(2 ** 31)}[fmt]
+    dig[rng.integers(0, n, 9), rng.integers(0, n_sig, 9)] = invalid
+    flat = dig.reshape(-1)
+    if fmt == "16":
+        data = flat.astype("<i2").tobytes()
+    elif fmt == "24":
+        data = np.stack([(flat >> s) & 0xFF for s in (0, 8, 16)], 1).astype(np.uint8).tobytes()
+    elif fmt == "32":
+        data = flat.astype("<i4").tobytes()
+    elif fmt == "212":
+        data = _pack212(flat)
+    else:
+        data = _pack(flat, fmt)
+    (tmp_path / "k.dat").write_bytes(data)
+    gains = [200.0, 1000.0, 33.3, 1.0, 2000.0]  # 33.3 is not exact in float32: float64 route
+    lines = [f"k {n_sig} 500 {n}"] + [f"k.dat {fmt} {g}({b})/mV {bits} 0 0 0 0 s{j}" for j, (g, b)
+                                      in enumerate(zip(gains, [0, -3, 7, 0, 11]))]
+    (tmp_path / "k.hea").write_text("\n".join(lines) + "\n")
+    rec, ref = assert_matches_wfdb(tmp_path / "k")
+    want = ref.p_signal.T
+    ok = ~np.isnan(want)
+    assert (~ok).sum() >= 5
+    exact = [0, 1, 3, 4]  # float32-exact gains: bit-identical to float32(wfdb)
+    np.testing.assert_array_equal(rec.signal[exact], want[exact].astype(np.float32))
+
+
+def test_ecgcore_read_header_fast_path_keeps_errors(tmp_path):
+    import ecgcore.io as eio
+    with pytest.raises(ReadError, match="no such file") as ei:
+        eio.read(tmp_path / "absent.hea")
+    assert "absent.hea" in str(ei.value)
+    (tmp_path / "dir.hea").mkdir()
+    with pytest.raises(ReadError, match="directory"):
+        eio.read(tmp_path / "dir.hea")
+    (tmp_path / "e.hea").write_bytes(b"")
+    with pytest.raises(ReadError, match="empty"):
+        eio.read(tmp_path / "e.hea")

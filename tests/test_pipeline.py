@@ -257,3 +257,62 @@ def test_quality_flags_in_manifest(tmp_path, rng):
     x[0, 2, 100] = np.nan
     assert "nan:III" in _quality(x, STANDARD_12)[0].split(";")
     assert "nan:III" in _quality(x, STANDARD_12, 500.0, True)[0].split(";")
+
+
+def test_shard_writer_is_byte_identical_and_atomic(tmp_path, rng, monkeypatch):
+    from ecgcore.pipeline import shards
+    a = rng.standard_normal((9, 12, 50)).astype(np.float32)
+    for dtype in ("float32", "float16"):
+        with shards.ShardWriter(str(tmp_path / f"a{dtype}.npy"), (12, 50), dtype) as w:
+            assert not (tmp_path / f"a{dtype}.npy").exists()  # only a temporary file until closed
+            for part in (a[:4], a[4:4], a[4:5], a[5:]):
+                w.append(part)
+        np.save(tmp_path / "b.npy", a.astype(dtype))
+        assert (tmp_path / f"a{dtype}.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    # a header whose length changes with the row count (numpy pads it so that it never
+    # does today): close() shifts the rows behind the longer header
+    real = shards._npy_header
+    monkeypatch.setattr(shards, "_npy_header", lambda shape, dtype: real(shape, dtype)
+                        + (b"" if shape[0] == 0 else b"#" * 64))
+    with shards.ShardWriter(str(tmp_path / "c.npy"), (12, 50), "float32") as w:
+        w.append(a)
+    data = (tmp_path / "c.npy").read_bytes()
+    np.testing.assert_array_equal(np.frombuffer(data[-a.nbytes:], np.float32).reshape(a.shape), a)
+    assert data[:-a.nbytes] == real(a.shape, np.dtype("float32")) + b"#" * 64
+    monkeypatch.undo()
+    # an error inside the block leaves neither the shard nor a temporary file
+    with pytest.raises(ValueError, match="does not fit"):
+        with shards.ShardWriter(str(tmp_path / "d.npy"), (12, 50), "float32") as w:
+            w.append(a[:2])
+            w.append(a[:, :6])
+    assert not list(tmp_path.glob("d.npy*"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_streamed_chunk_equals_batched_chunk(inputs, tmp_path, monkeypatch, dtype):
+    """The per-record streaming route (light presets) and the batch route give the
+    same shard bytes and the same sidecar, bad records included."""
+    from ecgcore import presets
+    from ecgcore.pipeline import worker
+    paths = sorted(str(p) for p in inputs.rglob("*.hea"))
+    items = [(p, os.path.basename(p)[:-4], (("label", str(i % 3)),)) for i, p in enumerate(paths)]
+    p = presets.get_preset("ecgfm")
+    assert worker._is_light(p)
+    sidecars = {}
+    for route in ("stream", "batch"):
+        out = tmp_path / route
+        out.mkdir()
+        if route == "batch":
+            monkeypatch.setattr(worker, "_is_light", lambda preset: False)
+        sidecars[route] = worker.process_chunk({"chunk": 3, "items": items, "preset": p,
+                                                "out_dir": str(out), "dtype": dtype,
+                                                "shape": (12, 2500)})
+        monkeypatch.undo()
+    a, b = sidecars["stream"], sidecars["batch"]
+    for s in (a, b):
+        s.pop("timings")
+    assert a == b
+    assert len(a["errors"]) == 2 and len(a["records"]) == N_GOOD
+    assert ((tmp_path / "stream" / "shard-000003.npy").read_bytes()
+            == (tmp_path / "batch" / "shard-000003.npy").read_bytes())
+    assert not list(tmp_path.rglob("*.tmp-*"))

@@ -45,7 +45,13 @@ _READERS = {
 }
 
 
+_READER_FNS: dict = {}
+
+
 def _reader_for(fmt: str, path):
+    fn = _READER_FNS.get(fmt)
+    if fn is not None:
+        return fn
     modname = _READERS.get(fmt)
     if modname is None:
         raise ReadError(f"no reader for format {fmt!r}", path)
@@ -57,6 +63,7 @@ def _reader_for(fmt: str, path):
     fn = getattr(mod, "read_" + fmt, None) or getattr(mod, "read", None)
     if fn is None:
         raise ReadError(f"format {fmt!r} recognised but its reader is unavailable", path)
+    _READER_FNS[fmt] = fn
     return fn
 
 
@@ -84,6 +91,12 @@ def read(path: "str | os.PathLike", format: str | None = None, **kwargs) -> Reco
         truncated, corrupt or hostile. The message names the file and the problem.
     """
     path = address = os.fspath(path)
+    if format is None and path.endswith(".hea") and CONTAINER_SEP not in path:
+        # the biobank case: sniffing would only stat the header to answer "wfdb"
+        try:
+            return _call_reader(_reader_for("wfdb", path), "wfdb", path, address, kwargs)
+        except ReadError:
+            pass  # take the general route below, which raises exactly its own error
     if CONTAINER_SEP in path and not os.path.exists(path):
         base, key = path.rsplit(CONTAINER_SEP, 1)
         fmt = format or sniff(base)
@@ -98,7 +111,10 @@ def read(path: "str | os.PathLike", format: str | None = None, **kwargs) -> Reco
         path = base
     else:
         fmt = format or sniff(path)
-    fn = _reader_for(fmt, path)
+    return _call_reader(_reader_for(fmt, path), fmt, path, address, kwargs)
+
+
+def _call_reader(fn, fmt: str, path: str, address: str, kwargs: dict):
     try:
         rec = fn(path, **kwargs)
     except ReadError:

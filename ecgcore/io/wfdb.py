@@ -275,19 +275,42 @@ def parse_header(text: str, path: str = "") -> Header:
     return h
 
 
+_HEADER_MAX = 1 << 20
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
 def _read_text(path: str) -> str:
+    # os.open/os.read: one open and (for any real header) one read syscall,
+    # without the buffered file object or a 1 MiB read buffer per call
     try:
-        with open(path, "rb") as f:
-            raw = f.read(1 << 20)
+        fd = os.open(path, _O_RDONLY)
     except FileNotFoundError:
         raise ReadError("no such WFDB header", path) from None
     except IsADirectoryError:
         raise ReadError("is a directory, not a WFDB header", path) from None
     except OSError as exc:
         raise ReadError(f"cannot open header: {exc.strerror or exc}", path) from None
+    try:
+        raw = os.read(fd, 65536)
+        if len(raw) == 65536:
+            parts = [raw]
+            total = len(raw)
+            while total < _HEADER_MAX:
+                more = os.read(fd, _HEADER_MAX - total)
+                if not more:
+                    break
+                parts.append(more)
+                total += len(more)
+            raw = b"".join(parts)
+    except IsADirectoryError:
+        raise ReadError("is a directory, not a WFDB header", path) from None
+    except OSError as exc:
+        raise ReadError(f"cannot open header: {exc.strerror or exc}", path) from None
+    finally:
+        os.close(fd)
     if not raw:
         raise ReadError("empty WFDB header", path)
-    if len(raw) == 1 << 20:
+    if len(raw) >= _HEADER_MAX:
         raise ReadError("WFDB header larger than 1 MiB: not a header", path)
     if b"\x00" in raw:
         raise ReadError("WFDB header contains NUL bytes: binary, not a header", path)
@@ -295,6 +318,36 @@ def _read_text(path: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _read_bytes(fpath: str, fname: str, hea: str, offset: int, need: int, what: str = "") -> bytes:
+    """``need`` bytes of a signal file from ``offset`` (one open, one pread)."""
+    try:
+        fd = os.open(fpath, _O_RDONLY)
+    except FileNotFoundError:
+        raise ReadError(f"signal file {fname!r} named in {os.path.basename(hea)} is missing",
+                        fpath) from None
+    except IsADirectoryError:
+        raise ReadError(f"signal file {fname!r} is a directory", fpath) from None
+    except OSError as exc:
+        raise ReadError(f"cannot read signal file: {exc.strerror or exc}", fpath) from None
+    try:
+        buf = os.pread(fd, need, offset)
+        while len(buf) < need:  # a short read is legal; stop only at end of file
+            more = os.pread(fd, need - len(buf), offset + len(buf))
+            if not more:
+                break
+            buf += more
+    except IsADirectoryError:
+        raise ReadError(f"signal file {fname!r} is a directory", fpath) from None
+    except OSError as exc:
+        raise ReadError(f"cannot read signal file: {exc.strerror or exc}", fpath) from None
+    finally:
+        os.close(fd)
+    if len(buf) < need:
+        raise ReadError(f"signal file truncated: {len(buf)} bytes after offset {offset}, "
+                        f"the header {os.path.basename(hea)} needs {need}{what}", fpath)
+    return buf
 
 
 def _hea_path(path: str) -> str:
@@ -409,22 +462,8 @@ def _decode_signals(h: Header, hea: str, n_samples: int):
             dec_fmt = 32
         else:
             need = _bytes_needed(fmt, n_frames * tspf)
-            try:
-                with open(fpath, "rb") as f:
-                    if first.offset:
-                        f.seek(first.offset)
-                    buf = f.read(need)
-            except FileNotFoundError:
-                raise ReadError(f"signal file {fname!r} named in {os.path.basename(hea)} is missing",
-                                fpath) from None
-            except IsADirectoryError:
-                raise ReadError(f"signal file {fname!r} is a directory", fpath) from None
-            except OSError as exc:
-                raise ReadError(f"cannot read signal file: {exc.strerror or exc}", fpath) from None
-            if len(buf) < need:
-                raise ReadError(f"signal file truncated: {len(buf)} bytes after offset {first.offset}, "
-                                f"the header {os.path.basename(hea)} needs {need} for {n_frames} "
-                                f"frames of {tspf} format-{fmt} samples", fpath)
+            buf = _read_bytes(fpath, fname, hea, first.offset, need,
+                              f" for {n_frames} frames of {tspf} format-{fmt} samples")
             dec_fmt = fmt
             if fmt == 8:
                 init = np.fromiter((sigs[j].init for j in idx), np.int_, len(idx))
@@ -437,24 +476,49 @@ def _decode_signals(h: Header, hea: str, n_samples: int):
     if null_rows:
         out[null_rows] = np.nan
     for idx, fmt, dec_fmt, buf, spf, tspf in jobs:
-        key = (tuple(idx), tuple((sigs[j].spf, sigs[j].skew, sigs[j].baseline, sigs[j].gain,
-                                  sigs[j].units) for j in idx))
-        lay = _LAYOUT_CACHE.get(key)
-        if lay is None:
-            col = np.zeros(len(idx), i32)
-            if len(idx) > 1:
-                np.cumsum(spf[:-1], out=col[1:])
-            skew = np.fromiter((sigs[j].skew for j in idx), i32, len(idx))
-            baseline = np.fromiter((sigs[j].baseline for j in idx), np.float64, len(idx))
-            scale = np.fromiter((_unit_factor(sigs[j].units) / sigs[j].gain for j in idx),
-                                np.float64, len(idx))
-            rows = np.asarray(idx, i32)
-            lay = _remember(_LAYOUT_CACHE, key, (col, skew, baseline, scale, rows))
-        col, skew, baseline, scale, rows = lay
+        col, skew, baseline, scale, rows, gain = _layout(sigs, idx, spf, dec_fmt)
         inv = _INVALID.get(fmt)
         _wfdb.decode_into(buf, dec_fmt, n_frames, tspf, col, spf, skew, baseline, scale, rows,
-                          inv if inv is not None else 0, inv is not None, out)
+                          inv if inv is not None else 0, inv is not None, out, gain)
     return out
+
+
+# formats whose digital values fit in 16 bits (the decoder may scale them in float32 exactly)
+_NARROW = (16, 212, 310, 311, 61, 160, 80)
+
+
+def _layout(sigs, idx, spf, dec_fmt):
+    """Decoder arrays of the signals ``idx`` of one file, cached per layout.
+
+    Returns ``(col, skew, baseline, scale, rows, gain)``; ``gain`` is None
+    unless the exact float32 route of :func:`ecgcore.io._wfdb.decode_into`
+    applies: millivolt units, gains that float32 holds exactly, baselines
+    below 2**23 and 16-bit samples, so that ``float32(d - baseline) /
+    float32(gain)`` is exact up to one correctly rounded division.
+    """
+    key = (dec_fmt, tuple(idx), tuple((sigs[j].spf, sigs[j].skew, sigs[j].baseline,
+                                       sigs[j].gain, sigs[j].units) for j in idx))
+    lay = _LAYOUT_CACHE.get(key)
+    if lay is not None:
+        return lay
+    i32 = np.int32
+    n = len(idx)
+    col = np.zeros(n, i32)
+    if n > 1:
+        np.cumsum(spf[:-1], out=col[1:])
+    skew = np.fromiter((sigs[j].skew for j in idx), i32, n)
+    baseline = np.fromiter((sigs[j].baseline for j in idx), np.float64, n)
+    factor = [_unit_factor(sigs[j].units) for j in idx]
+    gains = np.fromiter((sigs[j].gain for j in idx), np.float64, n)
+    scale = np.asarray(factor, np.float64) / gains
+    rows = np.asarray(idx, i32)
+    with np.errstate(over="ignore"):
+        f32_gains = gains.astype(np.float32).astype(np.float64)
+    exact = (dec_fmt in _NARROW and all(f == 1.0 for f in factor)
+             and bool(np.all(f32_gains == gains))
+             and bool(np.all(np.abs(baseline) < 2.0 ** 23)))
+    lay = (col, skew, baseline, scale, rows, gains if exact else None)
+    return _remember(_LAYOUT_CACHE, key, lay)
 
 
 def _infer_length(h: Header, hea: str) -> int:
@@ -574,6 +638,140 @@ def _read_multi(h: Header, hea: str):
     return out, names, units_meta
 
 
+class _Plan:
+    """What every record with one header layout shares, ready to decode.
+
+    Biobank records repeat one layout: the headers differ only in the record
+    and file names, the sample count, the initial values, the checksums,
+    the base time/date and the comments. The plan holds the rest, derived
+    once by the full :func:`parse_header` from the first header of the layout.
+    """
+
+    __slots__ = ("fs", "fmt", "offset", "tspf", "n_bytes", "dec", "inv", "check", "names",
+                 "units", "gains", "baselines", "formats", "adc_zero")
+
+
+_PLANS: dict = {}
+_NO_PLAN = object()
+# plans are for ECG-sized layouts; a header of thousands of signals takes the
+# general route, so that the bounded cache also stays small in bytes
+_PLAN_MAX_SIGNALS = 256
+
+
+def _split_header(text: str):
+    """(comments, non-comment lines), exactly as :func:`parse_header` splits them."""
+    comments = []
+    lines = []
+    for raw in text.splitlines():
+        s = raw.strip()
+        if not s:
+            continue
+        if s[0] == "#":
+            comments.append(s[1:].strip())
+        else:
+            lines.append(s)
+    return comments, lines
+
+
+def _make_plan(h: Header, hea: str):
+    """A plan for a single-file, one-sample-per-frame, unskewed binary layout, else None."""
+    sigs = h.signals
+    if not sigs or h.segments is not None:
+        return None
+    first = sigs[0]
+    fmt = first.fmt
+    if (first.file == "~" or fmt not in _BINARY or fmt == 8
+            or any(s.file != first.file or s.fmt != fmt or s.spf != 1 or s.skew != 0
+                   or s.offset != first.offset for s in sigs)):
+        return None
+    idx = list(range(len(sigs)))
+    spf = _spf_array((1,) * len(sigs))
+    p = _Plan()
+    p.fs = h.fs
+    p.fmt = fmt
+    p.offset = first.offset
+    p.tspf = len(sigs)
+    p.dec = (spf,) + _layout(sigs, idx, spf, fmt)
+    inv = _INVALID.get(fmt)
+    p.inv = inv if inv is not None else 0
+    p.check = inv is not None
+    p.names = tuple(s.name for s in sigs)
+    p.units = tuple(s.units for s in sigs)
+    p.gains = tuple(s.gain for s in sigs)
+    p.baselines = tuple(s.baseline for s in sigs)
+    p.formats = tuple(s.fmt for s in sigs)
+    p.adc_zero = tuple(s.adc_zero for s in sigs)
+    return p
+
+
+def _read_planned(text: str, hea: str):
+    """Read a record through its layout's cached plan; None when it has none.
+
+    The header is split into tokens; the tokens the plan depends on form the
+    cache key, and the per-record ones (names, sample count, initial values,
+    checksums) are checked here as :func:`parse_header` checks them. Anything
+    unusual (several files, a missing field, a malformed per-record value)
+    returns None and the caller takes the general route, which raises the
+    precise error.
+    """
+    from . import _wfdb
+
+    comments, lines = _split_header(text)
+    if not lines:
+        return None
+    rl = lines[0].split()
+    if len(rl) < 4 or "/" in rl[0]:
+        return None
+    try:
+        n_sig = int(rl[1])
+        n = int(rl[3])
+    except ValueError:
+        return None
+    if n <= 0 or not 0 < n_sig < len(lines) or n_sig > _PLAN_MAX_SIGNALS:
+        return None
+    body = lines[1:n_sig + 1]
+    toks = [ln.split(None, 8) for ln in body]
+    fname = toks[0][0]
+    key = [rl[1], rl[2]]
+    try:
+        for t in toks:
+            if len(t) < 7 or t[0] != fname:
+                return None
+            int(t[5])  # initial value and checksum: per record, not part of the plan
+            int(t[6])
+            key += t[1:5]
+            key += t[7:]
+            key.append(len(t))  # separates the lines (block size, description optional)
+    except ValueError:
+        return None
+    key = tuple(key)
+    plan = _PLANS.get(key)
+    if plan is None:
+        h = parse_header(text, hea)
+        plan = _remember(_PLANS, key, _make_plan(h, hea) or _NO_PLAN)
+    if plan is _NO_PLAN:
+        return None
+    fpath = os.path.join(os.path.dirname(hea), fname)
+    need = _bytes_needed(plan.fmt, n * plan.tspf)
+    buf = _read_bytes(fpath, fname, hea, plan.offset, need,
+                      f" for {n} frames of {plan.tspf} format-{plan.fmt} samples")
+    out = np.empty((plan.tspf, n), dtype=np.float32)
+    spf, col, skew, baseline, scale, rows, gain = plan.dec
+    _wfdb.decode_into(buf, plan.fmt, n, plan.tspf, col, spf, skew, baseline, scale, rows,
+                      plan.inv, plan.check, out, gain)
+    meta = {"format": "wfdb", "record_name": rl[0], "units": list(plan.units),
+            "gains": list(plan.gains), "baselines": list(plan.baselines),
+            "formats": list(plan.formats), "adc_zero": list(plan.adc_zero),
+            "comments": comments}
+    if comments:
+        _comment_meta(comments, meta)
+    if len(rl) > 4:
+        meta["base_time"] = rl[4]
+        if len(rl) > 5:
+            meta["base_date"] = rl[5]
+    return Record(out, plan.fs, plan.names, meta=meta, source=hea)
+
+
 def read(path: "str | os.PathLike", **kwargs) -> Record:
     """Read a WFDB record into a :class:`~ecgcore.Record` in millivolts.
 
@@ -601,13 +799,24 @@ def read(path: "str | os.PathLike", **kwargs) -> Record:
 
     Notes
     -----
-    Physical values equal ``wfdb.rdrecord(...).p_signal`` converted to mV
-    (float64 arithmetic, then rounded to float32). Multi-segment records are
+    Physical values equal ``wfdb.rdrecord(...).p_signal`` converted to mV,
+    rounded to float32: for millivolt signals of up to 16 bits with gains
+    that float32 holds exactly (nearly every ECG record) the decoder divides
+    in float32, which gives the correctly rounded float32 of the exact
+    ``(digital - baseline) / gain``; otherwise it computes in float64.
+
+    Records that share a header layout (as a biobank's records do) share a
+    cached decoding plan, so after the first record a read costs one header
+    read and tokenisation, one signal-file read and the decoding pass. Multi-segment records are
     concatenated; null segments (``~``) and signals absent from a segment read
     as NaN.
     """
     hea = _hea_path(os.fspath(path))
-    h = parse_header(_read_text(hea), hea)
+    text = _read_text(hea)
+    rec = _read_planned(text, hea)
+    if rec is not None:
+        return rec
+    h = parse_header(text, hea)
     meta = {"format": "wfdb", "record_name": h.name}
     if h.segments is not None:
         sig, names, units = _read_multi(h, hea)

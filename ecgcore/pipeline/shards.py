@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 __all__ = ["shard_name", "sidecar_name", "write_npy_atomic", "write_npy_parts_atomic",
-           "write_json_atomic",
+           "write_json_atomic", "ShardWriter",
            "read_sidecar", "completed_chunks", "remove_temporaries"]
 
 _TMP_TAG = ".tmp-"
@@ -61,10 +61,100 @@ def write_npy_parts_atomic(path: str, parts, shape: tuple, dtype) -> None:
     os.replace(tmp, path)
 
 
+def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:
+    """The exact header ``np.save`` writes (format 1.0) for a C-ordered array."""
+    import io
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+            "shape": tuple(int(s) for s in shape)})
+    return f.getvalue()
+
+
+class ShardWriter:
+    """Append rows to a ``.npy`` file as they are computed; atomic like :func:`write_npy_atomic`.
+
+    The rows go to a temporary file straight after a reserved header, so a
+    chunk's outputs never gather in memory (nor in a fresh shard-sized array,
+    whose first touch costs a page fault per 4 kB); :meth:`close` writes the
+    header for the final row count and moves the file into place. The file
+    is byte-identical to ``np.save`` of the concatenated rows. The header
+    length depends on the row count only through padding to 64 bytes, so it
+    practically never changes; if it does, :meth:`close` rewrites the file.
+
+    Use as a context manager: leaving the block by an exception removes the
+    temporary file.
+    """
+
+    def __init__(self, path: str, row_shape: tuple, dtype):
+        self.path = path
+        self.row_shape = tuple(int(s) for s in row_shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._tmp = _tmp(path)
+        self._reserved = len(_npy_header((0,) + self.row_shape, self.dtype))
+        self._f = open(self._tmp, "wb")
+        self._f.seek(self._reserved)
+
+    def append(self, part: np.ndarray) -> None:
+        """Write rows (shape ``(n, *row_shape)``), cast to the shard dtype."""
+        if part.shape[1:] != self.row_shape:
+            raise ValueError(f"part of shape {part.shape} does not fit rows of {self.row_shape}")
+        if part.size:  # (a view of zero rows cannot be cast to bytes)
+            part = np.ascontiguousarray(part, dtype=self.dtype)
+            self._f.write(memoryview(part).cast("B"))
+        self.rows += part.shape[0]
+
+    def close(self) -> None:
+        """Write the header and move the shard into place."""
+        header = _npy_header((self.rows,) + self.row_shape, self.dtype)
+        f = self._f
+        if len(header) == self._reserved:
+            f.seek(0)
+            f.write(header)
+            f.close()
+        else:  # the row count's digits crossed a 64-byte padding step: shift the data
+            f.close()
+            moved = self._tmp + "-h"
+            with open(self._tmp, "rb") as src, open(moved, "wb") as dst:
+                src.seek(self._reserved)
+                dst.write(header)
+                while True:
+                    block = src.read(1 << 24)
+                    if not block:
+                        break
+                    dst.write(block)
+            os.replace(moved, self._tmp)
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Close and remove the temporary file."""
+        try:
+            self._f.close()
+        finally:
+            try:
+                os.remove(self._tmp)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
 def write_json_atomic(path: str, obj) -> None:
     tmp = _tmp(path)
+    # json.dumps, not json.dump: only the one-shot encoder runs in C (dump
+    # iterates in Python, ~0.3 ms per record of a sidecar); same bytes
+    text = json.dumps(obj, indent=None, sort_keys=True, separators=(",", ":"), default=str)
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=None, sort_keys=True, separators=(",", ":"), default=str)
+        f.write(text)
         f.write("\n")
     os.replace(tmp, path)
 
