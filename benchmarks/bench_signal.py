@@ -82,6 +82,10 @@ def main(argv=None):
              np.linspace(0, 6249, 5000), b, axis=-1)(np.arange(6250))),
         ("median baseline 0.4 s (medfilt k=201)", lambda b: S.median_baseline(b, FS, 0.4),
          lambda b: np.stack([r - ss.medfilt(r, 201) for r in b])),
+        ("running median k=31 (branch-free sweep)", lambda b: S.running_median(b, 31),
+         lambda b: np.stack([ss.medfilt(r, 31) for r in b])),
+        ("running median k=501 (block sort)", lambda b: S.running_median(b, 501),
+         lambda b: np.stack([ss.medfilt(r, 501) for r in b])),
         ("zscore per lead", lambda b: S.zscore(b),
          lambda b: (b - b.mean(-1, keepdims=True)) / b.std(-1, keepdims=True)),
     ]

@@ -35,3 +35,8 @@ def test_bench_median_baseline(benchmark, rec):
 
 def test_bench_zscore(benchmark, rec):
     assert benchmark(S.zscore, rec).shape == rec.shape
+
+
+def test_bench_running_median_long_window(benchmark, rec):
+    # k = 501 (1 s at 500 Hz) runs the block-sort kernel
+    assert benchmark(S.running_median, rec, 501).shape == rec.shape

@@ -215,17 +215,105 @@ static void linear_block(const C* x, C* out, std::ptrdiff_t n_out, const ::ecgk:
     }
 }
 
+// 4 x 4 register transposes between row-major data (rows of T) and the
+// time-major buffer (lanes of C), with the T <-> C conversion done on the
+// vectors: 8 shuffles per 16 samples instead of 16 scalar strided moves
+// (the scalar transposes cost about as much as a whole filter stage).
+template <class C>
+struct Q4 {
+    typedef C V __attribute__((vector_size(4 * sizeof(C))));
+};
+template <class C>
+ECGK_AI void tr4(typename Q4<C>::V& a, typename Q4<C>::V& b, typename Q4<C>::V& c, typename Q4<C>::V& d) {
+    typedef typename std::conditional<sizeof(C) == 4, int32_t, int64_t>::type I;
+    typedef I M __attribute__((vector_size(4 * sizeof(C))));
+    const M lo2 = {0, 4, 2, 6}, hi2 = {1, 5, 3, 7}, lo4 = {0, 1, 4, 5}, hi4 = {2, 3, 6, 7};
+    const auto t0 = __builtin_shuffle(a, b, lo2), t1 = __builtin_shuffle(a, b, hi2);
+    const auto t2 = __builtin_shuffle(c, d, lo2), t3 = __builtin_shuffle(c, d, hi2);
+    a = __builtin_shuffle(t0, t2, lo4);
+    b = __builtin_shuffle(t1, t3, lo4);
+    c = __builtin_shuffle(t0, t2, hi4);
+    d = __builtin_shuffle(t1, t3, hi4);
+}
+
+template <class T, class C>
+ECGK_AI typename Q4<C>::V ld4(const T* p) {
+    typename Q4<T>::V v;
+    std::memcpy(&v, p, sizeof(v));
+    return __builtin_convertvector(v, typename Q4<C>::V);
+}
+template <class T, class C>
+ECGK_AI void st4(T* p, const typename Q4<C>::V& v) {
+    const typename Q4<T>::V w = __builtin_convertvector(v, typename Q4<T>::V);
+    std::memcpy(p, &w, sizeof(w));
+}
+
+// x: nr rows of n samples (row stride n) -> d[t * W + lane], lanes >= nr zero.
+template <class T, class C, int W>
+static void transpose_in(const T* x, std::ptrdiff_t nr, std::ptrdiff_t n, C* d) {
+    static_assert(W % 4 == 0, "block widths are multiples of 4");
+    typedef typename Q4<C>::V V;
+    const std::ptrdiff_t n4 = n & ~(std::ptrdiff_t)3;
+    for (int l0 = 0; l0 < W; l0 += 4) {
+        if (l0 + 4 <= nr) {
+            const T* r = x + l0 * n;
+            for (std::ptrdiff_t t = 0; t < n4; t += 4) {
+                V a = ld4<T, C>(r + t), b = ld4<T, C>(r + n + t), c = ld4<T, C>(r + 2 * n + t),
+                  e = ld4<T, C>(r + 3 * n + t);
+                tr4<C>(a, b, c, e);
+                C* o = d + t * W + l0;
+                std::memcpy(o, &a, sizeof(V));
+                std::memcpy(o + W, &b, sizeof(V));
+                std::memcpy(o + 2 * W, &c, sizeof(V));
+                std::memcpy(o + 3 * W, &e, sizeof(V));
+            }
+            for (std::ptrdiff_t t = n4; t < n; ++t)
+                for (int l = 0; l < 4; ++l) d[t * W + l0 + l] = (C)x[(l0 + l) * n + t];
+        } else {
+            // partly or wholly past the last row: scalar, zero-filled
+            for (std::ptrdiff_t t = 0; t < n; ++t)
+                for (int l = l0; l < l0 + 4; ++l) d[t * W + l] = l < nr ? (C)x[l * n + t] : (C)0;
+        }
+    }
+}
+
+// src[t * W + lane] -> nr rows of n_out samples (row stride n_out).
+template <class T, class C, int W>
+static void transpose_out(const C* src, std::ptrdiff_t nr, std::ptrdiff_t n_out, T* y) {
+    typedef typename Q4<C>::V V;
+    const std::ptrdiff_t n4 = n_out & ~(std::ptrdiff_t)3;
+    for (int l0 = 0; l0 < W && l0 < nr; l0 += 4) {
+        if (l0 + 4 <= nr) {
+            T* r = y + l0 * n_out;
+            for (std::ptrdiff_t t = 0; t < n4; t += 4) {
+                const C* s = src + t * W + l0;
+                V a, b, c, e;
+                std::memcpy(&a, s, sizeof(V));
+                std::memcpy(&b, s + W, sizeof(V));
+                std::memcpy(&c, s + 2 * W, sizeof(V));
+                std::memcpy(&e, s + 3 * W, sizeof(V));
+                tr4<C>(a, b, c, e);
+                st4<T, C>(r + t, a);
+                st4<T, C>(r + n_out + t, b);
+                st4<T, C>(r + 2 * n_out + t, c);
+                st4<T, C>(r + 3 * n_out + t, e);
+            }
+            for (std::ptrdiff_t t = n4; t < n_out; ++t)
+                for (int l = 0; l < 4; ++l) y[(l0 + l) * n_out + t] = (T)src[t * W + l0 + l];
+        } else {
+            for (int l = l0; l < nr; ++l)
+                for (std::ptrdiff_t t = 0; t < n_out; ++t) y[l * n_out + t] = (T)src[t * W + l];
+        }
+    }
+}
+
 // Process rows [r0, r0+nr) (nr <= W; missing lanes are zero) of x (rows, n)
 // into y (rows, n_out). buf / obuf are scratch of the sizes given by the driver.
 template <class T, class C, int W>
 static void block_rows(const T* x, T* y, std::ptrdiff_t nr, std::ptrdiff_t n, const ::ecgk::ChainPlan& plan,
                        std::ptrdiff_t P, std::ptrdiff_t buflen, C* buf, C* obuf) {
     const std::ptrdiff_t n_out = plan.n_out;
-    // transpose in; lanes past nr are zero so they stay finite and cheap
-    for (std::ptrdiff_t t = 0; t < n; ++t) {
-        C* d = buf + (P + t) * W;
-        for (int l = 0; l < W; ++l) d[l] = l < nr ? (C)x[l * n + t] : (C)0;
-    }
+    transpose_in<T, C, W>(x, nr, n, buf + P * W);
     for (const auto& s : plan.stages) apply_stage<C, W>(buf, P, n, s);
     const C* src = buf + P * W;
     if (plan.resample) {
@@ -236,10 +324,7 @@ static void block_rows(const T* x, T* y, std::ptrdiff_t nr, std::ptrdiff_t n, co
         else linear_block<C, W>(buf + P * W, obuf, n_out, plan.lin);
         src = obuf;
     }
-    for (int l = 0; l < nr; ++l) {
-        T* d = y + l * n_out;
-        for (std::ptrdiff_t t = 0; t < n_out; ++t) d[t] = (T)src[t * W + l];
-    }
+    transpose_out<T, C, W>(src, nr, n_out, y);
 }
 
 template <class T, class C>
@@ -255,8 +340,16 @@ static void run_rows(const T* x, T* y, std::ptrdiff_t rows, std::ptrdiff_t n, co
     }
     if (plan.resample == 2 && R < 1) R = 1;
     const std::ptrdiff_t buflen = P + n + R;
-    // scratch sized for the widest block
-    std::vector<C> buf(buflen * 24), obuf(plan.resample ? plan.n_out * 24 : 0);
+    // scratch sized for the widest block actually used, left uninitialised:
+    // every slot is written before it is read (transpose, odd extension,
+    // resampler margins), and zero-filling 1 MB per call showed up in profiles
+    const std::ptrdiff_t wmax = rows >= 24 ? 24 : rows > 8 ? 12 : rows > 4 ? 8 : 4;
+    std::unique_ptr<C[]> buf_(new C[buflen * wmax]);
+    std::unique_ptr<C[]> obuf_(new C[plan.resample ? plan.n_out * wmax : 1]);
+    struct {
+        C* p;
+        C* data() const { return p; }
+    } buf{buf_.get()}, obuf{obuf_.get()};
     // Blocks of 24 lanes, then one of 12 (a 12-lead record is exactly one block),
     // then a narrow tail, so few lanes are wasted whatever the row count.
     std::ptrdiff_t r = 0;

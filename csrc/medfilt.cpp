@@ -2,11 +2,14 @@
 // both ends (scipy.signal.medfilt on a 1-D signal), optionally subtracted from
 // the signal (median baseline removal).
 //
-// Windows of up to 32 vectors run the in-register kernel of medkern_body.hpp
-// (compiled for AVX-512, AVX2 and portable, picked at run time). Longer windows
-// use a sorted buffer: each step removes the sample that leaves and inserts the
-// one that enters with a single shift of the elements between the two
-// positions (two branch-free binary searches plus a short memmove).
+// Windows shorter than MB_MIN_K_* run the in-register kernel of
+// medkern_body.hpp (compiled for AVX-512, AVX2 and portable, picked at run
+// time; up to 4 vectors it sweeps branch-free, beyond it branches on the sign
+// of in - out); longer ones the block-sort kernel of medblock_body.hpp
+// (Suomela's algorithm with a rank bit mask). The older sorted-buffer path (two
+// branch-free binary searches plus a short memmove per step) stays as the
+// fallback when the register kernel has no build for the window size, and as
+// method 2 for tests.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -20,27 +23,39 @@
 
 #include "blockkern.hpp"
 
+#ifndef MB_MIN_K_F32
+#define MB_MIN_K_F32 301
+#endif
+#ifndef MB_MIN_K_F64
+#define MB_MIN_K_F64 401
+#endif
+
 namespace ecgk {
 #undef ECGK_VBYTES
 #define ECGK_VBYTES 32
 namespace portable {
 #include "medkern_body.hpp"
+#include "medblock_body.hpp"
 }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,bmi,bmi2,popcnt")
 namespace avx2 {
 #include "medkern_body.hpp"
+#define ECGK_MB_PDEP 1
+#include "medblock_body.hpp"
 }
 #pragma GCC pop_options
 #undef ECGK_VBYTES
 #define ECGK_VBYTES 64
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,bmi,bmi2,popcnt")
 namespace avx512 {
 #include "medkern_body.hpp"
+#include "medblock_body.hpp"
 }
 #pragma GCC pop_options
+#undef ECGK_MB_PDEP
 #endif
 }  // namespace ecgk
 
@@ -51,6 +66,49 @@ static bool median_row_fast(const float* x, float* y, std::ptrdiff_t n, std::ptr
 }
 static bool median_row_fast(const double* x, double* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s) {
     return ECGK_DISPATCH(median_rows_f64, x, y, n, k, s);
+}
+
+// The block-sort kernel's word select wants BMI2 (pdep) and popcnt; the AVX2 and
+// AVX-512 builds enable them, so they are only used where the CPU has both.
+static int block_level() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    static const int lvl = (__builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")) ? ecgk::simd_level() : 0;
+    return lvl;
+#else
+    return 0;
+#endif
+}
+template <class T>
+static void median_row_block(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s) {
+    const int lvl = block_level();
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if constexpr (sizeof(T) == 4) {
+        if (lvl == 2) return ecgk::avx512::median_rows_block_f32(x, y, n, k, s);
+        if (lvl == 1) return ecgk::avx2::median_rows_block_f32(x, y, n, k, s);
+        return ecgk::portable::median_rows_block_f32(x, y, n, k, s);
+    } else {
+        if (lvl == 2) return ecgk::avx512::median_rows_block_f64(x, y, n, k, s);
+        if (lvl == 1) return ecgk::avx2::median_rows_block_f64(x, y, n, k, s);
+        return ecgk::portable::median_rows_block_f64(x, y, n, k, s);
+    }
+#else
+    (void)lvl;
+    if constexpr (sizeof(T) == 4) ecgk::portable::median_rows_block_f32(x, y, n, k, s);
+    else ecgk::portable::median_rows_block_f64(x, y, n, k, s);
+#endif
+}
+
+// Kernel choice: 0 = automatic, 1 = sorted window in registers (branch-free
+// sweep up to 4 vectors, else the branchy one), 2 = sorted buffer with memmove,
+// 3 = block sort, 4 / 5 = register window forced branch-free / branchy.
+// 1..5 exist for tests and A/B timings; 2 is also the fallback of 1, 4 and 5
+// beyond 32 vectors.
+template <class T>
+static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
+    // measured crossover on the AVX-512 VM (benchmarks/results/signal.md): the
+    // register window costs O(k / lanes) per step and wins below about
+    // k = 300 (float32) / 400 (float64); the block sort costs O(log k)
+    return k >= (sizeof(T) == 4 ? MB_MIN_K_F32 : MB_MIN_K_F64) && n > 1;
 }
 
 // Branch-free lower_bound: the comparisons compile to conditional moves, so the
@@ -67,7 +125,7 @@ static inline std::ptrdiff_t lower_pos(const T* a, std::ptrdiff_t n, T v) {
 }
 
 template <class T>
-static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, T* win) {
+static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, T* win, int method) {
     bool has_nan = false;
     for (std::ptrdiff_t i = 0; i < n; ++i) has_nan |= std::isnan(x[i]);
     if (has_nan) {
@@ -75,7 +133,21 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
         for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<T>::quiet_NaN();
         return;
     }
-    if (median_row_fast(x, y, n, k, subtract)) return;
+    if (method == 3 || (method == 0 && use_block<T>(k, n))) {
+        median_row_block(x, y, n, k, subtract);
+        return;
+    }
+    if (method == 4 || method == 5) {
+        bool done;
+        if constexpr (sizeof(T) == 4)
+            done = method == 4 ? ECGK_DISPATCH(median_rows_nb_f32, x, y, n, k, subtract)
+                               : ECGK_DISPATCH(median_rows_br_f32, x, y, n, k, subtract);
+        else
+            done = method == 4 ? ECGK_DISPATCH(median_rows_nb_f64, x, y, n, k, subtract)
+                               : ECGK_DISPATCH(median_rows_br_f64, x, y, n, k, subtract);
+        if (done) return;
+    }
+    if (method != 2 && median_row_fast(x, y, n, k, subtract)) return;
     const std::ptrdiff_t h = k / 2;
     auto val = [&](std::ptrdiff_t p) -> T { return (p >= 0 && p < n) ? x[p] : (T)0; };
     for (std::ptrdiff_t j = 0; j < k; ++j) win[j] = val(j - h);
@@ -99,7 +171,8 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
 }
 
 template <class T>
-static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::ptrdiff_t k, bool subtract) {
+static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::ptrdiff_t k, bool subtract, int method) {
+    if (method < 0 || method > 5) throw std::invalid_argument("method must be 0..5");
     if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
     if (k < 1 || k % 2 == 0) throw std::invalid_argument("kernel size must be odd and positive");
     const std::ptrdiff_t R = x.shape(0), N = x.shape(1);
@@ -110,13 +183,15 @@ static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::
     {
         py::gil_scoped_release nogil;
         std::vector<T> win(k);
-        for (std::ptrdiff_t r = 0; r < R; ++r) median_row(xp + r * N, yp + r * N, N, k, subtract, win.data());
+        for (std::ptrdiff_t r = 0; r < R; ++r) median_row(xp + r * N, yp + r * N, N, k, subtract, win.data(), method);
     }
     return y;
 }
 
 PYBIND11_MODULE(medfilt, m) {
     m.doc() = "Running-median kernels (see ecgcore.signal.median_baseline).";
-    m.def("running_median", &running_median<double>, py::arg("x"), py::arg("k"), py::arg("subtract") = false);
-    m.def("running_median", &running_median<float>, py::arg("x"), py::arg("k"), py::arg("subtract") = false);
+    m.def("running_median", &running_median<double>, py::arg("x"), py::arg("k"), py::arg("subtract") = false,
+          py::arg("method") = 0);
+    m.def("running_median", &running_median<float>, py::arg("x"), py::arg("k"), py::arg("subtract") = false,
+          py::arg("method") = 0);
 }

@@ -185,3 +185,51 @@ def test_chain_segment_paths_equal_segment(rng, steps_seg):
     np.testing.assert_array_equal(y, ref)
     y1 = S.chain(x[0], 500, steps + [("segment", steps_seg)])
     np.testing.assert_array_equal(y1, ref[0])
+
+
+# --- block layout: 4 x 4 register transposes in and out of the time-major buffer --------
+# Blocks are 24, 12, 8 or 4 lanes wide; the transposes work on groups of 4 lanes and
+# 4 samples, with scalar code for the last (n % 4) samples and for a group that is only
+# partly filled with rows. These row counts and lengths hit every combination.
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 23, 24, 25, 30, 37])
+def test_block_transposes_rows_and_lengths(rng, dtype, rows):
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    b, a = ss.iirnotch(50, 30, fs=500)
+    for n in (97, 98, 99, 100):  # n % 4 = 1, 2, 3, 0
+        x = _ecg_like(rng, (rows, n)).astype(dtype)
+        y = S.chain(x, 500, [("bandpass", {"low": 0.5, "high": 40}), ("notch", {"freq": 50}),
+                             ("resample", {"fs_out": 250})])
+        r = ss.resample_poly(ss.filtfilt(b, a, ss.sosfiltfilt(sos, x, axis=-1), axis=-1), 1, 2, axis=-1)
+        assert y.dtype == dtype
+        assert_close_range(y, r, dtype)
+        # filter only: transpose out from the filter buffer (n samples) rather than
+        # from the resampler's output (ceil(n / 2) samples)
+        assert_close_range(S.sosfiltfilt(sos, x), ss.sosfiltfilt(sos, x, axis=-1), dtype)
+
+
+@pytest.mark.parametrize("rows", [3, 12, 29])
+def test_block_transposes_float32_state(rng, rows):
+    # fast_float32 keeps the recursion in float32: the 4 x 4 transposes run on
+    # 4-float vectors instead of 4-double ones
+    x = _ecg_like(rng, (rows, 1003)).astype(np.float32)
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    y = S.bandpass(x, 500, 0.5, 40, fast_float32=True)
+    assert y.dtype == np.float32
+    assert_close_range(y, ss.sosfiltfilt(sos, x.astype(np.float64), axis=-1), np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fs_in,fs_out", [(500, 250), (1000, 500), (500, 100), (360, 500)])
+def test_resample_poly_halfband_taps_dropped(rng, dtype, fs_in, fs_out):
+    # 2:1 designs are half-band: firwin leaves every other tap as ~1e-17 residue,
+    # which the plan drops; the result must stay within float64 rounding of scipy
+    from fractions import Fraction
+    x = _ecg_like(rng, (3, 2001), fs_in).astype(dtype)
+    f = Fraction(fs_out, fs_in)
+    ref = ss.resample_poly(x, f.numerator, f.denominator, axis=-1)
+    y = S.resample(x, fs_in, fs_out)
+    err = float(np.max(np.abs(y.astype(np.float64) - ref)))
+    tol = (1e-12 if dtype == np.float64 else 2e-6) * float(np.ptp(ref))
+    assert err <= tol, err

@@ -262,3 +262,72 @@ def test_running_median_many_rows_nan_row_and_even_k(rng):
     np.testing.assert_array_equal(y[ok], _medfilt_rows(x[ok], 51))
     with pytest.raises(PreprocessError):
         S.running_median(x, 50)
+
+
+# --- kernel paths of the running median, each against scipy.signal.medfilt -------------
+# method: 1 = sorted window in vector registers (automatic choice of sweep), 2 = sorted
+# buffer + memmove, 3 = block sort (Suomela's algorithm with a rank bit mask; automatic
+# for long windows), 4 / 5 = register window with the branch-free / branchy sweep.
+
+def _kernel_median(x, k, method, subtract=False):
+    from ecgcore._kernels import medfilt as _mf
+    return _mf.running_median(np.ascontiguousarray(x), k, subtract, method)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 3, 5, 31, 63, 65, 127, 201, 301, 401, 1001])
+def test_running_median_block_kernel_sizes(rng, dtype, k):
+    # the block length is k, so these lengths put the signal end before, on and
+    # after block boundaries (n = k - 1, k, k + 1, 3k + 7) and give 1-word and
+    # many-word rank masks (2k bits)
+    for n in sorted({1, 2, max(1, k - 1), k, k + 1, 3 * k + 7, 1500}):
+        x = np.cumsum(rng.standard_normal((2, n)), axis=-1).astype(dtype)
+        ref = _medfilt_rows(x, k)
+        np.testing.assert_array_equal(_kernel_median(x, k, 3), ref)
+        np.testing.assert_array_equal(_kernel_median(x, k, 3, True), x - ref)
+    if k <= 401:
+        x = np.cumsum(rng.standard_normal((3, 900)), axis=-1).astype(dtype)
+        ref = _medfilt_rows(x, k)
+        for method in (1, 2, 4, 5):
+            np.testing.assert_array_equal(_kernel_median(x, k, method), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [3, 33, 201, 401])
+def test_running_median_block_kernel_ties_infinities_signs(rng, dtype, k):
+    # exact ties (across the two blocks of a pair as well), values equal to the
+    # zero padding, +/-inf, negative numbers and -0.0 (keys order -0.0 below
+    # +0.0; scipy treats them as equal, so the selected value compares equal)
+    x = rng.integers(-3, 4, size=(5, 1300)).astype(dtype)
+    x[1, ::7] = np.inf
+    x[2, 3::11] = -np.inf
+    x[3] = np.repeat(rng.integers(-2, 3, 130), 10)
+    x[4, ::3] = -0.0
+    x[4, 1::5] = rng.standard_normal(260) * 1e-30  # tiny values of both signs
+    ref = _medfilt_rows(x, k)
+    for method in (1, 3, 4, 5):
+        np.testing.assert_array_equal(_kernel_median(x, k, method), ref)
+
+
+def test_running_median_long_window_public_api(rng):
+    # k = 401 and 1001 take the block-sort path through the public functions,
+    # including a NaN lead (NaN throughout) next to finite ones
+    x = (np.cumsum(rng.standard_normal((3, 12, 2500)), axis=-1) * 0.01).astype(np.float32)
+    x[1, 4, 2000] = np.nan
+    ok = np.ones((3, 12), bool)
+    ok[1, 4] = False
+    for k in (401, 1001):
+        y = S.running_median(x, k)
+        assert np.isnan(y[1, 4]).all()
+        np.testing.assert_array_equal(y[ok], _medfilt_rows(x[ok], k))
+    y = S.median_baseline(x[0], 500, 1.0)  # k = 501
+    np.testing.assert_array_equal(y, x[0] - _medfilt_rows(x[0], 501))
+
+
+def test_running_median_kernel_method_errors(rng):
+    from ecgcore._kernels import medfilt as _mf
+    x = rng.standard_normal((2, 50))
+    with pytest.raises(ValueError):
+        _mf.running_median(x, 5, False, 6)
+    with pytest.raises(ValueError):
+        _mf.running_median(x, 4, False, 3)

@@ -7,12 +7,16 @@ near the edges; ECGFounder relies on it, so it is reproduced). The kernel size i
 ``k = int(window_s * fs)``, made odd by adding one when even: 0.4 s at 500 Hz gives
 201, ECGFounder's ``int(0.4 * fs) + 1``.
 
-The running median is a C++ kernel that keeps the sorted window in vector
-registers (windows up to 32 vectors: 512 float32 / 256 float64 samples with
-AVX-512) and updates every slot per step with min/max against the entering and
-leaving sample, O(n * k / vector width) with no searches; longer windows use a
-sorted buffer with binary search + memmove. Results are exact selections, so
-they equal scipy bit for bit. A lead containing NaN returns NaN throughout (a median is not
+The running median is a C++ kernel with two exact algorithms. Windows below
+about 300 samples (float32; 400 for float64) keep the sorted window in vector
+registers and update every slot per step with min/max against the entering and
+leaving sample (O(k / vector width) per sample, no searches). Longer windows use
+Suomela's block sort (J. Suomela, "Median filtering is equivalent to sorting",
+arXiv:1406.1717, 2014): each block of k samples is sorted once, two adjacent
+sorted blocks are merged into ranks, and the window's median is the (k/2)-th set
+bit of a 2k-bit rank mask (O(log k) per sample). Both select samples, so they
+equal scipy bit for bit (``-0.0`` and ``+0.0`` compare equal, as in scipy).
+A lead containing NaN returns NaN throughout (a median is not
 defined with NaN; scipy's result is unspecified there).
 """
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal as _ss
+from ecgcore.signal._validate import scipy_signal as _ss
 
 from ecgcore.errors import PreprocessError
 from ecgcore.signal._validate import check_fs, from_rows, to_rows
