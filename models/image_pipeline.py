@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgcore.errors import PreprocessError, ReadError
+from ecgcore.io.sniff import sniff
 
 __all__ = ["load_page", "render_record", "find_lead_area", "crop", "remove_grid",
            "rearrange_3x4_to_6x2", "resize_bilinear", "normalize", "prepare_image", "PreparedImage",
@@ -55,22 +56,15 @@ from ecgcore._pdfium import PDFIUM_LOCK  # noqa: E402  (shared with the PDF read
 # a decoded page larger than this is refused (a decompression bomb, not an ECG)
 _MAX_PIXELS = 80_000_000
 
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
-
-
 def _kind(path: str) -> str:
+    """"pdf", "image" or "signal", decided from the bytes by ecgcore's format sniffer."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise ReadError(f"cannot open: {exc.strerror or exc}", path) from None
-    if not head:
-        raise ReadError("empty file", path)
-    if head.startswith(b"%PDF"):
-        return "pdf"
-    if head.startswith(_IMAGE_MAGIC):
-        return "image"
-    return "signal"
+        fmt = sniff(path)
+    except ReadError as exc:
+        if "unknown format" in exc.reason:
+            return "signal"  # reading it as a signal reports the problem with the file named
+        raise
+    return fmt if fmt in ("pdf", "image") else "signal"
 
 
 def _as_rgb(img) -> np.ndarray:
@@ -150,16 +144,19 @@ def _render_pdf(path: str, dpi: float, page: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def render_record(record, layout: str = "6x2", dpi: float = 100.0, grid: bool = False) -> np.ndarray:
+def render_record(record, layout: str = "6x2", dpi: float = 100.0, grid: bool = False,
+                  line_width: float = 0.6) -> np.ndarray:
     """Draw a signal record with :func:`ecgcore.plot` and return the page as (H, W, 3) uint8.
 
     The default (6x2, no grid) is what the study's network saw: the old-format
     pages are grid-less 6x2 and the new-format ones are rearranged to 6x2
-    after grid removal.
+    after grid removal. ``line_width`` is the trace width in points; thicker
+    traces survive the un-antialiased downscale to small test images.
     """
     import ecgcore
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    res = ecgcore.plot(record, None, layout=layout, dpi=dpi, grid=grid, labels=True, calibration=True)
+    res = ecgcore.plot(record, None, layout=layout, dpi=dpi, grid=grid, labels=True, calibration=True,
+                       line_width=line_width)
     fig = res.figure
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(dpi)

@@ -7,10 +7,13 @@ import re
 
 from ..errors import ReadError
 
-__all__ = ["sniff", "FORMATS", "resolve_wfdb", "xml_root"]
+__all__ = ["sniff", "FORMATS", "resolve_wfdb", "xml_root", "IMAGE_MAGIC"]
 
 FORMATS = ("wfdb", "ge_muse", "cardiosoft", "code15", "npy", "npz", "csv", "hl7_aecg",
            "philips", "dicom", "scp", "edf", "bdf", "pdf", "image")
+
+#: Leading bytes of the raster image formats ecgcore digitises (PNG, JPEG, TIFF, BMP, GIF).
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 
 _XML_ROOTS = {
     "RestingECG": "ge_muse",
@@ -94,8 +97,7 @@ def sniff(path: "str | os.PathLike") -> str:
         return "bdf"
     if head.startswith(b"0       ") and len(head) >= 256:
         return "edf"
-    if (head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8\xff")
-            or head[:4] in (b"II*\x00", b"MM\x00*") or head.startswith(b"BM")):
+    if head.startswith(IMAGE_MAGIC) or (head.startswith(b"RIFF") and head[8:12] == b"WEBP"):
         return "image"
     stripped = head.lstrip(b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n")
     if stripped.startswith(b"<") or head.startswith((b"\xff\xfe<", b"\xfe\xff\x00<")):
