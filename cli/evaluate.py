@@ -1,11 +1,15 @@
-"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--out DIR]``.
+"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--subgroup COL] [--figures] [--out DIR]``.
 
 Predicts every record of a preprocessed dataset with a training checkpoint
 (segments aggregated per record), joins the labels and writes
 ``metrics.json``, a tidy ``metrics.csv``, ``predictions.csv`` and figures
 through ``ecgcore.stats.evaluate_predictions``. Binary tasks are scored at
 the threshold chosen on the validation split during training. The dataset
-must have been preprocessed with the checkpoint's preset.
+must have been preprocessed with the checkpoint's preset. ``--subgroup COL``
+(repeatable; default: the config's ``evaluate.subgroups``) reports every
+metric within each value of a labels-CSV column (e.g. a boolean
+``normal_ecg``); ``--figures`` / ``--no-figures`` override the config's
+``evaluate.figures`` (ROC, PR, calibration, Bland-Altman PNGs).
 """
 
 from __future__ import annotations
@@ -25,12 +29,34 @@ def add_parser(sub):
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: DATASET-eval "
                    "next to the checkpoint)")
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: from the config)")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--subgroup", action="append", default=None, metavar="COL",
+                   help="labels-CSV column to stratify metrics by (repeatable)")
+    fig = p.add_mutually_exclusive_group()
+    fig.add_argument("--figures", dest="figures", action="store_true", default=None,
+                     help="write PNG figures (default: the config's evaluate.figures)")
+    fig.add_argument("--no-figures", dest="figures", action="store_false", default=None)
     p.add_argument("--device", default="cpu")
     return p
 
 
-def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figures=True, device="cpu"):
+def _subgroup_columns(path, id_col, columns) -> dict:
+    """record id -> {column: raw string} (subgroup labels need not be numeric)."""
+    from ecgcore.errors import ConfigError
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            for c in columns:
+                if c not in fields:
+                    raise ConfigError(f"--subgroup {c!r}: no such column in the labels CSV "
+                                      f"(columns: {', '.join(fields)})", path)
+            return {(r[id_col] or "").strip(): {c: (r[c] or "").strip() for c in columns} for r in reader}
+    except OSError as exc:
+        raise ConfigError(f"cannot read labels: {exc.strerror or exc}", path) from None
+
+
+def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figures=None, device="cpu",
+                     subgroups=None):
     """Library form of the command; returns the metrics dict."""
     import numpy as np
     from ecgcore.errors import ConfigError
@@ -84,6 +110,15 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
         for i in range(len(ids)):
             w.writerow(["" if (isinstance(data_cols[k][i], float) and not np.isfinite(data_cols[k][i]))
                         else data_cols[k][i] for k in keys])
+    subgroups = list(cfg["evaluate"]["subgroups"] if subgroups is None else subgroups)
+    if subgroups:
+        if not labels:
+            raise ConfigError("--subgroup needs a labels CSV (--labels)")
+        sg = _subgroup_columns(labels, cfg["data"]["id_col"], subgroups)
+        for c in subgroups:
+            data_cols[c] = np.asarray([sg.get(r, {}).get(c, "") or "missing" for r in ids], dtype=object)
+    if figures is None:
+        figures = bool(cfg["evaluate"]["figures"])
     if not tasks:
         result = {"n_records": len(ids), "note": "no labelled records: predictions only"}
         with open(os.path.join(out, "metrics.json"), "w") as f:
@@ -93,7 +128,7 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     result = stats.evaluate_predictions({k: v[mask] for k, v in data_cols.items()}, tasks,
                                         groups="patient_id", out_dir=out,
                                         n_boot=n_boot if n_boot is not None else cfg["evaluate"]["n_boot"],
-                                        seed=cfg["seed"], figures=figures)
+                                        seed=cfg["seed"], figures=figures, subgroups=subgroups)
     result.pop("rows", None)
     return result
 
@@ -102,7 +137,7 @@ def run(args) -> int:
     from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
     try:
         res = evaluate_dataset(args.checkpoint, args.data, args.labels, args.out, args.n_boot,
-                               not args.no_figures, args.device)
+                               args.figures, args.device, subgroups=args.subgroup)
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore evaluate: {exc}", file=sys.stderr)
         return 2

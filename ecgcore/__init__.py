@@ -11,7 +11,7 @@ import importlib
 
 from ._version import __version__
 from .errors import (ECGError, ReadError, WriteError, DigitizeError, PreprocessError,
-                     ConfigError, CheckpointError)
+                     ConfigError, CheckpointError, EvaluationError)
 from .record import Record, STANDARD_12, STANDARD_8, normalize_lead
 from .io import read, read_many, sniff, write
 
@@ -22,7 +22,7 @@ __all__ = [
     "detect_qrs", "delineate", "median_beats", "measure",
     "plot", "digitize", "ECGClassifier",
     "ECGError", "ReadError", "WriteError", "DigitizeError", "PreprocessError", "ConfigError",
-    "CheckpointError",
+    "CheckpointError", "EvaluationError",
 ]
 
 # public name -> (module, attribute); resolved on first access (PEP 562)
@@ -33,11 +33,13 @@ _LAZY = {
     "delineate": ("ecgcore.delineation", "delineate"),
     "median_beats": ("ecgcore.delineation", "median_beats"),
     "measure": ("ecgcore.delineation", "measure"),
+    "measure_many": ("ecgcore.delineation", "measure_many"),
     "plot": ("ecgcore.plotting", "plot"),
     "digitize": ("ecgcore.digitization", "digitize"),
     "ECGClassifier": ("ecgcore.models.classifier", "ECGClassifier"),
 }
-_SUBMODULES = {"signal", "presets", "pipeline", "data", "io", "models", "cli", "record", "errors"}
+_SUBMODULES = {"signal", "presets", "pipeline", "data", "io", "models", "cli", "record", "errors",
+               "stats", "delineation", "digitization", "plotting", "synthetic"}
 
 
 def __getattr__(name):

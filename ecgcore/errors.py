@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 __all__ = ["ECGError", "ReadError", "WriteError", "DigitizeError", "PreprocessError",
-           "ConfigError", "CheckpointError"]
+           "ConfigError", "CheckpointError", "EvaluationError"]
 
 
 class ECGError(ValueError):
@@ -56,3 +56,7 @@ class ConfigError(ECGError):
 
 class CheckpointError(ECGError):
     """A checkpoint does not match the architecture or is damaged."""
+
+
+class EvaluationError(ECGError):
+    """Evaluation inputs are unusable (shape, non-binary labels, NaN, one class)."""

@@ -207,3 +207,28 @@ def test_fuzz_contec_mutations(contec, tmp_path):
             assert rec.signal.dtype == np.float32
     assert seen["ok"] > 0 and seen["error"] > 0
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize("bdf", [False, True])
+def test_non_adjacent_ecg_blocks_and_extreme_counts(tmp_path, rng, bdf):
+    """ECG channels separated by a non-ECG one (the gather path, not the
+    adjacent-block view), digital extremes included, against pyedflib."""
+    lim = (1 << 23) if bdf else (1 << 15)
+    n, spr = 1500, 250
+    d1 = rng.integers(-lim, lim, n)
+    d1[:4] = [-lim, lim - 1, -1, 0]                    # int24/int16 sign extension edges
+    d2 = rng.integers(-lim, lim, n)
+    d3 = rng.integers(-lim, lim, n)
+    p = write_edf(tmp_path / ("g.bdf" if bdf else "g.edf"), [d1, d3, d2],
+                  labels=["ECG I", "Resp", "ECG V2"], units=["uV", "Ohm", "mV"], spr=[spr] * 3,
+                  pmin=[-8000, -1, -20], pmax=[8000, 1, 20], dmin=-lim, dmax=lim - 1, bdf=bdf)
+    rec = edf.read(p)
+    assert rec.leads == ("I", "V2") and rec.fs == spr
+    with pyedflib.EdfReader(str(p)) as f:
+        ref = np.array([f.readSignal(0), f.readSignal(2)])
+        dig = np.array([f.readSignal(0, digital=True), f.readSignal(2, digital=True)])
+    np.testing.assert_array_equal(dig, [d1, d2])       # the writer is right
+    np.testing.assert_allclose(rec.signal, [ref[0] * 1e-3, ref[1]], rtol=1e-6, atol=1e-6)
+    rec2 = edf.read(p, include_other=True)
+    assert rec2.leads[:2] == ("I", "V2") and rec2.n_leads == 3
+    np.testing.assert_allclose(rec2.signal[2], d3 / (lim - 0.5) * 1.0, atol=2.0 / (2 * lim))

@@ -5,7 +5,6 @@ v1.3-style leads over 32767 samples, 0-based starts), and hostile input."""
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 
@@ -113,11 +112,14 @@ def encode_leads(leads, diff, rows):
 
 def build_scp(signal, codes, *, avm=5000, dt_us=2000, diff=2, huffman="default", start=1,
               version=20, ref=None, ref_avm=None, zones=None, fcm=None, bimodal_factor=1,
-              protected=None, subtract=None, section1=True, lens_override=None, statements=None):
+              protected=None, subtract=None, section1=True, lens_override=None, statements=None,
+              extra=None, s1_tags=()):
     """Write an SCP-ECG record.
 
     signal : (n_leads, n) int counts of the *full-rate* rhythm (before any
-    subtraction or decimation), codes: SCP lead codes.
+    subtraction or decimation), codes: SCP lead codes. extra: {section id:
+    body bytes} for sections 7, 10 or v3.0 sections 12+; s1_tags: extra
+    (tag, value) pairs for section 1.
     """
     signal = np.asarray(signal, np.int64)
     n_leads, n = signal.shape
@@ -128,7 +130,7 @@ def build_scp(signal, codes, *, avm=5000, dt_us=2000, diff=2, huffman="default",
         for tag, val in [(0, b"Doe\0"), (2, b"PID-42\0"), (5, struct.pack("<HBB", 1960, 2, 29)),
                          (8, b"\x02"), (25, struct.pack("<HBB", 2021, 3, 4)), (26, bytes([13, 14, 15])),
                          (14, bytes(8) + b"CART1\0" + bytes([20, 0xA0, 0, 0xD0, 1]) + bytes(17)
-                          + b"1.0\0SN77\0sw\0scp\0ACME\0")]:
+                          + b"1.0\0SN77\0sw\0scp\0ACME\0")] + list(s1_tags):
             body += struct.pack("<BH", tag, len(val)) + val
         body += b"\xff\x00\x00"
         secs[1] = section(1, body, version)
@@ -196,8 +198,10 @@ def build_scp(signal, codes, *, avm=5000, dt_us=2000, diff=2, huffman="default",
             raw = txt.encode() + b"\0"
             body += struct.pack("<BH", k + 1, len(raw)) + raw
         secs[8] = section(8, body, version)
+    for sid, body in (extra or {}).items():
+        secs[sid] = section(sid, body, version)
     # section 0 then the others, with 1-based byte indices
-    ids = list(range(12))
+    ids = list(range(12)) + sorted(k for k in (extra or {}) if k > 11)
     offset = 6 + 16 + 10 * len(ids)
     table = b""
     blobs = b""
@@ -246,9 +250,9 @@ def test_standard_huffman_example_decodes():
     np.testing.assert_array_equal(_scp.undo_differences(d, 2), expected)
 
 
-def _ctx_for(body):
+def _ctx_for(body, sid=2):
     blob = bytes(16) + body
-    return scp._Ctx(blob, 0, len(blob), 2, "mem")
+    return scp._Ctx(blob, 0, len(blob), sid, "mem")
 
 
 def test_crc_matches_reference_implementation(rng):
@@ -500,3 +504,220 @@ def test_fuzz_example_mutations(example, tmp_path):
             assert rec.signal.dtype == np.float32 and rec.n_leads >= 1
     assert outcomes["error"] > 0 and outcomes["ok"] > 0
     assert time.perf_counter() - t0 < 60
+
+
+# ---------------------------------------------------------------------------
+# sections 7 (global measurements) and 10 (per-lead measurements), v3.0
+# ---------------------------------------------------------------------------
+
+NC = 29999          # "not calculated" in sections 7 and 10
+
+
+def s7_body(blocks, *, rr=NC, pp=NC, spikes=(), spike_info=True, qrs_types=None,
+            rates=None, formula=None, tags=None):
+    """Section 7 body written field by field from the standard's layout."""
+    body = struct.pack("<BBHH", len(blocks), len(spikes), rr, pp)
+    for b in blocks:
+        body += struct.pack("<HHHHHhhh", *b)
+    for t, a, *_ in spikes:
+        body += struct.pack("<Hh", t, a)
+    if spikes and spike_info:
+        for _, _, typ, src, qi, w in spikes:
+            body += struct.pack("<BBHH", typ, src, qi, w)
+    if qrs_types is not None:
+        body += struct.pack("<H", len(qrs_types)) + bytes(qrs_types)
+    if rates is not None:
+        body += struct.pack("<HHH", *rates)
+        if formula is not None:
+            body += struct.pack("<B", formula)
+            raw = b"".join(struct.pack("<BH", k, len(v)) + v for k, v in (tags or {}).items())
+            body += struct.pack("<H", len(raw)) + raw
+    return body + b"\0" * (len(body) % 2)      # sections have an even length
+
+
+def s10_body(leads):
+    """Section 10 body: leads = [(lead code, [int16 values...])]."""
+    body = struct.pack("<HH", len(leads), 0)
+    for code, vals in leads:
+        body += struct.pack("<HH", code, 2 * len(vals)) + np.asarray(vals, "<i2").tobytes()
+    return body
+
+
+def _lead_values(rng):
+    v = rng.integers(-2000, 2000, len(scp.LEAD_MEASUREMENT_FIELDS)).astype(np.int64)
+    return v
+
+
+def test_section7_every_part(tmp_path, rng):
+    blocks = [(286, 388, 434, 554, 854, 44, -61, 86),        # reference beat type 0
+              (NC, NC, 420, 580, 900, 999, 120, NC)]          # type 1: P absent, axes undefined
+    spikes = [(1204, 850, 2, 1, 3, 500), (2406, -700, 1, 2, 6, 1000)]
+    body = s7_body(blocks, rr=857, pp=860, spikes=spikes, qrs_types=[0, 0, 1, 0, 0, 1, 0],
+                   rates=(70, 70, 443), formula=1, tags={7: b"\x01\x02\x03"})
+    sig = ecg_like(rng, 2, 1000)
+    rec = scp.read(write(tmp_path, build_scp(sig, [1, 2], extra={7: body})))
+    m = rec.meta["measurements"]
+    assert (m["p_onset_ms"], m["qrs_onset_ms"], m["t_offset_ms"]) == (286, 434, 854)
+    assert (m["pr_ms"], m["qrs_duration_ms"], m["qt_ms"], m["p_duration_ms"]) == (148, 120, 420, 102)
+    assert (m["rr_ms"], m["pp_ms"], m["ventricular_rate_bpm"], m["atrial_rate_bpm"]) == (857, 860, 70, 70)
+    assert m["qtc_ms"] == 443 and m["qtc_formula"] == "Bazett" and m["qrs_count"] == 7
+    b1 = rec.meta["measurement_blocks"][1]
+    assert np.isnan(b1["p_onset_ms"]) and np.isnan(b1["p_offset_ms"]) and np.isnan(b1["p_axis_deg"])
+    assert np.isnan(b1["t_axis_deg"]) and (b1["qrs_onset_ms"], b1["qrs_axis_deg"]) == (420, 120)
+    assert rec.meta["pacemaker_spikes"] == [
+        {"time_ms": 1204, "amplitude_uv": 850, "type": "triggers QRS", "source": "internal",
+         "qrs_index": 3, "width_us": 500},
+        {"time_ms": 2406, "amplitude_uv": -700, "type": "triggers neither P nor QRS",
+         "source": "external", "qrs_index": 6, "width_us": 1000}]
+    assert rec.meta["qrs_types"] == [0, 0, 1, 0, 0, 1, 0]
+    assert rec.meta["scp"]["section7_tagged"] == {7: "010203"}
+    np.testing.assert_array_equal(np.round(rec.signal.astype(np.float64) / 5e-3), sig)
+
+
+def test_section7_old_writers_stop_after_any_part(rng):
+    blocks = [(286, 388, 434, 554, 854, 44, -61, 86)]
+    spikes = [(100, 500, 2, 1, 0, 400)]
+    # header + blocks only; + spike times without the info part; + QRS types only
+    for body, spk in ((s7_body(blocks), None),
+                      (s7_body(blocks, spikes=spikes, spike_info=False), {"time_ms": 100, "amplitude_uv": 500}),
+                      (s7_body(blocks, qrs_types=[0, 0]), None)):
+        res = scp._section7(_ctx_for(body, 7))
+        assert res["measurements"]["qrs_duration_ms"] == 120
+        assert "qtc_ms" not in res["measurements"]
+        if spk:
+            assert res["pacemaker_spikes"] == [spk]
+
+
+def test_section7_truncation_raises_naming_the_section(tmp_path, rng):
+    body = s7_body([(286, 388, 434, 554, 854, 44, -61, 86)] * 3,
+                   spikes=[(100, 500, 2, 1, 0, 400)] * 4, qrs_types=[0] * 9,
+                   rates=(70, 70, 443), formula=1, tags={1: b"abcd"})
+    whole = scp._section7(_ctx_for(body, 7))
+    errors = 0
+    for cut in range(len(body)):
+        try:
+            part = scp._section7(_ctx_for(body[:cut], 7))
+        except ReadError as exc:
+            assert "SCP section 7" in str(exc)
+            errors += 1
+        else:        # cut at a part boundary: what is there agrees with the whole
+            for k, v in part["measurements"].items():
+                assert whole["measurements"][k] == v
+    assert errors > len(body) // 2
+    # a count that runs past the end: the record is read, the problem reported
+    bad = bytearray(body)
+    bad[0] = 200                                     # 200 measurement blocks
+    sig = ecg_like(rng, 1, 600)
+    p = write(tmp_path, build_scp(sig, [1], extra={7: bytes(bad)}))
+    rec = scp.read(p)
+    assert "section 7" in rec.meta["scp"]["section_errors"][7]
+    assert "measurements" not in rec.meta and rec.n_samples == 600
+    with pytest.raises(ReadError, match="SCP section 7: 200 measurement blocks"):
+        scp.read(p, strict_measurements=True)
+
+
+def test_section10_per_lead_measurements(tmp_path, rng):
+    fields = scp.LEAD_MEASUREMENT_FIELDS
+    assert len(fields) == 31
+    v_i = _lead_values(rng)
+    v_avr = _lead_values(rng)
+    v_avr[fields.index("p_duration_ms")] = NC
+    v_avr[fields.index("st_j80_uv")] = NC
+    short = _lead_values(rng)[:12]                       # a writer that stops after 12 fields
+    extra_vals = np.r_[v_i, [1234, -5]]                  # two manufacturer-specific values
+    body = s10_body([(1, extra_vals), (62, v_avr), (5, short)])
+    sig = ecg_like(rng, 3, 800)
+    rec = scp.read(write(tmp_path, build_scp(sig, [1, 62, 5], extra={10: body})))
+    lm = rec.meta["lead_measurements"]
+    assert list(lm) == ["I", "aVR", "V3"]
+    for name, vals in (("I", v_i), ("aVR", v_avr)):
+        got = np.array([lm[name][f] for f in fields])
+        want = np.where(vals == NC, np.nan, vals).astype(float)
+        np.testing.assert_array_equal(got, want)
+    assert np.isnan(lm["aVR"]["p_duration_ms"]) and np.isnan(lm["aVR"]["st_j80_uv"])
+    assert lm["I"]["manufacturer_specific"] == [1234, -5]
+    assert len(lm["V3"]) == 12 and lm["V3"]["q_amplitude_uv"] == short[9]
+    # truncated inside the second lead
+    cut = s10_body([(1, v_i), (62, v_avr)])[:-7]
+    with pytest.raises(ReadError, match="SCP section 10: .*lead 2"):
+        scp._section10(_ctx_for(cut, 10))
+    rec = scp.read(write(tmp_path, build_scp(sig, [1, 62, 5], extra={10: cut}), "c.scp"))
+    assert 10 in rec.meta["scp"]["section_errors"] and "lead_measurements" not in rec.meta
+
+
+def test_v30_file_with_new_sections_and_section1_tags(tmp_path, rng):
+    sig = ecg_like(rng, 4, 1500)
+    # v3.0: tag 34 (time zone), 35 (free-text history), an unknown tag with a
+    # long value; sections 12 (long-term rhythm) and 18, and a manufacturer one.
+    tags = [(34, struct.pack("<hHB", 60, 0, 0) + b"CET\0"), (35, b"none\0"), (200, bytes(300))]
+    extra = {7: s7_body([(286, 388, 434, 554, 854, 44, -61, 86)], qrs_types=[],
+                        rates=(61, 61, 400), formula=2, tags={}),
+             12: bytes(40), 18: b"\x01\x02" * 9, 130: b"vendor"}
+    blob = build_scp(sig, [1, 2, 3, 4], version=30, extra=extra, s1_tags=tags,
+                     huffman="custom", diff=1)
+    rec = scp.read(write(tmp_path, blob))
+    np.testing.assert_array_equal(np.round(rec.signal.astype(np.float64) / 5e-3), sig)
+    sc = rec.meta["scp"]
+    assert sc["protocol_version"] == 3.0 and "crc_errors" not in sc
+    assert [(d["id"], d["length"], d["version"]) for d in sc["undecoded_sections"]] == [
+        (12, 56, 3.0), (18, 34, 3.0), (130, 22, 3.0)]
+    assert rec.meta["patient"]["id"] == "PID-42" and rec.meta["measurements"]["qtc_formula"] == "Hodges"
+    assert rec.meta["device"]["acquiring"]["manufacturer"] == "ACME"
+
+
+def test_example_measurements_match_the_hl7_original(example, shared_data):
+    """ECGToolkit converted the HL7 2003 ballot aECG to this SCP file: its
+    section 7 must give the HL7 file's interval and axis annotations."""
+    rec = scp.read(example)
+    m = rec.meta["measurements"]
+    assert set(rec.meta["scp"]["sections"]) == {0, 1, 2, 3, 4, 5, 6, 7}   # no section 10
+    assert "lead_measurements" not in rec.meta and "pacemaker_spikes" not in rec.meta
+    hl7_path = shared_data / "hl7_aecg" / "hl7_2003_ballot_Example_aECG.xml"
+    if not hl7_path.exists():
+        pytest.skip(f"{hl7_path} is absent from the reference shelf")
+    import ecgcore
+    hl7 = ecgcore.read(hl7_path).meta["measurements"]
+    pairs = {"MDC_ECG_TIME_PD_P": m["p_duration_ms"], "MDC_ECG_TIME_PD_PR": m["pr_ms"],
+             "MDC_ECG_TIME_PD_QRS": m["qrs_duration_ms"], "MDC_ECG_TIME_PD_QT": m["qt_ms"],
+             "MDC_ECG_TIME_PD_QTc": m["qtc_ms"], "MDC_ECG_ANGLE_P_FRONT": m["p_axis_deg"],
+             "MDC_ECG_ANGLE_QRS_FRONT": m["qrs_axis_deg"], "MDC_ECG_ANGLE_T_FRONT": m["t_axis_deg"]}
+    for code, ours in pairs.items():
+        assert hl7[code]["value"] == ours, code
+    # the representative-beat wave onsets of the HL7 file are block 0's onsets
+    ann = ecgcore.read(hl7_path).annotations["aecg"]
+    rep = {v: o for s_, c, v, o in zip(ann["series"], ann["code"], ann["value"], ann["onset_s"])
+           if s_ == "REPRESENTATIVE_BEAT" and c == "MDC_ECG_WAVC"}
+    assert round(rep["MDC_ECG_WAVC_PWAVE"] * 1000) == m["p_onset_ms"] == 286
+    assert round(rep["MDC_ECG_WAVC_QRSWAVE"] * 1000) == m["qrs_onset_ms"] == 434
+    # 13 blocks (one per annotated beat set of the HL7 file), all with the same axes
+    blocks = rec.meta["measurement_blocks"]
+    assert len(blocks) == 13 and all(b["qrs_axis_deg"] == -61 for b in blocks)
+    assert all(np.isnan(b["p_onset_ms"]) for b in blocks[1:])
+
+
+def test_fuzz_measurement_sections(tmp_path, rng):
+    """Mutations confined to sections 7 and 10: a Record (errors reported in
+    meta) or ReadError with strict_measurements, never another exception."""
+    sig = ecg_like(rng, 2, 400)
+    b7 = s7_body([(286, 388, 434, 554, 854, 44, -61, 86)] * 2, spikes=[(100, 500, 2, 1, 0, 400)],
+                 qrs_types=[0, 1], rates=(70, 70, 443), formula=1, tags={1: b"ab"})
+    b10 = s10_body([(1, _lead_values(rng)), (2, _lead_values(rng))])
+    frng = np.random.default_rng(10)
+    p = tmp_path / "m.scp"
+    seen = set()
+    for k in range(200):
+        m7, m10 = bytearray(b7), bytearray(b10)
+        tgt = m7 if k % 2 else m10
+        for pos in frng.integers(0, len(tgt), frng.integers(1, 6)):
+            tgt[pos] = frng.integers(0, 256)
+        if k % 5 == 0:
+            del tgt[frng.integers(0, len(tgt)):]
+        p.write_bytes(build_scp(sig, [1, 2], extra={7: bytes(m7), 10: bytes(m10)}))
+        rec = scp.read(p)
+        assert rec.n_samples == 400
+        seen.add(bool(rec.meta["scp"].get("section_errors")))
+        try:
+            scp.read(p, strict_measurements=True)
+        except ReadError as exc:
+            assert "SCP section 7" in str(exc) or "SCP section 10" in str(exc)
+    assert seen == {True, False}

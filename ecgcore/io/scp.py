@@ -31,6 +31,18 @@ disagree):
   interval over the section-5 one; decimated values are placed at the centre
   of their block and linearly interpolated (the standard decimates by
   averaging), protected-zone samples are exact.
+* **Measurements (sections 7 and 10)** are optional extras: a damaged one is
+  reported in ``meta["scp"]["section_errors"]`` and the waveforms are still
+  returned (``strict_measurements=True`` raises instead). "Not computed"
+  values (29999 and the neighbouring codes 29997/29998; 999 for axes) become
+  NaN in ``measurement_blocks`` and ``lead_measurements`` and are left out of
+  the flat ``measurements`` dict. Section 7 writers may stop after any
+  complete part (v1.x files end after the blocks or the spikes).
+* **SCP-ECG v3.0**: sections 0-11 are read with the v2 layout (section 1
+  tags unknown to this reader are skipped by their length); sections 12 and
+  above (long-term rhythm data, the v3.0 annotation sections, manufacturer
+  sections) are recorded in ``meta["scp"]["undecoded_sections"]`` with id,
+  length and versions, not decoded.
 * **Reference-beat subtraction**: inside each type-0 QRS's subtraction zone
   ``[SB, SE]`` (section 4, 1-based) the reference beat sample
   ``(s - fc) + fcM`` is added back, in physical units (section 5 AVM x beat
@@ -48,7 +60,7 @@ import numpy as np
 from ..errors import ReadError
 from ..record import Record
 
-__all__ = ["read", "read_scp", "LEAD_CODES", "DEFAULT_HUFFMAN"]
+__all__ = ["read", "read_scp", "LEAD_CODES", "DEFAULT_HUFFMAN", "LEAD_MEASUREMENT_FIELDS"]
 
 #: SCP-ECG lead codes (EN 1064 table of lead identifications) -> canonical names.
 LEAD_CODES = {
@@ -317,47 +329,166 @@ def _section56(s: _Ctx, n_leads: int, sid: int):
             "lens": lens, "data_off": s.start + 22 + 2 * n_leads, "end": s.end}
 
 
-def _section7(s: _Ctx, meta: dict):
-    n_blocks = s.u8(16)
-    n_spikes = s.u8(17)
+# "Not computed" and its neighbouring reserved codes in sections 7 and 10
+# (EN 1064: 29999 = not calculated; writers also use 29998/29997 for
+# "rejected"/"not applicable"); axes use 999 for "undefined".
+_UNDEFINED = frozenset((29997, 29998, 29999, -29999))
+_AXIS_UNDEFINED = frozenset((999, -999)) | _UNDEFINED
+_BLOCK_FIELDS = ("p_onset_ms", "p_offset_ms", "qrs_onset_ms", "qrs_offset_ms", "t_offset_ms")
+_AXIS_FIELDS = ("p_axis_deg", "qrs_axis_deg", "t_axis_deg")
+_SPIKE_TYPES = {0: "unknown", 1: "triggers neither P nor QRS", 2: "triggers QRS",
+                3: "triggers P", 255: "no analysis"}
+_SPIKE_SOURCES = {0: "unknown", 1: "internal", 2: "external"}
+_QTC_FORMULAS = {0: "unknown", 1: "Bazett", 2: "Hodges"}
+#: Section 10 per-lead measurement fields in the order of EN 1064 (int16 each;
+#: durations in ms, amplitudes in µV, ST slope in µV/s, morphologies and the
+#: quality code as the standard's codes). Values after these are manufacturer
+#: specific and kept as ``manufacturer_specific``.
+LEAD_MEASUREMENT_FIELDS = (
+    "p_duration_ms", "pr_interval_ms", "qrs_duration_ms", "qt_interval_ms",
+    "q_duration_ms", "r_duration_ms", "s_duration_ms", "r2_duration_ms", "s2_duration_ms",
+    "q_amplitude_uv", "r_amplitude_uv", "s_amplitude_uv", "r2_amplitude_uv",
+    "s2_amplitude_uv", "j_amplitude_uv", "p_pos_amplitude_uv", "p_neg_amplitude_uv",
+    "t_pos_amplitude_uv", "t_neg_amplitude_uv", "st_slope_uv_per_s", "p_morphology",
+    "t_morphology", "iso_segment_qrs_onset_ms", "iso_segment_qrs_end_ms",
+    "intrinsicoid_deflection_ms", "quality_code", "st_j20_uv", "st_j60_uv", "st_j80_uv",
+    "st_j_rr16_uv", "st_j_rr8_uv")
+
+
+def _defined(v, undefined=_UNDEFINED):
+    return float("nan") if v in undefined else float(v)
+
+
+def _section7(s: _Ctx) -> dict:
+    """Global measurements (section 7), every part of it.
+
+    Parts, in order: header (number of measurement blocks = reference beat
+    types + 1, number of pacemaker spikes, mean RR and PP in ms); 16-byte
+    blocks (P on/off, QRS on/off, T off in ms from the start of the reference
+    beat, P/QRS/T frontal axes in degrees); per spike its time (ms from the
+    start of the rhythm) and amplitude (µV); per spike its type, source,
+    triggered QRS index and pulse width (µs); the number of QRS complexes and
+    the reference beat type of each; ventricular rate, atrial rate, QTc, the
+    QTc formula and tagged fields. Writers may end the section after any
+    complete part; a part that is cut off raises ReadError.
+
+    Returns a dict with ``measurements`` (flat, first block, ints), plus
+    ``blocks``, ``pacemaker_spikes`` and ``qrs_types`` where present.
+    """
+    n_blocks = s.u8(16, "number of measurement blocks")
+    n_spikes = s.u8(17, "number of pacemaker spikes")
+    rr, pp = s.u16(18, "mean RR interval"), s.u16(20, "mean PP interval")
+    s.need(22, 16 * n_blocks, f"{n_blocks} measurement blocks")
+    blocks = []
+    for k in range(n_blocks):
+        o = 22 + 16 * k
+        blk = {nm: _defined(s.u16(o + 2 * j)) for j, nm in enumerate(_BLOCK_FIELDS)}
+        for j, nm in enumerate(_AXIS_FIELDS):
+            v = s.i16(o + 10 + 2 * j)
+            blk[nm] = _defined(v, _AXIS_UNDEFINED) if -360 <= v <= 360 else float("nan")
+        blocks.append(blk)
     out = {}
-    rr, pp = s.u16(18), s.u16(20)
-    und = 29999  # "not calculated"
-    if rr != und and rr:
+    if rr and rr not in _UNDEFINED:
         out["rr_ms"] = rr
-    if pp != und and pp:
+    if pp and pp not in _UNDEFINED:
         out["pp_ms"] = pp
-    if n_blocks >= 1 and s.size >= 22 + 16:
-        names = ("p_onset", "p_offset", "qrs_onset", "qrs_offset", "t_offset")
-        vals = [s.u16(22 + 2 * k) for k in range(5)]
-        axes = [s.i16(22 + 10 + 2 * k) for k in range(3)]
-        for nm, v in zip(names, vals):
-            if v != und:
-                out[nm + "_ms"] = v
-        for nm, v in zip(("p_axis", "qrs_axis", "t_axis"), axes):
-            if v not in (und, 29999 - 65536) and -360 <= v <= 360:
-                out[nm + "_deg"] = v
+    if blocks:
+        first = blocks[0]
+        for nm in _BLOCK_FIELDS + _AXIS_FIELDS:
+            if first[nm] == first[nm]:
+                out[nm] = int(first[nm])
         if "qrs_onset_ms" in out and "qrs_offset_ms" in out:
             out["qrs_duration_ms"] = out["qrs_offset_ms"] - out["qrs_onset_ms"]
         if "p_onset_ms" in out and "qrs_onset_ms" in out:
             out["pr_ms"] = out["qrs_onset_ms"] - out["p_onset_ms"]
+        if "p_onset_ms" in out and "p_offset_ms" in out:
+            out["p_duration_ms"] = out["p_offset_ms"] - out["p_onset_ms"]
         if "qrs_onset_ms" in out and "t_offset_ms" in out:
             out["qt_ms"] = out["t_offset_ms"] - out["qrs_onset_ms"]
-    # after the blocks: pacemaker spikes (4 + 6 bytes each), QRS types, then
-    # ventricular rate, atrial rate, QTc (each uint16) when present
-    off = 22 + 16 * n_blocks + 10 * n_spikes
+    res = {"measurements": out, "blocks": blocks}
+
+    off = 22 + 16 * n_blocks
+    if n_spikes:
+        s.need(off, 4 * n_spikes, f"{n_spikes} pacemaker spike measurements")
+        spikes = [{"time_ms": s.u16(off + 4 * k), "amplitude_uv": s.i16(off + 4 * k + 2)}
+                  for k in range(n_spikes)]
+        off += 4 * n_spikes
+        if off < s.size:          # the spike information part is optional in old writers
+            s.need(off, 6 * n_spikes, f"information on {n_spikes} pacemaker spikes")
+            for k, sp in enumerate(spikes):
+                o = off + 6 * k
+                t, src = s.u8(o), s.u8(o + 1)
+                sp["type"] = _SPIKE_TYPES.get(t, t)
+                sp["source"] = _SPIKE_SOURCES.get(src, src)
+                sp["qrs_index"] = s.u16(o + 2)
+                sp["width_us"] = s.u16(o + 4)
+            off += 6 * n_spikes
+        res["pacemaker_spikes"] = spikes
     if off + 2 <= s.size:
-        nq = s.u16(off)
+        nq = s.u16(off, "QRS count")
+        s.need(off + 2, nq, f"types of {nq} QRS complexes")
+        if nq:
+            res["qrs_types"] = list(s.bytes(off + 2, nq))
+            out["qrs_count"] = nq
         off += 2 + nq
-        if off + 6 <= s.size:
-            vr, ar, qtc = s.u16(off), s.u16(off + 2), s.u16(off + 4)
-            for nm, v in (("ventricular_rate_bpm", vr), ("atrial_rate_bpm", ar), ("qtc_ms", qtc)):
-                if v and v != und:
-                    out[nm] = v
-    if rr and rr != und and "ventricular_rate_bpm" not in out:
+    rest = (("ventricular_rate_bpm", 2), ("atrial_rate_bpm", 2), ("qtc_ms", 2))
+    for nm, w in rest:
+        if off + w > s.size:
+            break
+        v = s.u16(off)
+        off += w
+        if v and v not in _UNDEFINED:
+            out[nm] = v
+    else:
+        if off + 1 <= s.size:
+            f = s.u8(off)
+            if "qtc_ms" in out and f != 255:
+                out["qtc_formula"] = _QTC_FORMULAS.get(f, f)
+            off += 1
+            if off + 2 <= s.size:
+                n_tag = s.u16(off, "tagged-field byte count")
+                s.need(off + 2, n_tag, f"{n_tag} bytes of tagged measurements")
+                tags, o, end = {}, off + 2, off + 2 + n_tag
+                while o + 3 <= end:
+                    tag, ln = s.u8(o), s.u16(o + 1)
+                    if tag == 255 or o + 3 + ln > end:
+                        break
+                    tags[tag] = s.bytes(o + 3, ln)
+                    o += 3 + ln
+                if tags:
+                    res["tagged"] = tags
+    if rr and rr not in _UNDEFINED and "ventricular_rate_bpm" not in out:
         out["heart_rate_bpm"] = round(60000.0 / rr, 1)
-    if out:
-        meta["measurements"] = out
+    return res
+
+
+def _section10(s: _Ctx) -> dict:
+    """Per-lead measurements (section 10): {canonical lead: {field: value}}.
+
+    Layout: number of leads (uint16), a manufacturer-specific uint16, then per
+    lead its lead code (uint16), the byte count of its values (uint16) and
+    the values (int16 each, :data:`LEAD_MEASUREMENT_FIELDS` order). "Not
+    computed" codes become NaN; a lead whose block runs past the end of the
+    section raises ReadError.
+    """
+    n = s.u16(16, "number of leads")
+    off = 20
+    s.need(18, 2, "manufacturer-specific word")
+    out = {}
+    for k in range(n):
+        code = s.u16(off, f"lead code of lead {k + 1}")
+        ln = s.u16(off + 2, f"byte count of lead {k + 1}")
+        s.need(off + 4, ln, f"{ln} bytes of measurements of lead {k + 1}")
+        vals = np.frombuffer(s.bytes(off + 4, ln - ln % 2), "<i2").tolist()
+        off += 4 + ln
+        name = LEAD_CODES.get(code, f"SCP{code}")
+        m = {nm: _defined(v) for nm, v in zip(LEAD_MEASUREMENT_FIELDS, vals)}
+        if len(vals) > len(LEAD_MEASUREMENT_FIELDS):
+            m["manufacturer_specific"] = vals[len(LEAD_MEASUREMENT_FIELDS):]
+        while name in out:            # a lead measured twice keeps both
+            name += "'"
+        out[name] = m
+    return out
 
 
 def _statements(s: _Ctx, sid: int):
@@ -453,7 +584,8 @@ def _bimodal_positions(n, prot, factor):
     return pos[keep]
 
 
-def read(path: "str | os.PathLike", strict_crc: bool = False) -> Record:
+def read(path: "str | os.PathLike", strict_crc: bool = False,
+         strict_measurements: bool = False) -> Record:
     """Read an SCP-ECG file into a :class:`~ecgcore.Record` in millivolts.
 
     Parameters
@@ -463,6 +595,9 @@ def read(path: "str | os.PathLike", strict_crc: bool = False) -> Record:
     strict_crc : bool
         Raise :class:`~ecgcore.errors.ReadError` on a CRC mismatch instead of
         setting ``meta["quality_flags"]["crc_mismatch"]``.
+    strict_measurements : bool
+        Raise ReadError when section 7 or 10 is damaged instead of recording
+        the problem in ``meta["scp"]["section_errors"]``.
 
     Returns
     -------
@@ -471,8 +606,13 @@ def read(path: "str | os.PathLike", strict_crc: bool = False) -> Record:
         file's lead order, in mV (``counts x AVM nV x 1e-6``). ``median`` holds
         the section-5 reference beat at its own rate and resolution.
         ``meta`` holds ``patient``, ``device``, ``acquisition``,
-        ``acquisition_time``, ``measurements`` (section 7), ``statements``
-        (sections 8 and 11) and ``scp`` (versions, AVMs, encodings, CRC).
+        ``acquisition_time``, ``measurements`` (section 7, first block, as
+        ints), ``measurement_blocks`` (section 7, one dict per reference beat
+        type, NaN where not computed), ``pacemaker_spikes``, ``qrs_types``,
+        ``lead_measurements`` (section 10, per canonical lead, see
+        :data:`LEAD_MEASUREMENT_FIELDS`), ``statements`` (sections 8 and 11)
+        and ``scp`` (versions, AVMs, encodings, CRC, ``section_errors``,
+        ``undecoded_sections`` for v3.0 sections 12 and above).
 
     Raises
     ------
@@ -490,13 +630,13 @@ def read(path: "str | os.PathLike", strict_crc: bool = False) -> Record:
             buf = f.read()
     except OSError as exc:
         raise ReadError(f"cannot open: {exc.strerror or exc}", path) from None
-    return _read_bytes(buf, path, strict_crc)
+    return _read_bytes(buf, path, strict_crc, strict_measurements)
 
 
 read_scp = read
 
 
-def _read_bytes(buf: bytes, path, strict_crc=False) -> Record:
+def _read_bytes(buf: bytes, path, strict_crc=False, strict_measurements=False) -> Record:
     from . import _scp
     size = len(buf)
     if size < 6 + 16 + 10:
@@ -659,11 +799,39 @@ def _read_bytes(buf: bytes, path, strict_crc=False) -> Record:
         scp["n_qrs"] = int(len(s4["qrs"]))
         if len(s4["qrs"]):
             meta["qrs_fiducials"] = (s4["qrs"]["fc"].astype(np.int64) - 1).tolist()
-    if 7 in secs:
+    # Measurements are optional extras: a damaged section 7 or 10 is reported
+    # in meta["scp"]["section_errors"] (or raised with strict_measurements),
+    # and the waveforms are still returned.
+    for sid, parse in ((7, _section7), (10, _section10)):
+        if sid not in secs:
+            continue
         try:
-            _section7(secs[7], meta)
-        except ReadError:
-            scp["section7_unreadable"] = True   # measurements are optional extras
+            res = parse(secs[sid])
+        except ReadError as exc:
+            if strict_measurements:
+                raise
+            scp.setdefault("section_errors", {})[sid] = exc.args[0] if exc.args else str(exc)
+            continue
+        if sid == 10:
+            meta["lead_measurements"] = res
+            continue
+        if res["measurements"]:
+            meta["measurements"] = res["measurements"]
+        if res["blocks"]:
+            meta["measurement_blocks"] = res["blocks"]
+        for key in ("pacemaker_spikes", "qrs_types"):
+            if key in res:
+                meta[key] = res[key]
+        if "tagged" in res:
+            scp["section7_tagged"] = {k: v.hex() for k, v in res["tagged"].items()}
+    # Sections past 11 (SCP-ECG v3.0: 12 long-term rhythm data and the newer
+    # annotation/measurement sections; 128+ manufacturer specific) are not
+    # decoded; their presence is recorded so nothing is lost silently.
+    extra = [{"id": sid, "length": secs[sid].size, "version": buf[secs[sid].start + 8] / 10.0,
+              "protocol_version": buf[secs[sid].start + 9] / 10.0}
+             for sid in sorted(secs) if sid > 11]
+    if extra:
+        scp["undecoded_sections"] = extra
     stm = []
     for sid in (8, 11):
         if sid in secs:

@@ -30,7 +30,7 @@ _SCHED = {
     "step_size": (int, 10, None), "gamma": (_NUM, 0.1, None),
 }
 _TASK = {
-    "name": (str, _REQ, None), "column": (str, None, None),
+    "name": (str, _REQ, None), "column": ((str, type(None)), None, None),
     "type": (str, "regression", ("regression", "binary", "multiclass")),
     "n_classes": (int, 2, None),
     "loss": (str, "auto", ("auto", "mse", "logcosh", "huber", "l1", "bce", "ce")),

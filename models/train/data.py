@@ -192,7 +192,16 @@ def load_store(cfg, preset=None) -> Store:
     if n_found == 0:
         raise ConfigError(f"no record id of the dataset appears in column {d['id_col']!r} of the labels "
                           f"CSV (dataset ids look like {uniq[:3]})", d["labels"])
-    return Store(ds, seg_record, uniq, np.asarray(patients, dtype=str), targets, clinical,
+    arrays = ds
+    from .images import ImageArrays, is_image_preset
+    if is_image_preset(ds_preset):  # uint8 page images: ImageNet-normalised on read
+        aug = d["augment"]
+        on = [k for k in ("crop", "scale", "noise", "shift", "mask") if aug.get(k)]
+        if on:
+            raise ConfigError(f"data.augment.{on[0]}: signal augmentations do not apply to an image "
+                              f"dataset (preset {ds_preset.get('name')!r}); set it to 0/null", root)
+        arrays = ImageArrays(ds)
+    return Store(arrays, seg_record, uniq, np.asarray(patients, dtype=str), targets, clinical,
                  ds_preset, splits, {"n_labelled": n_found})
 
 
@@ -484,7 +493,9 @@ class ECGDatasetRows:
 
     def segments(self, rid):
         ix = sorted(self._by[rid], key=lambda j: self.ds.segment_index[j])
-        return np.stack([self.ds.array(i) for i in ix])
+        x = np.stack([self.ds.array(i) for i in ix])
+        from .images import is_image_preset, normalize_chw
+        return normalize_chw(x) if is_image_preset(self.preset) else x
 
 
 def read_record_labels(path, id_col, numeric_cols, patient_col=None) -> dict:

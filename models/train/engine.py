@@ -112,19 +112,46 @@ def expected_preset(cfg, model) -> str | None:
 
 def check_preset(cfg, model, preset) -> None:
     """Refuse data preprocessed with another preset than the model expects, saying which one to use."""
+    from .images import is_image_preset
     want = expected_preset(cfg, model)
     have = (preset or {}).get("name") if isinstance(preset, dict) else preset
+    c = model.input_contract
+    if is_image_preset(preset) or "channels" in c:
+        _check_image_preset(cfg, model, preset, want, have)
+        return
     if want and have != want:
         raise ConfigError(
             f"the dataset was preprocessed with preset {have!r} but model {cfg['model']['name']!r} "
             f"expects preset {want!r}: re-run 'ecgcore preprocess ... --preset {want}' "
             f"(or set model.preset: {have} if the model is meant to be trained on that preset)")
-    c = model.input_contract
-    if "channels" in c or not isinstance(preset, dict):
+    if not isinstance(preset, dict):
         return
     n_leads = len(preset.get("leads") or [])
     if n_leads and n_leads != c.get("leads"):
         raise ConfigError(f"preset {have!r} gives {n_leads} leads but {model.describe_contract()}")
+
+
+def _check_image_preset(cfg, model, preset, want, have) -> None:
+    """Image models need an image dataset of their preset name and image size, and signal models none."""
+    from .images import is_image_preset
+    name = cfg["model"]["name"]
+    c = model.input_contract
+    if "channels" not in c:
+        raise ConfigError(f"the dataset holds images (preset {have!r}) but model {name!r} reads signals: "
+                          f"{model.describe_contract()}")
+    if not is_image_preset(preset):
+        raise ConfigError(f"model {name!r} reads images but the dataset was preprocessed with signal preset "
+                          f"{have!r}: build an image dataset with "
+                          f"ecgcore.models.train.images.build_image_dataset(inputs, out, size="
+                          f"{c.get('height') or 384}, name={want or 'mtecg'!r})")
+    if want and have != want:
+        raise ConfigError(f"the image dataset was built with preset {have!r} but model {name!r} expects "
+                          f"{want!r}: rebuild it with name={want!r} (or set model.preset: {have})")
+    size, h, w = preset.get("size"), c.get("height"), c.get("width")
+    if (h and size != h) or (w and size != w):
+        raise ConfigError(f"the image dataset holds {size} x {size} images but model {name!r} is built for "
+                          f"{h} x {w}: set model.options.image_size: {size} or rebuild the dataset with "
+                          f"size={h}")
 
 
 # ---------------------------------------------------------------------------

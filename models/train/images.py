@@ -1,0 +1,393 @@
+"""Image datasets for image models (the scar / LVEF study's ``mtecg`` input), on disk and in training.
+
+:func:`build_image_dataset` turns ECG pages (PNG/JPEG/TIFF/BMP/PDF) and signal
+records (files in any format ecgcore reads, or in-memory
+:class:`~ecgcore.Record` objects, drawn with :func:`ecgcore.plot`) into the
+network input of :func:`ecgcore.models.image_pipeline.prepare_image` and
+writes them in the on-disk conventions of ``ecgcore preprocess``
+(:mod:`ecgcore.pipeline`): one ``.npy`` shard per chunk written atomically,
+a JSON sidecar per shard (its presence marks the shard complete, so
+``resume=True`` redoes only unfinished chunks), ``manifest.csv``,
+``errors.jsonl`` (one line per input that failed, the run goes on) and
+``summary.json`` whose ``preset`` is an *image preset* (below).
+
+Shards hold the resized page as **uint8 (n, 3, size, size) RGB**, a quarter
+of the float32 size; :class:`ImageArrays` applies the ImageNet normalisation
+on read with the very arithmetic of
+:func:`~ecgcore.models.image_pipeline.normalize`, so a training item is
+bit-identical to what :class:`ecgcore.ECGClassifier` feeds the network for
+the same page.
+
+An image preset is a plain dict, stored in ``summary.json`` and in every
+training checkpoint::
+
+    {"name": "mtecg", "kind": "image", "size": 384, "channels": 3,
+     "prepare": {"crop_box": "auto", "grid": "keep", "rearrange": False,
+                 "dpi": 300.0, "render": {}}, ...}
+
+It is not a signal preset of :mod:`ecgcore.presets` (those are chains of
+signal kernels giving (n_segments, leads, samples) float arrays); the
+training engine recognises it by ``kind == "image"``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from ecgcore.errors import ConfigError
+
+__all__ = ["image_preset", "is_image_preset", "prepare_options", "build_image_dataset", "ImageArrays",
+           "normalize_chw", "IMAGE_SUFFIXES"]
+
+#: File suffixes dropped from record ids of image inputs (signal files use the pipeline's rules).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdf")
+_PLAN = "plan.json"
+_CROP_NAMES = ("auto", "old", "new")
+
+
+def image_preset(size: int = 384, crop_box="auto", grid: str = "keep", rearrange: bool = False,
+                 dpi: float = 300.0, render: dict | None = None, name: str = "mtecg") -> dict:
+    """The image preset (a JSON-able dict) for the given :func:`prepare_image` options.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square network input in pixels (the study: 384).
+    crop_box, grid, rearrange, dpi, render
+        As in :func:`ecgcore.models.image_pipeline.prepare_image`; ``render`` is
+        passed to :func:`~ecgcore.models.image_pipeline.render_record` for signal
+        inputs (``layout``, ``dpi``, ``grid``, ``line_width``).
+    name : str
+        Preset name that models ask for (``mtecg_image`` models expect ``"mtecg"``).
+
+    Raises
+    ------
+    ConfigError
+        An option that :func:`prepare_image` would refuse.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ConfigError(f"image size must be an integer of at least 8 pixels, got {size!r}")
+    if isinstance(crop_box, str):
+        if crop_box not in _CROP_NAMES:
+            raise ConfigError(f"crop_box must be 'auto', None, 'old', 'new' or a box, not {crop_box!r}")
+        box = crop_box
+    elif crop_box is None:
+        box = None
+    else:
+        box = [int(v) for v in crop_box]
+        if len(box) != 4:
+            raise ConfigError(f"crop_box must have 4 numbers (left, top, right, bottom), got {crop_box!r}")
+    if grid not in ("keep", "remove"):
+        raise ConfigError(f"grid must be 'keep' or 'remove', not {grid!r}")
+    if not float(dpi) > 0:
+        raise ConfigError(f"dpi must be positive, got {dpi!r}")
+    render = dict(render or {})
+    unknown = sorted(set(render) - {"layout", "dpi", "grid", "line_width"})
+    if unknown:
+        raise ConfigError(f"render: unknown option {unknown[0]!r} (layout, dpi, grid, line_width)")
+    return {"name": str(name), "kind": "image",
+            "description": f"ECG page as a {size} x {size} RGB image (crop, resize without keeping the "
+                           f"aspect ratio, ImageNet normalisation on read)",
+            "reference": "facts/mtecg.md §1-§2 (Boribalburephan et al., Sci Rep 2024)",
+            "size": int(size), "channels": 3, "storage": "uint8 (3, H, W) RGB",
+            "prepare": {"crop_box": box, "grid": grid, "rearrange": bool(rearrange), "dpi": float(dpi),
+                        "render": render},
+            "input_contract": {"channels": 3, "height": int(size), "width": int(size),
+                               "units": "ImageNet-normalised RGB", "dtype": "float32"}}
+
+
+def is_image_preset(preset) -> bool:
+    """True for a dict made by :func:`image_preset` (as stored in datasets and checkpoints)."""
+    return isinstance(preset, Mapping) and preset.get("kind") == "image"
+
+
+def prepare_options(preset) -> dict:
+    """Keyword arguments of :func:`prepare_image` (and ``ECGClassifier(image_options=...)``) of a preset."""
+    if not is_image_preset(preset):
+        raise ConfigError(f"not an image preset: {preset!r:.80}")
+    p = dict(preset["prepare"])
+    opts = {"crop_box": p["crop_box"], "grid": p["grid"], "rearrange": p["rearrange"], "dpi": p["dpi"],
+            "render": dict(p.get("render") or {}) or None}
+    opts["size"] = int(preset["size"])
+    return opts
+
+
+def normalize_chw(x: np.ndarray) -> np.ndarray:
+    """(..., 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std`` with ImageNet statistics.
+
+    The same float32 operations, in the same order, as
+    :func:`ecgcore.models.image_pipeline.normalize` (which works on (H, W, 3)).
+    """
+    from ecgcore.models.image_pipeline import IMAGENET_MEAN, IMAGENET_STD
+    f = np.asarray(x).astype(np.float32) / 255.0
+    f = (f - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+class ImageArrays:
+    """Training view of an image dataset: ``array(i)`` is the normalised (3, H, W) float32 image.
+
+    Wraps an :class:`ecgcore.data.ECGDataset` over uint8 shards (what the
+    training :class:`~ecgcore.models.train.data.Store` needs: ``array`` and ``len``).
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.record_ids = dataset.record_ids
+        self.segment_index = dataset.segment_index
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def array(self, i):
+        return normalize_chw(self.dataset.array(i))
+
+    def summary(self):
+        return self.dataset.summary()
+
+
+# ---------------------------------------------------------------------------
+# building a dataset
+# ---------------------------------------------------------------------------
+
+def _record_id_for_path(path: str) -> str:
+    base = os.path.basename(path)
+    low = base.lower()
+    for suf in IMAGE_SUFFIXES:
+        if low.endswith(suf):
+            return base[: -len(suf)]
+    from ecgcore.pipeline.discover import record_id_for
+    return record_id_for(path, None)
+
+
+def _items(inputs) -> list[tuple]:
+    """(record_id, source text, path or Record, labels) per input, sorted by id; ids must be unique."""
+    import ecgcore
+    from ecgcore.pipeline.discover import is_manifest_csv, read_manifest
+    if isinstance(inputs, (str, os.PathLike, ecgcore.Record)):
+        inputs = [inputs]
+    if isinstance(inputs, Mapping):
+        inputs = list(inputs.items())
+    items = []
+    for k, x in enumerate(inputs):
+        rid = None
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str):
+            rid, x = x
+        if isinstance(x, (str, os.PathLike)):
+            path = os.path.abspath(os.fspath(x))
+            if rid is None and is_manifest_csv(path):
+                items += [(it.record_id, it.path, it.path, tuple(it.labels)) for it in read_manifest(path)]
+                continue
+            items.append((rid or _record_id_for_path(path), path, path, ()))
+        elif isinstance(x, ecgcore.Record):
+            if rid is None:
+                rid = str(x.meta.get("record_id") or x.source or f"record{k:06d}")
+            items.append((rid, str(x.source or rid), x, ()))
+        else:
+            raise ConfigError(f"input {k}: expected a path, an ecgcore.Record or a (record_id, path|Record) "
+                              f"pair, not {type(x).__name__}")
+    items.sort(key=lambda it: it[0])
+    for a, b in zip(items, items[1:]):
+        if a[0] == b[0]:
+            raise ConfigError(f"record id {a[0]!r} is used by two inputs ({a[1]} and {b[1]}); give unique ids")
+    return items
+
+
+def _inputs_hash(items) -> str:
+    h = hashlib.sha256()
+    for rid, src, x, labels in items:
+        h.update(json.dumps([rid, src, list(labels)]).encode())
+        if not isinstance(x, str):  # an in-memory record: its samples identify it
+            h.update(np.ascontiguousarray(x.signal).tobytes())
+            h.update(repr(float(x.fs)).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _process_chunk(task: dict) -> dict:
+    """Prepare the images of one chunk, write its shard then its sidecar; return the sidecar."""
+    from ecgcore.models.image_pipeline import prepare_image, resize_bilinear
+    from ecgcore.pipeline.shards import ShardWriter, shard_name, sidecar_name, write_json_atomic
+    chunk, preset, out = task["chunk"], task["preset"], task["out_dir"]
+    opts = prepare_options(preset)
+    size = opts.pop("size")
+    records, errors = [], []
+    t_read = t_proc = t_write = 0.0
+    cpu0 = time.process_time()
+    with ShardWriter(os.path.join(out, shard_name(chunk)), (3, size, size), np.uint8) as writer:
+        for rid, src, x, labels in task["items"]:
+            t0 = time.perf_counter()
+            try:
+                # size=8: the normalised tensor is not stored; the 8-bit page is resized below
+                prep = prepare_image(x, size=8, **opts)
+            except Exception as exc:  # ReadError, PreprocessError or a reader bug: never stop the run
+                errors.append({"path": src, "record_id": rid, "error": type(exc).__name__,
+                               "message": getattr(exc, "reason", None) or str(exc)})
+                t_read += time.perf_counter() - t0
+                continue
+            t1 = time.perf_counter()
+            img = resize_bilinear(prep.image, size, size)   # the pixels prepare_image(size=size) normalises
+            t2 = time.perf_counter()
+            writer.append(np.ascontiguousarray(img.transpose(2, 0, 1))[None])
+            is_rec = prep.source == "record"
+            rec = x if not isinstance(x, str) else None
+            records.append({"record_id": rid, "source": src, "offset": writer.rows - 1, "n_segments": 1,
+                            "fs": float(rec.fs) if rec is not None else "",
+                            "n_samples": int(rec.n_samples) if rec is not None else 0,
+                            "format": "record" if is_rec else prep.source,
+                            "quality_flags": "", "labels": [list(p) for p in labels]})
+            t_read += t1 - t0
+            t_proc += t2 - t1
+            t_write += time.perf_counter() - t2
+    sidecar = {"chunk": chunk, "shard": shard_name(chunk), "n_segments": len(records),
+               "n_inputs": len(task["items"]), "records": records, "errors": errors,
+               "timings": {"read_s": t_read, "preprocess_s": t_proc, "write_s": t_write,
+                           "cpu_s": time.process_time() - cpu0}}
+    write_json_atomic(os.path.join(out, sidecar_name(chunk)), sidecar)  # last: the shard is complete
+    return sidecar
+
+
+def _run(tasks, workers: int, on_done) -> None:
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            on_done(_process_chunk(t))
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from ecgcore.pipeline.engine_local import _context, _init_worker
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(),
+                             initializer=_init_worker) as pool:
+        it = iter(tasks)
+        pending = set()
+        for t in it:  # at most 2 chunks per worker in flight: memory stays bounded
+            pending.add(pool.submit(_process_chunk, t))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                on_done(fut.result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_process_chunk, nxt))
+
+
+def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: str = "keep",
+                        rearrange: bool = False, dpi: float = 300.0, render: dict | None = None,
+                        name: str = "mtecg", chunk_size: int = 256, workers: int = 1,
+                        resume: bool = False, progress: bool = False) -> dict:
+    """Write an image dataset for image models; return its summary.
+
+    Parameters
+    ----------
+    inputs : path, Record, or a sequence / mapping of them
+        Image and PDF files (decided from their bytes), signal files in any
+        format :func:`ecgcore.read` knows, :class:`~ecgcore.Record` objects,
+        ``(record_id, path_or_record)`` pairs, a ``{record_id: path_or_record}``
+        mapping, or a manifest CSV with a ``path`` column (as ``ecgcore
+        preprocess`` takes; its other columns go to the manifest as labels).
+        Record ids: the file name without its suffix, ``record.source`` for
+        records (the simulator's ``simulated:i``), or the given id.
+    out : str
+        Dataset directory; without ``resume`` it must be new or empty.
+    size : int
+        Side of the square image (the study: 384).
+    crop_box, grid, rearrange, dpi, render, name
+        See :func:`image_preset`.
+    chunk_size : int
+        Images per shard.
+    workers : int
+        Processes (1 = in this process). Drawing records with matplotlib is
+        the costly step (~0.1 s per 10-s record at 25 dpi).
+    resume : bool
+        Continue a killed run: complete shards are kept, the rest redone.
+    progress : bool
+        A tqdm bar.
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json`` (counts, ``preset``, ``shape`` [3, size, size],
+        ``dtype`` "uint8", timings, versions).
+
+    Raises
+    ------
+    ConfigError
+        Bad options, duplicate record ids, a non-empty ``out`` without
+        ``resume``, or a resumed run whose inputs or options differ.
+        Inputs that cannot be read are not raised: they go to ``errors.jsonl``.
+    """
+    from ecgcore._version import __version__
+    from ecgcore.pipeline.manifest import write_outputs
+    from ecgcore.pipeline.shards import completed_chunks, remove_temporaries, write_json_atomic
+    started, t0 = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    preset = image_preset(size, crop_box, grid, rearrange, dpi, render, name)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    workers = int(workers or 1)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    items = _items(inputs)
+    chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
+    out = os.path.abspath(os.fspath(out))
+    plan = {"format": "ecgcore-dataset/1", "kind": "image", "preset": preset, "chunk_size": chunk_size,
+            "dtype": "uint8", "n_inputs": len(items), "n_chunks": len(chunks),
+            "inputs_sha256": _inputs_hash(items), "shape": [3, preset["size"], preset["size"]]}
+    plan_path = os.path.join(out, _PLAN)
+    if os.path.isfile(plan_path):
+        if not resume:
+            raise ConfigError("holds a dataset already; pass resume=True to continue it or choose "
+                              "another output directory", out)
+        with open(plan_path, encoding="utf-8") as f:
+            old = json.load(f)
+        for key in ("preset", "chunk_size", "dtype", "inputs_sha256"):
+            if old.get(key) != json.loads(json.dumps(plan[key])):
+                raise ConfigError(f"cannot resume: {key!r} differs from the interrupted run "
+                                  f"(same inputs, options and chunk size needed)", out)
+    else:
+        if os.path.isdir(out) and os.listdir(out):
+            raise ConfigError("output directory exists and is not empty", out)
+        os.makedirs(out, exist_ok=True)
+        write_json_atomic(plan_path, plan)
+    remove_temporaries(out)
+    done = completed_chunks(out, len(chunks)) if resume else {}
+    tasks = [{"chunk": i, "items": chunks[i], "preset": preset, "out_dir": out}
+             for i in range(len(chunks)) if i not in done]
+    sidecars = dict(done)
+    bar = None
+    if progress and tasks:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(len(t["items"]) for t in tasks), unit="img", desc=name, file=sys.stderr,
+                   dynamic_ncols=True)
+
+    def on_done(sc):
+        sidecars[sc["chunk"]] = sc
+        if bar is not None:
+            bar.update(sc["n_inputs"])
+
+    t_run = time.perf_counter()
+    try:
+        _run(tasks, workers, on_done)
+    finally:
+        if bar is not None:
+            bar.close()
+    run_s = time.perf_counter() - t_run
+    counts = write_outputs(out, sidecars.values(), "csv")
+    processed = sum(len(t["items"]) for t in tasks)
+    summary = {**counts, "shards_resumed": len(done), "shards_written": len(tasks), "kind": "image",
+               "preset": preset, "shape": plan["shape"], "dtype": "uint8", "chunk_size": chunk_size,
+               "engine": "local", "workers": workers,
+               "timings": {"wall_s": time.perf_counter() - t0, "engine_s": run_s,
+                           "records_per_s": processed / run_s if run_s > 0 else None},
+               "versions": {"ecgcore": __version__, "numpy": np.__version__},
+               "started": started,
+               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "out": out}
+    write_json_atomic(os.path.join(out, "summary.json"), summary)
+    return summary
