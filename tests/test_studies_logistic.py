@@ -131,7 +131,7 @@ def test_af_from_markers_beats_pwave_baseline_by_delong_on_same_cases(rng):
     assert d["p_value"] < 0.01 and d["diff"] > 0
     # the comparison is on identical cases: recompute on the common test rows directly
     tt = res["table"]
-    ok = (tt["split"] == "test").to_numpy()
+    ok = (tt["split"] == "test").to_numpy().copy()
     for c in ("AF", "clinical_prob", "pwi_prob", "markers_prob"):
         ok &= np.isfinite(tt[c].to_numpy(float))
     assert ok.sum() == res["delong"]["n"] == res["metrics"]["n_common_test"] == m["markers"]["n"] == m["pwi"]["n"]
