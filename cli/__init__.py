@@ -27,6 +27,8 @@ COMMANDS = {
     "train": "ecgcore.cli.train",
     "evaluate": "ecgcore.cli.evaluate",
     "predict": "ecgcore.cli.predict",
+    "images": "ecgcore.cli.images",
+    "study": "ecgcore.cli.study",
     "convert-checkpoint": "ecgcore.cli.convert_checkpoint",
     "serve": "ecgcore.cli.serve",
     "demo": "ecgcore.cli.demo",

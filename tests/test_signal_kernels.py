@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import warnings
 from fractions import Fraction
 
@@ -11,33 +10,10 @@ import pytest
 import scipy.signal as ss
 from scipy.interpolate import interp1d
 
-from conftest import SHARED
 from ecgcore.errors import PreprocessError
 import ecgcore.signal as S
 
-DTYPE_TOL = {np.float64: 1e-6, np.float32: 1e-4}
-
-
-def assert_close_range(actual, expected, dtype):
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    rng = float(np.ptp(expected)) if expected.size else 0.0
-    err = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
-    assert err <= DTYPE_TOL[dtype] * max(rng, 1e-12), f"max error {err:.3g} vs range {rng:.3g}"
-
-
-def real_signals(n_max=3):
-    wfdb = pytest.importorskip("wfdb")
-    heads = sorted(glob.glob(str(SHARED / "data" / "ptbxl" / "**" / "*.hea"), recursive=True))[:2]
-    heads += sorted(glob.glob(str(SHARED / "data" / "ludb" / "**" / "*.hea"), recursive=True))[:1]
-    if not heads:
-        pytest.skip(f"no PTB-XL / LUDB records under {SHARED / 'data'}")
-    out = []
-    for h in heads[:n_max]:
-        rec = wfdb.rdrecord(h[:-4])
-        out.append((np.nan_to_num(rec.p_signal.T.astype(np.float64)), float(rec.fs)))
-    return out
+from _signal_helpers import DTYPE_TOL, assert_close_range, real_signals  # noqa: E402
 
 
 RATES = [(500, 250), (400, 500), (360, 500), (500, 100), (250, 500), (1000, 257), (500, 500)]

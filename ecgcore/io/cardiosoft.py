@@ -39,6 +39,20 @@ _RES_TO_MV = {"UVPERLSB": 1e-3, "NVPERLSB": 1e-6, "MVPERLSB": 1.0}
 _WS = str.maketrans("", "", " \t\r\n\f\v")
 
 
+
+def _positive(elem, name: str, what: str, path, missing: str = "") -> float:
+    """The positive finite number in ``elem``'s text, else a ReadError naming the field."""
+    if elem is None:
+        raise ReadError(f"{what} has no {name}" + (f" {missing}" if missing else ""), path)
+    try:
+        value = float(elem.text)
+    except (TypeError, ValueError):
+        raise ReadError(f"{what}: {name} {(elem.text or '').strip()!r} is not a number",
+                        path) from None
+    if not (np.isfinite(value) and value > 0):
+        raise ReadError(f"{what}: {name} {value:g} must be positive", path)
+    return value
+
 def parse_int_list(text: str, *, path=None, what: str = "WaveformData") -> np.ndarray:
     """Parse ``"12, 13,\n\t14"`` into an int64 array with one C-level pass.
 
@@ -100,26 +114,12 @@ def _waveform_block(block, path, what):
         return None
 
     rate = field("SampleRate")
-    if rate is None:
-        raise ReadError(f"{what} has no SampleRate", path)
-    try:
-        fs = float(rate.text)
-    except ValueError:
-        raise ReadError(f"{what}: SampleRate {rate.text.strip()!r} is not a number", path) from None
-    if not (np.isfinite(fs) and fs > 0):
-        raise ReadError(f"{what}: SampleRate {fs:g} must be positive", path)
+    fs = _positive(rate, "SampleRate", what, path)
     rate_units = (rate.get("units") or "Hz").strip().lower()
     if rate_units not in ("hz", ""):
         raise ReadError(f"{what}: SampleRate units {rate_units!r} are not Hz", path)
     res = field("Resolution")
-    if res is None:
-        raise ReadError(f"{what} has no Resolution (µV per LSB)", path)
-    try:
-        resolution = float(res.text)
-    except ValueError:
-        raise ReadError(f"{what}: Resolution {res.text.strip()!r} is not a number", path) from None
-    if not (np.isfinite(resolution) and resolution > 0):
-        raise ReadError(f"{what}: Resolution {resolution:g} must be positive", path)
+    resolution = _positive(res, "Resolution", what, path, missing="(µV per LSB)")
     res_units = (res.get("units") or "uVperLsb").strip().upper()
     if res_units not in _RES_TO_MV:
         raise ReadError(f"{what}: Resolution units {res.get('units')!r} not understood", path)

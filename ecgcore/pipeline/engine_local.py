@@ -28,25 +28,27 @@ def _context():
     return ctx
 
 
-def run_local(tasks, workers: int, on_done) -> None:
-    """Run ``process_chunk`` over ``tasks`` with ``workers`` processes.
+def run_local(tasks, workers: int, on_done, fn=None) -> None:
+    """Run ``fn`` (default :func:`process_chunk`) over ``tasks`` with ``workers`` processes.
 
     ``workers=1`` runs in this process (no start-up cost, easy debugging).
     At most ``2 * workers`` chunks are in flight, so memory stays bounded by
-    workers x chunk size whatever the dataset size. ``on_done(sidecar)`` is
-    called in this process as chunks finish.
+    workers x chunk size whatever the dataset size. ``on_done(result)`` is
+    called in this process as chunks finish. ``fn`` must be a picklable
+    module-level function (other chunked jobs, e.g. image datasets, reuse this).
     """
+    fn = fn or process_chunk  # looked up at call time
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
-            on_done(process_chunk(t))
+            on_done(fn(t))
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(),
                              initializer=_init_worker) as pool:
         pending = set()
         it = iter(tasks)
         for t in it:
-            pending.add(pool.submit(process_chunk, t))
+            pending.add(pool.submit(fn, t))
             if len(pending) >= 2 * workers:
                 break
         while pending:
@@ -55,4 +57,4 @@ def run_local(tasks, workers: int, on_done) -> None:
                 on_done(fut.result())
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.add(pool.submit(process_chunk, nxt))
+                    pending.add(pool.submit(fn, nxt))

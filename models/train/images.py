@@ -256,27 +256,9 @@ def _process_chunk(task: dict) -> dict:
 
 
 def _run(tasks, workers: int, on_done) -> None:
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            on_done(_process_chunk(t))
-        return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from ecgcore.pipeline.engine_local import _context, _init_worker
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(),
-                             initializer=_init_worker) as pool:
-        it = iter(tasks)
-        pending = set()
-        for t in it:  # at most 2 chunks per worker in flight: memory stays bounded
-            pending.add(pool.submit(_process_chunk, t))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                on_done(fut.result())
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_process_chunk, nxt))
+    # the pipeline's bounded process pool (at most 2 chunks per worker in flight)
+    from ecgcore.pipeline.engine_local import run_local
+    run_local(tasks, workers, on_done, fn=_process_chunk)
 
 
 def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: str = "keep",
