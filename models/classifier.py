@@ -30,8 +30,9 @@ from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
 from . import image_model  # noqa: F401  (registers mtecg_image*)
 from .image_pipeline import prepare_image
 
-__all__ = ["ECGClassifier", "ExplainResult"]
+__all__ = ["ECGClassifier", "ExplainResult", "checkpoint_input_kind"]
 
+_IMAGE_OPTIONS = ("crop_box", "grid", "rearrange", "dpi", "render", "size")
 _CHECKPOINT_NAMES = ("checkpoints/best.pt", "best.pt", "model.safetensors", "checkpoints/last.pt", "last.pt")
 
 
@@ -54,6 +55,40 @@ def _find_checkpoint(path: str) -> str:
 def _is_training_checkpoint(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"PK\x03\x04"
+
+
+def checkpoint_input_kind(model_dir) -> str:
+    """``"image"`` or ``"signal"``: what the model of a run directory or checkpoint file reads.
+
+    Decided from the stored image preset of a training checkpoint (memory-mapped,
+    so the weights are not read) or, for a model file, from its input contract.
+
+    Raises
+    ------
+    CheckpointError
+        No checkpoint there, or not a readable one.
+    """
+    path = _find_checkpoint(os.fspath(model_dir))
+    from .train.images import is_image_preset
+    if _is_training_checkpoint(path):
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # an odd zip: the full loader gives the precise message
+            from .train.checkpointing import load_checkpoint
+            ck = load_checkpoint(path)
+        if not isinstance(ck, dict):
+            raise CheckpointError("not an ecgcore training checkpoint", path)
+        if is_image_preset(ck.get("preset")):
+            return "image"
+        spec = ck.get("model_spec") or {}
+        try:
+            from .registry import model_entry
+            fam = model_entry(spec.get("name"))["family"]
+        except Exception:  # an unknown model: loading it reports that, with the file named
+            return "signal"
+        return "image" if fam in ("image", "mtecg_image") else "signal"
+    from .checkpoint import load
+    return "image" if "channels" in (getattr(load(path), "input_contract", {}) or {}) else "signal"
 
 
 class ExplainResult(dict):
@@ -87,7 +122,10 @@ class ECGClassifier:
         ``"checkpoint"`` uses the thresholds a training run chose on validation.
     image_options : dict
         Passed to :func:`ecgcore.models.image_pipeline.prepare_image` (``crop_box``,
-        ``grid``, ``rearrange``, ``dpi``).
+        ``grid``, ``rearrange``, ``dpi``, ``render``, ``size``). Defaults: the options
+        stored with the image preset of a training checkpoint (how its dataset was
+        built, :func:`ecgcore.models.train.images.prepare_options`), else
+        ``prepare_image``'s own; options given here override them one by one.
     tasks : list of dict, optional
         Describe the outputs of an in-process model whose head does not:
         ``[{"name": ..., "type": "binary"|"multiclass"|"regression", "n_classes": k}]``.
@@ -101,7 +139,10 @@ class ECGClassifier:
             raise ConfigError("device='cuda' requested but no CUDA device is available")
         self.device = torch.device(device)
         self.round_probabilities = bool(round_probabilities)
-        self.image_options = dict(image_options or {})
+        user_image_options = dict(image_options or {})
+        unknown = sorted(set(user_image_options) - set(_IMAGE_OPTIONS))
+        if unknown:
+            raise ConfigError(f"image_options: unknown option {unknown[0]!r} (known: {', '.join(_IMAGE_OPTIONS)})")
         self.ck = None
         self.source = None
         if isinstance(model_dir, torch.nn.Module):
@@ -122,6 +163,8 @@ class ECGClassifier:
         self.is_image = "channels" in c
         self.image_size = (int(c.get("height") or 384), int(c.get("width") or 384))
         self.preset = (self.ck or {}).get("preset") or c.get("preset")
+        self.image_options = self._image_defaults()
+        self.image_options.update(user_image_options)  # the caller's options win over the checkpoint's
         self.n_clinical = int(getattr(getattr(self.model, "head", None), "n_clinical", 0) or 0)
         self.clinical_cols = list((self.ck or {}).get("clinical_cols") or [])
         if self.n_clinical and not self.clinical_cols and isinstance(self.model, image_model.MTECGImageNet):
@@ -156,6 +199,18 @@ class ECGClassifier:
             raise ConfigError(f"task {t['name']!r}: type must be binary, multiclass or regression")
         n = 1 if kind in ("binary", "regression") else int(t.get("n_classes", 2))
         return {"name": str(t["name"]), "type": kind, "n": n, "labels": t.get("labels")}
+
+    def _image_defaults(self) -> dict:
+        """prepare_image options a training checkpoint stored with its image preset (crop, grid,
+        rearrangement, PDF dpi, drawing of signals, size): the model then sees at prediction time
+        the very preprocessing it was trained on, without the caller repeating it."""
+        from .train.images import is_image_preset, prepare_options
+        if not self.is_image or not is_image_preset(self.preset):
+            return {}
+        opts = prepare_options(self.preset)
+        if opts["render"] is None:
+            opts.pop("render")
+        return opts
 
     def _thresholds(self, threshold) -> dict:
         if threshold == "checkpoint":
@@ -333,6 +388,101 @@ class ECGClassifier:
             blocks = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
             results.append({t["name"]: self._decode(t["name"], blocks[t["name"]], t) for t in self.tasks})
         return results
+
+    def predict_table(self, inputs, batch_size: int = 16) -> tuple[list, list]:
+        """Predictions of many inputs as CSV-ready rows, with the failures kept apart.
+
+        The layout of ``ecgcore predict`` for signal checkpoints: ``path``,
+        ``n_segments`` (1: a page is one input), then per task ``<task>_p<k>``
+        (multiclass probabilities), ``<task>_prob`` and, when the checkpoint
+        chose a threshold on validation, ``<task>_pred`` (binary), or ``<task>``
+        (regression, in target units).
+
+        Parameters
+        ----------
+        inputs : list of path, Record, image
+            As :meth:`predict`; a ``file::record`` address of a multi-record
+            container is read with :func:`ecgcore.read`.
+        batch_size : int
+            Images per forward pass.
+
+        Returns
+        -------
+        rows : list of dict
+            One per input that worked, in input order.
+        failures : list of (str, str)
+            (input, message) for inputs that could not be read or prepared.
+        """
+        import ecgcore
+        if self.n_clinical:
+            raise ConfigError(f"this model fuses {self.n_clinical} clinical variables "
+                              f"({', '.join(self.clinical_cols)}); predict with ECGClassifier.predict(x, "
+                              f"clinical=...)")
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        rows, failures, pend = [], [], []
+
+        def flush():
+            if not pend:
+                return
+            xb = torch.as_tensor(np.stack([t for _, t in pend]), device=self.device)
+            blocks = self._blocks(self._forward(xb, None))
+            for i, (name, _) in enumerate(pend):
+                row = {"path": name, "n_segments": 1}
+                for t in self.tasks:
+                    row.update(self._columns(t, blocks[t["name"]][i]))
+                rows.append(row)
+            pend.clear()
+
+        for x in inputs:
+            name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else str(
+                getattr(x, "source", None) or type(x).__name__)
+            try:
+                if isinstance(x, str) and "::" in x and not os.path.exists(x):
+                    x = ecgcore.read(x)
+                if self.is_image:
+                    t = self._image_input(x).tensor
+                else:
+                    segs = self._signal_input(x)
+                    flush()
+                    outs = [self._blocks(self._forward(torch.as_tensor(segs[s:s + batch_size],
+                                                                       device=self.device), None))
+                            for s in range(0, len(segs), batch_size)]
+                    row = {"path": name, "n_segments": len(segs)}
+                    for tk in self.tasks:
+                        v = np.concatenate([o[tk["name"]] for o in outs])
+                        row.update(self._columns(tk, v))
+                    rows.append(row)
+                    continue
+            except (ValueError, OSError) as exc:   # ecgcore errors are ValueErrors
+                failures.append((name, str(exc)))
+                continue
+            pend.append((name, t))
+            if len(pend) >= batch_size:
+                flush()
+        flush()
+        return rows, failures
+
+    def _columns(self, task: dict, v: np.ndarray) -> dict:
+        """CSV columns of one input's raw outputs (rows: segments, averaged) for one task."""
+        v = np.asarray(v, np.float64).reshape(-1, task["n"])
+        name = task["name"]
+        if task["type"] == "regression":
+            val = float(v[:, 0].mean())
+            if self.ck is not None and self.ck.get("target_scaler"):
+                j = [t["name"] for t in self.tasks].index(name)
+                val = val * float(self.ck["target_scaler"]["std"][j]) + float(self.ck["target_scaler"]["mean"][j])
+            return {name: val}
+        if task["type"] == "binary":
+            p = float((1.0 / (1.0 + np.exp(-v[:, 0]))).mean())
+            out = {f"{name}_prob": p}
+            thr = ((self.ck or {}).get("thresholds") or {}).get(name)
+            if thr is not None:
+                out[f"{name}_pred"] = int(p >= thr)
+            return out
+        e = np.exp(v - v.max(1, keepdims=True))
+        p = (e / e.sum(1, keepdims=True)).mean(0)
+        return {f"{name}_p{k}": float(q) for k, q in enumerate(p)}
 
     def explain(self, x, task: str | None = None, clinical=None, target_class: int = 1,
                 alpha: float = 0.45) -> ExplainResult:

@@ -40,6 +40,7 @@ from torch import nn
 from ecgcore.errors import ConfigError, PreprocessError
 
 from .heads import LinearHead
+from .image import build_augment
 from .registry import ECGModel, model_entry, register_model
 
 __all__ = ["MTECGImageNet", "MTECGHead", "ClinicalEncoder", "map_official_keys", "STUDY_TASKS",
@@ -183,6 +184,10 @@ class MTECGImageNet(ECGModel):
         Side of the square input (the study: 384).
     backbone_options : dict
         Extra architecture options for the backbone builder.
+    augment : dict, optional
+        Training-time image augmentation (:func:`ecgcore.models.image.augment_spec`:
+        ``rotate``, ``scale``, ``translate``, ``brightness``, ``contrast``, ``blur``,
+        ``jpeg``); applied to the input batch only in training mode.
     """
 
     family = "mtecg_image"
@@ -190,7 +195,7 @@ class MTECGImageNet(ECGModel):
     def __init__(self, heads=None, backbone: str = "resnet34d", latent_dim: int = 512, n_clinical: int = 0,
                  embedding_size: int = 5, rnn_hidden: int = 512, rnn_type: str = "birnn",
                  image_size: int = 384, bias_head: bool = True, backbone_options: dict | None = None,
-                 preset: str = "mtecg"):
+                 preset: str = "mtecg", augment: dict | None = None):
         super().__init__()
         tasks, n_clin_heads = _parse_heads(heads)
         n_clin = int(n_clinical or n_clin_heads)
@@ -212,6 +217,11 @@ class MTECGImageNet(ECGModel):
         self.config = dict(backbone=backbone, latent_dim=latent_dim, embedding_size=embedding_size,
                            rnn_hidden=rnn_hidden, rnn_type=rnn_type, image_size=image_size,
                            bias_head=bias_head, backbone_options=dict(backbone_options or {}), preset=preset)
+        # training-time augmentation of the input batch (identity in eval mode); in the config only
+        # when set, so checkpoints of models without it rebuild exactly as before
+        self.augment = build_augment(augment)
+        if self.augment is not None:
+            self.config["augment"] = dict(self.augment.spec)
         self.num_features = latent_dim
         self.input_contract = dict(self.model.input_contract)
         self.input_contract["preset"] = preset
@@ -219,7 +229,13 @@ class MTECGImageNet(ECGModel):
         self.tasks = tasks
 
     def forward_features(self, x):
-        """The backbone's last feature map (batch, C, h, w): what Grad-CAM++ explains."""
+        """The backbone's last feature map (batch, C, h, w): what Grad-CAM++ explains.
+
+        In training mode the batch is first augmented (``augment=``; see
+        :func:`ecgcore.models.image.augment_spec`).
+        """
+        if self.augment is not None and self.training:
+            x = self.augment(x)
         return self.model.forward_features(x)
 
     def forward_head(self, features, clinical=None):

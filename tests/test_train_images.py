@@ -116,7 +116,8 @@ def test_engine_refuses_mismatched_image_datasets(small_dataset, tmp_path):
     with pytest.raises(ConfigError, match="data.augment.noise"):
         train(cfg, tmp_path / "r3", progress=False)
     # a signal model on an image dataset is refused, naming the mismatch
-    cfg = load_config(CONFIG, base + ["model.name=net1d_tiny", "model.heads=null", "model.preset=null"])
+    cfg = load_config(CONFIG, base + ["model.name=net1d_tiny", "model.heads=null", "model.preset=null",
+                                      "model.options={}"])
     with pytest.raises(ConfigError, match="holds images"):
         train(cfg, tmp_path / "r4", progress=False)
 
@@ -167,7 +168,8 @@ def test_image_ms_lvef_trains_on_simulated_pages_and_classifier_predicts(tmp_pat
     assert images.is_image_preset(preset) and preset["size"] == SIZE
     opts = images.prepare_options(preset)
     opts.pop("size")
-    clf = ecgcore.ECGClassifier(str(run), image_options=opts)
+    clf = ecgcore.ECGClassifier(str(run))      # the preset's options are the classifier's defaults
+    assert {k: clf.image_options[k] for k in opts} == opts
     assert clf.describe()["image_size"] == [SIZE, SIZE] and clf.describe()["preset"] == "mtecg"
     rid = rows[0]["record_id"]
     rec = dict(recs)[rid]
@@ -190,3 +192,154 @@ def test_image_ms_lvef_trains_on_simulated_pages_and_classifier_predicts(tmp_pat
     # and with the default lead-area crop the PNG still gets a well-formed answer
     out_auto = clf.predict(png)
     assert set(out_auto) == {"scar", "lvef"} and 0 <= out_auto["scar"]["probability"]["positive"] <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# training-time image augmentation (models.image.augment_images / ImageAugment)
+# ---------------------------------------------------------------------------------------------
+
+from ecgcore.models import image as imaug  # noqa: E402
+
+AUG = {"rotate": 4.0, "scale": 0.08, "translate": 0.05, "brightness": 0.2, "contrast": 0.2,
+       "blur": 0.5, "jpeg": 0.5}
+
+
+@pytest.fixture(scope="module")
+def pages():
+    """Four drawn ECG pages (real content: traces, labels, white margins) as a normalised batch."""
+    recs = ecgcore.simulate(n=4, seed=21, rhythm="mixed")
+    imgs = [ip.resize_bilinear(ip.render_record(r, dpi=30, grid=True), 56, 72) for r in recs]
+    return imgs, torch.from_numpy(np.stack([ip.normalize(i) for i in imgs]))
+
+
+def _to_pixels(x):
+    mean = torch.as_tensor(ip.IMAGENET_MEAN)[None, :, None, None]
+    std = torch.as_tensor(ip.IMAGENET_STD)[None, :, None, None]
+    return ((x.double() * std + mean) * 255.0).numpy()
+
+
+def test_augment_seeded_shapes_and_8bit_levels(pages):
+    _, x = pages
+    g = torch.Generator().manual_seed(11)
+    a = imaug.augment_images(x, AUG, g)
+    b = imaug.augment_images(x, AUG, torch.Generator().manual_seed(11))
+    c = imaug.augment_images(x, AUG, torch.Generator().manual_seed(12))
+    assert a.shape == x.shape and a.dtype == torch.float32
+    torch.testing.assert_close(a, b, rtol=0, atol=0)                 # same seed, same batch
+    assert not torch.equal(a, c) and not torch.equal(a, x)
+    # the global generator (what the training engine seeds and checkpoints) is used by default
+    torch.manual_seed(5)
+    d = imaug.augment_images(x, AUG)
+    torch.manual_seed(5)
+    torch.testing.assert_close(imaug.augment_images(x, AUG), d, rtol=0, atol=0)
+    # pixels stay 8-bit levels in [0, 255] once the normalisation is undone
+    px = _to_pixels(a)
+    assert px.min() > -1e-3 and px.max() < 255 + 1e-3
+    assert np.abs(px - np.round(px)).max() < 2e-3
+    # other dtypes and shapes are kept
+    h = imaug.augment_images(x.double()[:, :, :40, :], AUG, torch.Generator().manual_seed(1))
+    assert h.dtype == torch.float64 and h.shape == (4, 3, 40, 72)
+    with pytest.raises(ConfigError, match="augment: unknown option 'rotation'"):
+        imaug.augment_images(x, {"rotation": 3})
+    with pytest.raises(ConfigError, match="augment.jpeg_quality"):
+        imaug.augment_spec({"jpeg_quality": [90, 40]})
+    with pytest.raises(ConfigError, match="augment.scale"):
+        imaug.augment_spec({"scale": 2})
+
+
+def test_augment_geometry_matches_scipy_affine(pages):
+    from scipy import ndimage
+    imgs, x = pages
+    spec = {"rotate": 8.0, "scale": 0.1, "translate": 0.06}
+    out = _to_pixels(imaug.augment_images(x, spec, torch.Generator().manual_seed(3)))
+    # the draws, in the documented order, from the same seed
+    g = torch.Generator().manual_seed(3)
+    n = len(imgs)
+    draws = [torch.rand(n, generator=g, dtype=torch.float64) for _ in range(4)]
+    angle = (draws[0] * 16 - 8).numpy()
+    zoom = (draws[1] * 0.2 + 0.9).numpy()
+    tx, ty = (draws[2] * 0.12 - 0.06).numpy(), (draws[3] * 0.12 - 0.06).numpy()
+    h, w = imgs[0].shape[:2]
+    c = np.array([(h - 1) / 2, (w - 1) / 2])
+    for i in range(n):
+        a = np.deg2rad(angle[i])
+        # output (row, col) -> input (row, col): c + A^-1 (p - c - t), A = zoom * R(angle) in (x, y)
+        ainv_xy = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) / zoom[i]
+        m = ainv_xy[::-1, ::-1]                                    # (x, y) -> (row, col) order
+        t = np.array([ty[i] * h, tx[i] * w])
+        off = c - m @ (c + t)
+        for ch in range(3):
+            src = imgs[i][:, :, ch].astype(np.float64) / 255.0
+            ref = ndimage.affine_transform(src, m, offset=off, order=1, mode="grid-constant", cval=1.0)
+            ref = np.round(np.clip(ref, 0, 1) * 255.0)
+            d = np.abs(out[i, ch] - ref)
+            assert d.max() <= 1.0 + 1e-3, (i, ch, d.max())          # a rounding level at most
+            assert (d < 0.5).mean() > 0.98
+    assert np.abs(out - _to_pixels(x)).mean() > 5                   # and it did move the pages
+
+
+def test_augment_blur_and_jpeg_match_references(pages):
+    import io as _io
+    from PIL import Image
+    from scipy import ndimage
+    imgs, x = pages
+    u = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).double() / 255.0
+    sig = torch.tensor([0.5, 0.8, 1.1, 1.4], dtype=torch.float64)
+    got = imaug._gaussian_blur(u, sig).numpy()
+    r = int(np.ceil(3 * 1.4))
+    for i in range(4):
+        for ch in range(3):
+            ref = ndimage.gaussian_filter(u[i, ch].numpy(), float(sig[i]), mode="nearest",
+                                          truncate=r / float(sig[i]))
+            np.testing.assert_allclose(got[i, ch], ref, atol=1e-9)
+    # JPEG-like compression against a real JPEG codec (Pillow/libjpeg, 4:4:4) at the same quality:
+    # about as far from the original as the codec, and much closer to the codec than to the original
+    for q in (40, 75):
+        mine = imaug.jpeg_like(u, torch.full((4,), float(q))).numpy() * 255.0
+        for i in range(4):
+            buf = _io.BytesIO()
+            Image.fromarray(imgs[i]).save(buf, format="JPEG", quality=q, subsampling=0)
+            pil = np.asarray(Image.open(buf)).astype(np.float64).transpose(2, 0, 1)
+            orig = imgs[i].astype(np.float64).transpose(2, 0, 1)
+            e_codec, e_mine = np.abs(pil - orig).mean(), np.abs(mine[i] - orig).mean()
+            assert e_codec > 0.5 and abs(e_mine - e_codec) < 0.25 * e_codec, (q, e_mine, e_codec)
+            assert np.abs(mine[i] - pil).mean() < 0.5 * e_codec
+
+
+def test_augment_applies_in_training_only():
+    torch.manual_seed(2)
+    plain = ecgcore.models.create("mtecg_image_tiny", image_size=48)
+    aug = ecgcore.models.create("mtecg_image_tiny", image_size=48, augment=AUG)
+    assert aug.export_config()["config"]["augment"]["rotate"] == 4.0
+    assert "augment" not in plain.export_config()["config"]
+    aug.load_state_dict(plain.state_dict(), strict=True)          # no parameters or buffers added
+    rebuilt = ecgcore.models.create("mtecg_image_tiny", heads=aug.export_config()["heads"],
+                                    **aug.export_config()["config"])
+    assert rebuilt.augment is not None and rebuilt.augment.spec == aug.augment.spec
+    seen = []
+    aug.model.conv1.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    x = torch.from_numpy(np.stack([ip.normalize(ip.resize_bilinear(
+        ip.render_record(r, dpi=30), 48, 48)) for r in ecgcore.simulate(n=3, seed=4)]))
+    plain.eval()
+    aug.eval()
+    with torch.no_grad():
+        ref = plain(x)
+        out = aug(x)
+    assert torch.equal(seen[-1], x)                                # eval: the input untouched
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
+    aug.train()
+    torch.manual_seed(9)
+    with torch.no_grad():
+        aug(x)
+    first = seen[-1]
+    assert first.shape == x.shape and first.dtype == x.dtype and not torch.equal(first, x)
+    torch.manual_seed(9)
+    with torch.no_grad():
+        aug(x)
+    torch.testing.assert_close(seen[-1], first, rtol=0, atol=0)   # seeded: the same batch again
+    # explain() and the classifier run in eval mode even if handed a model left in training mode
+    clf = ecgcore.ECGClassifier(aug)
+    assert not aug.training
+    r1 = clf.predict(ip.render_record(ecgcore.simulate(n=1, seed=4)[0], dpi=30))
+    assert set(r1) == {"scar", "lvef"}

@@ -45,7 +45,7 @@ import numpy as np
 from ecgcore.errors import ConfigError
 
 __all__ = ["image_preset", "is_image_preset", "prepare_options", "build_image_dataset", "ImageArrays",
-           "normalize_chw", "IMAGE_SUFFIXES"]
+           "normalize_chw", "read_labels_csv", "IMAGE_SUFFIXES"]
 
 #: File suffixes dropped from record ids of image inputs (signal files use the pipeline's rules).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdf")
@@ -201,6 +201,53 @@ def _items(inputs) -> list[tuple]:
     return items
 
 
+def read_labels_csv(path, id_col: str = "record_id") -> tuple[dict, list]:
+    """``{record_id: ((column, value), ...)}`` and the label columns of a labels CSV (values as text).
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, no ``id_col`` column, or a record id given twice.
+    """
+    import csv
+    path = os.fspath(path)
+    out = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = [(c or "").strip() for c in (reader.fieldnames or [])]
+            if id_col not in cols:
+                raise ConfigError(f"labels CSV has no {id_col!r} column (columns: {', '.join(cols) or 'none'})",
+                                  path)
+            label_cols = [c for c in cols if c and c not in (id_col, "path")]
+            for line, row in enumerate(reader, start=2):
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+                rid = row.get(id_col, "")
+                if not rid:
+                    continue
+                if rid in out:
+                    raise ConfigError(f"line {line}: record id {rid!r} appears twice", path)
+                out[rid] = tuple((c, row.get(c, "")) for c in label_cols)
+    except OSError as exc:
+        raise ConfigError(f"cannot read labels: {exc.strerror or exc}", path) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"labels file is not a readable CSV: {exc}", path) from None
+    return out, label_cols
+
+
+def _join_labels(items, table: dict) -> tuple[list, int]:
+    """Items with the labels of their record id added (a manifest's own columns win); matched count."""
+    out, n = [], 0
+    for rid, src, x, labels in items:
+        extra = table.get(rid)
+        if extra is not None:
+            n += 1
+            have = {c for c, _ in labels}
+            labels = tuple(labels) + tuple((c, v) for c, v in extra if c not in have)
+        out.append((rid, src, x, labels))
+    return out, n
+
+
 def _inputs_hash(items) -> str:
     h = hashlib.sha256()
     for rid, src, x, labels in items:
@@ -264,7 +311,8 @@ def _run(tasks, workers: int, on_done) -> None:
 def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: str = "keep",
                         rearrange: bool = False, dpi: float = 300.0, render: dict | None = None,
                         name: str = "mtecg", chunk_size: int = 256, workers: int = 1,
-                        resume: bool = False, progress: bool = False) -> dict:
+                        resume: bool = False, progress: bool = False, labels=None,
+                        id_col: str = "record_id") -> dict:
     """Write an image dataset for image models; return its summary.
 
     Parameters
@@ -292,12 +340,19 @@ def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: 
         Continue a killed run: complete shards are kept, the rest redone.
     progress : bool
         A tqdm bar.
+    labels : str or mapping, optional
+        A labels CSV (``id_col`` plus label columns, as training's ``data.labels``)
+        or ``{record_id: {column: value}}``: joined to the inputs by record id and
+        written as columns of ``manifest.csv``. Inputs without a row are kept
+        (unlabelled); the summary's ``labels`` counts them.
+    id_col : str
+        Record-id column of the labels CSV.
 
     Returns
     -------
     dict
         The content of ``summary.json`` (counts, ``preset``, ``shape`` [3, size, size],
-        ``dtype`` "uint8", timings, versions).
+        ``dtype`` "uint8", timings, versions, and with ``labels`` the join counts).
 
     Raises
     ------
@@ -317,6 +372,18 @@ def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     items = _items(inputs)
+    label_info = None
+    if labels is not None:
+        if isinstance(labels, Mapping):
+            table = {str(k): tuple((str(c), "" if v is None else str(v)) for c, v in dict(row).items())
+                     for k, row in labels.items()}
+            src = "mapping"
+        else:
+            table, _ = read_labels_csv(labels, id_col)
+            src = os.path.abspath(os.fspath(labels))
+        items, n_match = _join_labels(items, table)
+        label_info = {"source": src, "n_labelled": n_match, "n_unlabelled": len(items) - n_match,
+                      "unlabelled_ids": [it[0] for it in items if it[0] not in table][:20]}
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     out = os.path.abspath(os.fspath(out))
     plan = {"format": "ecgcore-dataset/1", "kind": "image", "preset": preset, "chunk_size": chunk_size,
@@ -365,7 +432,7 @@ def build_image_dataset(inputs, out, size: int = 384, *, crop_box="auto", grid: 
     processed = sum(len(t["items"]) for t in tasks)
     summary = {**counts, "shards_resumed": len(done), "shards_written": len(tasks), "kind": "image",
                "preset": preset, "shape": plan["shape"], "dtype": "uint8", "chunk_size": chunk_size,
-               "engine": "local", "workers": workers,
+               "engine": "local", "workers": workers, "labels": label_info,
                "timings": {"wall_s": time.perf_counter() - t0, "engine_s": run_s,
                            "records_per_s": processed / run_s if run_s > 0 else None},
                "versions": {"ecgcore": __version__, "numpy": np.__version__},
