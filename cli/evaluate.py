@@ -9,7 +9,12 @@ must have been preprocessed with the checkpoint's preset. ``--subgroup COL``
 (repeatable; default: the config's ``evaluate.subgroups``) reports every
 metric within each value of a labels-CSV column (e.g. a boolean
 ``normal_ecg``); ``--figures`` / ``--no-figures`` override the config's
-``evaluate.figures`` (ROC, PR, calibration, Bland-Altman PNGs).
+``evaluate.figures`` (ROC, PR, calibration, decision-curve and Bland-Altman
+PNGs; per classification task, saliency overlays on the ECG of the
+``--saliency-records`` top-scoring records and the mean waveforms of the
+predicted high- vs low-risk groups). A multiclass task with 2 classes is
+scored as binary (probability of class 1); with more classes its
+probabilities are written to predictions.csv and it is listed as not scored.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ def add_parser(sub):
     fig.add_argument("--figures", dest="figures", action="store_true", default=None,
                      help="write PNG figures (default: the config's evaluate.figures)")
     fig.add_argument("--no-figures", dest="figures", action="store_false", default=None)
+    p.add_argument("--saliency-records", type=int, default=3, metavar="K",
+                   help="saliency overlays of the K top-scoring records per classification task "
+                        "(with figures; 0 = none; default 3)")
+    p.add_argument("--saliency-method", default="gradient", choices=("gradient", "integrated_gradients"),
+                   help="input gradient (DL-AtCM) or integrated gradients (default gradient)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -56,7 +66,7 @@ def _subgroup_columns(path, id_col, columns) -> dict:
 
 
 def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figures=None, device="cpu",
-                     subgroups=None):
+                     subgroups=None, saliency_records: int = 3, saliency_method: str = "gradient"):
     """Library form of the command; returns the metrics dict."""
     import numpy as np
     from ecgcore.errors import ConfigError
@@ -87,13 +97,27 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     data_cols["patient_id"] = np.asarray([(table.get(r) or (None, None))[1] or r for r in ids], dtype=object)
     tasks = []
     thresholds = ck.get("thresholds") or {}
+    not_scored = {}
     for j, t in enumerate(cfg["tasks"]):
         y = np.array([table[r][0][j] if r in table else np.nan for r in ids], dtype=np.float64)
         if t["type"] == "multiclass":
-            continue
+            probs = np.asarray(pred[t["name"]], np.float64).reshape(len(ids), -1)
+            if probs.shape[1] != 2:
+                data_cols[f"{t['name']}_true"] = y
+                for k in range(probs.shape[1]):
+                    data_cols[f"{t['name']}_p{k}"] = probs[:, k]
+                not_scored[t["name"]] = f"multiclass with {probs.shape[1]} classes (probabilities written)"
+                continue
+            # 2 classes: binary in metrics and figures, the score is P(class 1)
+            bad = np.isfinite(y) & ~np.isin(y, (0.0, 1.0))
+            if bad.any():
+                raise ConfigError(f"task {t['name']!r}: a 2-class task needs labels 0/1, found "
+                                  f"{np.unique(y[bad])[:3].tolist()}", labels)
+            pred[t["name"]] = probs[:, 1]
         data_cols[f"{t['name']}_true"] = y
         data_cols[f"{t['name']}_pred"] = pred[t["name"]]
-        spec = {"name": t["name"], "type": t["type"], "y": f"{t['name']}_true", "p": f"{t['name']}_pred"}
+        spec = {"name": t["name"], "type": "binary" if t["type"] == "multiclass" else t["type"],
+                "y": f"{t['name']}_true", "p": f"{t['name']}_pred"}
         if t["type"] == "binary" and t["name"] in thresholds:
             spec["threshold"] = thresholds[t["name"]]
         if np.isfinite(y).sum() >= 3:
@@ -130,14 +154,149 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
                                         n_boot=n_boot if n_boot is not None else cfg["evaluate"]["n_boot"],
                                         seed=cfg["seed"], figures=figures, subgroups=subgroups)
     result.pop("rows", None)
+    if not_scored:
+        result["not_scored"] = not_scored
+    if figures:
+        extra = _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device,
+                                saliency_records, saliency_method, cfg["seed"])
+        result["signal_figures"] = extra
+    if not_scored or figures:
+        _update_metrics_json(os.path.join(out, "metrics.json"),
+                             {k: result[k] for k in ("not_scored", "signal_figures") if k in result})
     return result
+
+
+def _update_metrics_json(path, extra):
+    from ecgcore.stats.report import _clean, _write_atomic
+    with open(path) as f:
+        m = json.load(f)
+    m.update(extra)
+    _write_atomic(path, json.dumps(_clean(m), indent=2, allow_nan=False).encode())
+
+
+def _preset_fs(preset) -> float:
+    fs = (preset.get("input_contract") or {}).get("fs")
+    if not fs:
+        for step in preset.get("steps") or ():
+            if step.get("op") == "resample":
+                fs = step.get("fs")
+    return float(fs or 500.0)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))[:60]
+
+
+def _record_beat(seg, fs):
+    """One aligned beat per record: the segment itself when it is already a beat (median-beat
+    presets), else the median beat of the segment (R at 0.25 s of a 0.9-s window, as the CCTA
+    waveform analysis cut its beats)."""
+    import numpy as np
+    from ecgcore.delineation.median import median_beats
+    if seg.shape[-1] <= int(1.2 * fs):
+        return np.asarray(seg, np.float64)
+    mb = median_beats(np.asarray(seg, np.float64), fs=fs, length=int(round(0.9 * fs)),
+                      before=int(round(0.25 * fs)))
+    return mb.signal if mb.meta.get("n_beats", 0) > 0 else None
+
+
+def _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device, k_top, method, seed):
+    """Saliency overlays of the top-scoring records and high- vs low-risk mean waveforms, per
+    classification task. Returns a dict of what was drawn (and why not, where nothing was)."""
+    import numpy as np
+    import torch
+    from ecgcore.models.explain import task_saliency
+    from ecgcore.models.train.images import is_image_preset
+    from ecgcore.stats.figures import mean_waveforms, saliency_figure, save_figure
+    preset = ck["preset"]
+    info = {}
+    binary = [t for t in tasks if t["type"] == "binary"]
+    if not binary:
+        return info
+    if is_image_preset(preset):
+        return {t["name"]: {"skipped": "image preset: no waveform to draw on"} for t in binary}
+    fs = _preset_fs(preset)
+    leads = list(preset.get("leads") or [])
+    units = (preset.get("input_contract") or {}).get("units", "")
+    C = None
+    if ck.get("clinical_cols"):
+        from ecgcore.models.train.data import ClinicalScaler
+        C = ClinicalScaler.from_state(ck["clinical_scaler"]).transform(np.asarray(clin, np.float64))
+    cache = {}
+
+    def segs(i):
+        if i not in cache:
+            cache[i] = np.asarray(rows.segments(ids[i]), np.float32)
+        return cache[i]
+    rng = np.random.default_rng(seed)
+    for t in binary:
+        name = t["name"]
+        p = np.asarray(data_cols[t["p"]], np.float64)
+        entry = {"saliency": [], "method": method}
+        ok = np.flatnonzero(np.isfinite(p))
+        top = ok[np.argsort(-p[ok], kind="stable")][:max(0, int(k_top))]
+        for rank, i in enumerate(top):
+            x = segs(i)
+            if x.ndim != 3:
+                entry["saliency_skipped"] = f"segments of shape {x.shape} are not (leads, samples)"
+                break
+            # the segment the model scores highest: the one that drove the record's prediction
+            xt = torch.from_numpy(x).to(device)
+            kw = {}
+            if C is not None:
+                kw["clinical"] = torch.from_numpy(np.repeat(C[i:i + 1], len(x), 0)).float().to(device)
+            from ecgcore.models.explain import _TaskScore
+            with torch.no_grad():
+                sc = _TaskScore(model, ck["config"]["tasks"], name).eval()(xt, **kw).float().cpu().numpy()
+            j = int(np.argmax(sc))
+            sal = task_saliency(model, xt[j:j + 1], ck["config"]["tasks"], name, method=method,
+                                **({"clinical": kw["clinical"][j:j + 1]} if kw else {}))
+            sal = sal[0].detach().float().cpu().numpy()
+            lab = leads if len(leads) == x.shape[1] else [str(k) for k in range(x.shape[1])]
+            fname = f"saliency_{_safe(name)}_{rank + 1}_{_safe(ids[i])}.png"
+            fig = saliency_figure(x[j], sal, fs, lab, units=units,
+                                  title=f"{name}: {ids[i]} (rank {rank + 1}, p = {p[i]:.3f}, segment {j}); "
+                                        f"{method.replace('_', ' ')} saliency")
+            save_figure(fig, os.path.join(out, fname))
+            entry["saliency"].append({"record_id": ids[i], "score": float(p[i]), "segment": j, "file": fname})
+        # predicted-risk groups at the reported decision threshold
+        thr = ((result.get("tasks") or {}).get(name) or {}).get("threshold") or {}
+        cut = thr.get("value")
+        if cut is None:
+            entry["mean_waveforms_skipped"] = "no decision threshold"
+            info[name] = entry
+            continue
+        hi_idx, lo_idx = ok[p[ok] >= cut], ok[p[ok] < cut]
+        cap = 200          # enough for a stable mean; bounded time on big cohorts
+        groups = []
+        for idx in (hi_idx, lo_idx):
+            idx = rng.choice(idx, cap, replace=False) if len(idx) > cap else idx
+            beats = [b for b in (_record_beat(segs(i)[0], fs) for i in idx) if b is not None]
+            groups.append(np.stack(beats) if beats else None)
+        if groups[0] is None or groups[1] is None:
+            entry["mean_waveforms_skipped"] = (f"a risk group has no usable beat (high: {len(hi_idx)} "
+                                               f"records, low: {len(lo_idx)})")
+        else:
+            lab = leads if len(leads) == groups[0].shape[1] else [str(k) for k in range(groups[0].shape[1])]
+            fname = f"mean_waveforms_{_safe(name)}.png"
+            fig = mean_waveforms(groups[0], groups[1], fs, lab, sd_scale=0.5, units=units or "a.u.",
+                                 labels=(f"high risk (p >= {cut:.3g})", f"low risk (p < {cut:.3g})"),
+                                 title=f"{name}: mean \u00b1 0.5 SD beat by predicted risk "
+                                       f"(threshold {cut:.3g}, chosen on {thr.get('chosen_on')})")
+            save_figure(fig, os.path.join(out, fname))
+            entry["mean_waveforms"] = {"file": fname, "threshold": cut, "chosen_on": thr.get("chosen_on"),
+                                       "n_high": int(groups[0].shape[0]), "n_low": int(groups[1].shape[0])}
+        info[name] = entry
+    cache.clear()
+    return info
 
 
 def run(args) -> int:
     from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
     try:
         res = evaluate_dataset(args.checkpoint, args.data, args.labels, args.out, args.n_boot,
-                               args.figures, args.device, subgroups=args.subgroup)
+                               args.figures, args.device, subgroups=args.subgroup,
+                               saliency_records=args.saliency_records, saliency_method=args.saliency_method)
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore evaluate: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,10 @@ import torch.nn.functional as F
 
 from ecgcore.errors import ConfigError
 
-__all__ = ["input_gradient", "integrated_gradients", "grad_cam", "grad_cam_pp", "wave_saliency", "WAVES"]
+__all__ = ["input_gradient", "integrated_gradients", "grad_cam", "grad_cam_pp", "wave_saliency", "WAVES",
+           "task_saliency", "SALIENCY_METHODS"]
+
+SALIENCY_METHODS = ("gradient", "integrated_gradients")
 
 WAVES = ("P", "PQ", "QRS", "ST", "T", "TP")
 
@@ -209,3 +212,67 @@ def wave_saliency(saliency, fiducials: dict, *, absolute: bool = True) -> dict:
     out["all"] = float(v.mean())
     out["n_beats"] = counts
     return out
+
+
+class _TaskScore(torch.nn.Module):
+    """One scalar per sample for a task of a trained model: the binary logit, or for a
+    2-class multiclass task the logit of class 1 against class 0 (log-odds of class 1)."""
+
+    def __init__(self, model, tasks, name):
+        super().__init__()
+        self.model = model
+        start = 0
+        self.col = None
+        for t in tasks:
+            n = t.get("n_classes", 2) if t["type"] == "multiclass" else 1
+            if t["name"] == name:
+                if t["type"] == "regression" or (t["type"] == "multiclass" and n != 2):
+                    raise ConfigError(f"task {name!r}: saliency is drawn for binary (or 2-class) tasks, "
+                                      f"not {t['type']} with {n} outputs")
+                self.col, self.two = start, t["type"] == "multiclass"
+            start += n
+        if self.col is None:
+            raise ConfigError(f"no task named {name!r} (tasks: {', '.join(t['name'] for t in tasks)})")
+        self.tasks = tasks
+        # mirror the wrapped model's mode: the explain functions restore the wrapper's mode on exit,
+        # and a fresh Module is in training mode (it would switch the model's dropout on)
+        self.train(model.training)
+
+    def forward(self, x, **kw):
+        out = self.model(x, **kw)
+        if isinstance(out, dict):
+            out = torch.cat([out[t["name"]].reshape(out[t["name"]].shape[0], -1) for t in self.tasks], 1)
+        elif out.ndim == 1:
+            out = out[:, None]
+        if self.two:
+            return out[:, self.col + 1] - out[:, self.col]
+        return out[:, self.col]
+
+
+def task_saliency(model, x, tasks, name, method: str = "gradient", steps: int = 32, **forward_kw):
+    """Saliency of one classification task of a trained (training-engine) model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Returns a (B, n_outputs) tensor or a dict of per-task heads.
+    x : torch.Tensor (B, leads, samples)
+    tasks : list of dict
+        The config's tasks (``name``, ``type``, ``n_classes``), in output order.
+    name : str
+        A binary task (its logit) or a 2-class multiclass task (logit of class 1
+        minus logit of class 0, i.e. the log-odds of class 1).
+    method : {"gradient", "integrated_gradients"}
+        Vanilla input gradient (DL-AtCM's saliency) or integrated gradients
+        from a zero baseline with ``steps`` steps.
+
+    Returns
+    -------
+    torch.Tensor shaped like ``x`` (signed attribution).
+    """
+    if method not in SALIENCY_METHODS:
+        raise ConfigError(f"saliency method must be one of {SALIENCY_METHODS}, not {method!r}")
+    wrapped = _TaskScore(model, tasks, name)
+    if method == "gradient":
+        return input_gradient(wrapped, x, target=0, **forward_kw)
+    return integrated_gradients(wrapped, x, target=0, steps=steps, **forward_kw)

@@ -163,3 +163,95 @@ def test_cli_delineate_and_measure(tmp_path):
     m = pd.read_csv(mout)
     assert len(m) == 2 and m["qrs_duration_ms"].between(40, 200).all()
     assert main(["measure", a, "--out", str(tmp_path / "x.txt"), "--no-progress"]) == 2
+
+
+# ---------------------------------------------------------------- ECG-LVH voltage criteria
+_LEADS12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+# (R, S) amplitudes in mV per lead of the analytic record
+_RS = {"I": (1.0, .2), "II": (1.2, .2), "III": (.3, .3), "aVR": (.1, 1.0), "aVL": (1.4, .1),
+       "aVF": (.5, .2), "V1": (.2, 2.0), "V2": (.4, 2.2), "V3": (.8, 1.6), "V4": (1.5, .6),
+       "V5": (2.2, .3), "V6": (1.8, .2)}
+
+
+def _rs_record(scale=1.0, fs=500.0):
+    """10 s of Gaussian P, R, S and T waves; R and S amplitudes known exactly per lead."""
+    t = np.arange(int(10 * fs)) / fs
+    beats = np.arange(0.6, 9.6, 0.9)
+
+    def g(c, s):
+        return np.exp(-0.5 * ((t[:, None] - c) / s) ** 2).sum(1)
+    x = [0.12 * g(beats - 0.16, 0.015) + scale * r * g(beats, 0.010) - scale * s * g(beats + 0.03, 0.010)
+         + 0.25 * g(beats + 0.30, 0.04) for r, s in (_RS[ld] for ld in _LEADS12)]
+    return Record(np.array(x), fs, _LEADS12)
+
+
+def test_lvh_voltage_criteria_on_analytic_amplitudes():
+    from ecgcore.delineation.measures import LVH_VOLTAGE, lvh_voltage_criteria
+    m = measure(_rs_record())
+    # S and R 30 ms apart with sigma 10 ms overlap by < 1.2 %; the median beat's 0.5 Hz
+    # high-pass and baseline estimate take a little more: 4 % tolerance
+    sl = _RS["V1"][1] + max(_RS["V5"][0], _RS["V6"][0])          # 4.2 mV
+    cv = _RS["aVL"][0] + _RS["V3"][1]                            # 3.0 mV
+    assert m["sokolow_lyon_mv"] == pytest.approx(sl, rel=0.04)
+    assert m["cornell_voltage_mv"] == pytest.approx(cv, rel=0.04)
+    assert m["sokolow_lyon_mv"] == pytest.approx((-m["s_amp_V1_uv"] + max(m["r_amp_V5_uv"], m["r_amp_V6_uv"])) / 1000)
+    assert m["cornell_product_mvms"] == pytest.approx(m["cornell_voltage_mv"] * m["qrs_duration_ms"])
+    assert m["sokolow_lyon_lvh"] is True
+    crit = lvh_voltage_criteria(m, is_male=1)
+    assert crit["cornell_voltage_lvh"][0] == 1.0 and crit["cornell_product_lvh"][0] == 1.0
+    # women: 0.6 mV added to the Cornell voltage before the product
+    w = lvh_voltage_criteria(m, is_male=0)
+    assert w["cornell_product_mvms"][0] == pytest.approx((m["cornell_voltage_mv"] + 0.6) * m["qrs_duration_ms"])
+    assert LVH_VOLTAGE["cornell_product_mvms"] == 244.0          # 2440 mm·ms in mV·ms
+
+    # scaled to 0.75: Sokolow 3.15 mV (< 3.5), Cornell 2.25 mV: LVH in women (> 2.0), not in men (<= 2.8)
+    m2 = measure(_rs_record(scale=0.75))
+    assert m2["sokolow_lyon_mv"] == pytest.approx(0.75 * sl, rel=0.04) and m2["sokolow_lyon_lvh"] is False
+    assert m2["cornell_voltage_mv"] == pytest.approx(0.75 * cv, rel=0.04)
+    both = lvh_voltage_criteria({k: np.array([m2[k], m2[k]]) for k in
+                                 ("sokolow_lyon_mv", "cornell_voltage_mv", "qrs_duration_ms")}, [1, 0])
+    assert both["cornell_voltage_lvh"].tolist() == [0.0, 1.0]
+    assert both["sokolow_lyon_lvh"].tolist() == [0.0, 0.0]
+    assert both["cornell_voltage_ratio"] == pytest.approx([m2["cornell_voltage_mv"] / 2.8, m2["cornell_voltage_mv"] / 2.0])
+    # unknown sex: sex-specific criteria NaN, Sokolow still defined
+    u = lvh_voltage_criteria(m2, is_male=float("nan"))
+    assert math.isnan(u["cornell_voltage_lvh"][0]) and u["sokolow_lyon_lvh"][0] == 0.0
+    with pytest.raises(ValueError, match="is_male"):
+        lvh_voltage_criteria(m2, is_male=2)
+
+
+def test_lvh_voltage_missing_lead_gives_nan_with_reason():
+    rec = _rs_record().conform(["I", "II", "V1", "V2", "V4", "V5", "V6"])     # no V3
+    m = measure(rec)
+    assert math.isnan(m["cornell_voltage_mv"]) and "s_amp_V3_uv" in m["reasons"]["cornell_voltage_mv"]
+    assert math.isnan(m["cornell_product_mvms"])
+    # aVL derives from I and II, and Sokolow needs only V1, V5, V6
+    assert np.isfinite(m["r_amp_aVL_uv"]) and np.isfinite(m["sokolow_lyon_mv"])
+
+
+def test_lvh_voltage_on_real_ludb_records_matches_annotated_qrs():
+    """Sanity on real records: voltages from the median beat agree with amplitudes read from the raw
+    signal inside the cardiologists' per-lead QRS marks (PR-segment baseline), median over beats."""
+    from ecgcore.io.annotations import read_ludb_annotations
+    import ecgcore
+
+    def ref(rec, ann, lead, kind):
+        x = rec.signal[rec.leads.index(lead)]
+        q = ann[lead]["QRS"]
+        vals = []
+        for on, off in zip(q["onset"], q["offset"]):
+            if on >= 10 and off > on:
+                w = x[on:off + 1] - np.median(x[on - 10:on])
+                vals.append(max(0.0, w.max()) if kind == "r" else min(0.0, w.min()))
+        return float(np.median(vals))
+
+    for name in ("1", "3", "12", "20", "25", "53"):
+        base = str(shared_path("data", "ludb", name + ".hea")).removesuffix(".hea")
+        rec = ecgcore.read(base + ".hea")
+        ann = read_ludb_annotations(base)
+        m = measure(rec)
+        sl = -ref(rec, ann, "V1", "s") + max(ref(rec, ann, "V5", "r"), ref(rec, ann, "V6", "r"))
+        cv = ref(rec, ann, "aVL", "r") - ref(rec, ann, "V3", "s")
+        assert abs(m["sokolow_lyon_mv"] - sl) < 0.2, (name, m["sokolow_lyon_mv"], sl)
+        assert abs(m["cornell_voltage_mv"] - cv) < 0.2, (name, m["cornell_voltage_mv"], cv)
+        assert 0.3 < m["sokolow_lyon_mv"] < 6 and 0.1 < m["cornell_voltage_mv"] < 5

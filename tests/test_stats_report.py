@@ -44,7 +44,8 @@ def test_evaluate_predictions_writes_everything(tmp_path, rng):
                                      subgroups=["sex"])
     names = sorted(os.listdir(out))
     assert names == sorted(["metrics.json", "metrics.csv", "roc_lvh.png", "pr_lvh.png",
-                            "calibration_lvh.png", "agreement_ilvm.png", "incidence_mi.png"])
+                            "calibration_lvh.png", "decision_lvh.png", "agreement_ilvm.png",
+                            "incidence_mi.png"])
     m = json.loads((out / "metrics.json").read_text())
     test = np.asarray(d["split"]) == "test"
     lvh = m["tasks"]["lvh"]

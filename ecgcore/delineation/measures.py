@@ -19,10 +19,18 @@ from .delineation import MARKS
 from .median import median_beats
 from .waves import delineate
 
-__all__ = ["measure", "measure_many", "AMPLITUDE_LEADS"]
+__all__ = ["measure", "measure_many", "AMPLITUDE_LEADS", "LVH_VOLTAGE", "lvh_voltage_criteria"]
 
 AMPLITUDE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _MK = {m: i for i, m in enumerate(MARKS)}
+
+#: ECG-LVH voltage criteria (thresholds in mV and mV·ms; LVH when the value reaches them):
+#: Sokolow-Lyon (Sokolow & Lyon 1949) S V1 + max(R V5, R V6) >= 3.5 mV;
+#: Cornell voltage (Casale 1985) R aVL + S V3 > 2.8 mV (men) / > 2.0 mV (women);
+#: Cornell product (Molloy 1992) (R aVL + S V3 [+ 0.6 mV in women]) x QRS duration >= 244 mV·ms
+#: (the published 2440 mm·ms, 1 mm = 0.1 mV).
+LVH_VOLTAGE = {"sokolow_lyon_mv": 3.5, "cornell_voltage_mv": {"male": 2.8, "female": 2.0},
+               "cornell_product_mvms": 244.0, "cornell_product_female_add_mv": 0.6}
 
 
 def _nan(out, reasons, key, why):
@@ -65,6 +73,10 @@ def measure(record, fs=None, delineation=None) -> dict:
         ``interatrial_block`` (none/partial/advanced), ``p_dispersion_ms``,
         ``p_area_<lead>_uvms`` (II, V1), ``p_morphology_<lead>`` (II, III, aVF, V1),
         ``r_amp_<lead>_uv``, ``s_amp_<lead>_uv``, ``t_amp_<lead>_uv``, ``n_beats``,
+        ECG-LVH voltage criteria (sex-independent forms; :func:`lvh_voltage_criteria`
+        applies the sex-specific thresholds): ``sokolow_lyon_mv`` (S V1 + max(R V5, R V6)),
+        ``sokolow_lyon_lvh`` (>= 3.5 mV; None when unmeasurable), ``cornell_voltage_mv``
+        (R aVL + S V3), ``cornell_product_mvms`` (Cornell voltage x QRS duration, men's form),
         ``no_atrial_activity`` and ``reasons`` (dict: key -> why it is NaN).
     """
     if not isinstance(record, Record):
@@ -223,7 +235,95 @@ def measure(record, fs=None, delineation=None) -> dict:
             _nan(out, reasons, f"t_amp_{name}_uv", "lead or T wave unavailable")
         else:
             out[f"t_amp_{name}_uv"] = float(wt[int(np.argmax(np.abs(wt)))])
+    _voltage_criteria(out, reasons)
     out["reasons"] = reasons
+    return out
+
+
+def _voltage_criteria(out: dict, reasons: dict) -> None:
+    """Sex-independent LVH voltage values (mV, mV·ms) from the per-lead R/S amplitudes (µV)."""
+    def need(keys, key):
+        bad = [k for k in keys if not np.isfinite(out.get(k, float("nan")))]
+        if bad:
+            _nan(out, reasons, key, f"{bad[0]} not measurable")
+            return False
+        return True
+
+    s_v1, r_v5, r_v6 = "s_amp_V1_uv", "r_amp_V5_uv", "r_amp_V6_uv"
+    # S depth is the magnitude of the negative deflection (s_amp_* <= 0 by construction)
+    if need((s_v1, r_v5, r_v6), "sokolow_lyon_mv"):
+        out["sokolow_lyon_mv"] = (-out[s_v1] + max(out[r_v5], out[r_v6])) / 1000.0
+    out["sokolow_lyon_lvh"] = (bool(out["sokolow_lyon_mv"] >= LVH_VOLTAGE["sokolow_lyon_mv"])
+                               if np.isfinite(out["sokolow_lyon_mv"]) else None)
+    if need(("r_amp_aVL_uv", "s_amp_V3_uv"), "cornell_voltage_mv"):
+        out["cornell_voltage_mv"] = (out["r_amp_aVL_uv"] - out["s_amp_V3_uv"]) / 1000.0
+    qrs = out.get("qrs_duration_ms", float("nan"))
+    if not np.isfinite(out["cornell_voltage_mv"]):
+        _nan(out, reasons, "cornell_product_mvms", reasons["cornell_voltage_mv"])
+    elif not np.isfinite(qrs):
+        _nan(out, reasons, "cornell_product_mvms", "QRS duration not measurable")
+    else:
+        # the men's form; the women's adds 0.6 mV (needs sex: see lvh_voltage_criteria)
+        out["cornell_product_mvms"] = out["cornell_voltage_mv"] * qrs
+
+
+def lvh_voltage_criteria(measures, is_male, *, female_add_mv: float | None = None) -> dict:
+    """Sex-specific ECG-LVH voltage criteria from ``measure`` outputs.
+
+    Parameters
+    ----------
+    measures : dict or pandas.DataFrame
+        ``measure()`` output(s) with ``sokolow_lyon_mv``, ``cornell_voltage_mv``
+        and ``qrs_duration_ms`` (as ``ecgcore measure`` writes them).
+    is_male : bool, 0/1 or array of them (NaN = unknown)
+    female_add_mv : float, optional
+        mV added to R aVL + S V3 in women for the Cornell product (default
+        0.6 mV, Molloy 1992; some later studies use 0.8 mV).
+
+    Returns
+    -------
+    dict of arrays (float; 1.0 = criterion met, 0.0 = not, NaN = unmeasurable or sex unknown)
+        ``sokolow_lyon_lvh``, ``cornell_voltage_lvh``, ``cornell_product_lvh``,
+        ``any_voltage_lvh`` (any of the three met; NaN only when none is
+        measurable), plus ``cornell_product_mvms`` with the sex adjustment
+        and the scores ``cornell_voltage_ratio`` = Cornell voltage divided by the
+        sex threshold (usable as a continuous baseline score: > 1 is LVH).
+    """
+    add = LVH_VOLTAGE["cornell_product_female_add_mv"] if female_add_mv is None else float(female_add_mv)
+
+    def col(k):
+        if isinstance(measures, dict):
+            v = measures.get(k, float("nan"))
+        else:
+            v = measures[k].to_numpy() if k in measures.columns else np.full(len(measures), np.nan)
+        return np.atleast_1d(np.asarray(v, dtype=np.float64))
+
+    sl, cv, qrs = col("sokolow_lyon_mv"), col("cornell_voltage_mv"), col("qrs_duration_ms")
+    male = np.atleast_1d(np.asarray(is_male, dtype=np.float64))
+    if male.size == 1 and sl.size > 1:
+        male = np.full(sl.size, male[0])
+    if male.size != sl.size:
+        raise ECGError(f"is_male: {male.size} values for {sl.size} measurement rows")
+    if not np.all(np.isin(male[np.isfinite(male)], (0.0, 1.0))):
+        raise ECGError("is_male must be 0/1 (1 = male) or NaN")
+
+    def flag(ok, cond):
+        return np.where(ok, cond.astype(np.float64), np.nan)
+
+    t = LVH_VOLTAGE
+    sex_ok = np.isfinite(male)
+    cv_thr = np.where(male == 1, t["cornell_voltage_mv"]["male"], t["cornell_voltage_mv"]["female"])
+    prod = (cv + np.where(male == 0, add, 0.0)) * qrs
+    prod[~sex_ok] = np.nan
+    with np.errstate(invalid="ignore"):
+        out = {"sokolow_lyon_lvh": flag(np.isfinite(sl), sl >= t["sokolow_lyon_mv"]),
+               "cornell_voltage_lvh": flag(np.isfinite(cv) & sex_ok, cv > cv_thr),
+               "cornell_product_lvh": flag(np.isfinite(prod), prod >= t["cornell_product_mvms"]),
+               "cornell_product_mvms": prod,
+               "cornell_voltage_ratio": np.where(sex_ok, cv / cv_thr, np.nan)}
+    stack = np.vstack([out["sokolow_lyon_lvh"], out["cornell_voltage_lvh"], out["cornell_product_lvh"]])
+    anyv = np.nanmax(np.where(np.isfinite(stack), stack, -1.0), axis=0)
+    out["any_voltage_lvh"] = np.where(anyv < 0, np.nan, anyv)
     return out
 
 

@@ -10,6 +10,7 @@ Typical use::
     m = stats.binary_metrics(y_test, p_test, thr)              # applied to test data
     ci = stats.bootstrap_ci(stats.auroc, y_test, p_test, groups=patient_id, seed=0)
     stats.delong_test(y_test, p_model, p_baseline).p_value
+    stats.decision_curve(y_test, p_test)["net_benefit"]       # vs treat-all / treat-none
     stats.evaluate_predictions(df, tasks=[...], groups="patient_id", out_dir="eval/")
 """
 
@@ -22,6 +23,7 @@ from .classification import (THRESHOLD_RULES, Threshold, auprc, auroc, average_p
                              binary_metrics, brier_score, choose_threshold, confusion_counts,
                              f1_score, npv, ppv, pr_curve, roc_curve, sensitivity, specificity,
                              threshold_sweep)
+from .decision import decision_curve, net_benefit, treat_all_net_benefit
 from .delong import DeLongTest, delong_auc_ci, delong_components, delong_test
 from .regression import (bland_altman, mae, mean_error, pearson, pearson_r, r2,
                          regression_metrics, rmse, spearman, spearman_rho)
@@ -36,6 +38,7 @@ __all__ = [
     "THRESHOLD_RULES", "Threshold", "auprc", "auroc", "average_precision", "binary_metrics",
     "brier_score", "choose_threshold", "confusion_counts", "f1_score", "npv", "ppv", "pr_curve",
     "roc_curve", "sensitivity", "specificity", "threshold_sweep",
+    "decision_curve", "net_benefit", "treat_all_net_benefit",
     "DeLongTest", "delong_auc_ci", "delong_components", "delong_test",
     "bland_altman", "mae", "mean_error", "pearson", "pearson_r", "r2", "regression_metrics",
     "rmse", "spearman", "spearman_rho",

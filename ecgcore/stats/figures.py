@@ -18,7 +18,8 @@ from .calibration import calibration_curve
 from .regression import bland_altman, pearson
 
 __all__ = ["roc_figure", "pr_figure", "calibration_figure", "agreement_figure",
-           "incidence_figure", "mean_waveforms", "save_figure"]
+           "incidence_figure", "mean_waveforms", "decision_curve_figure", "saliency_figure",
+           "smooth_saliency", "save_figure"]
 
 
 def _figure(w, h):
@@ -253,4 +254,118 @@ def mean_waveforms(high, low, fs: float, leads, *, sd_scale: float = 1.0,
         ax.set_xlabel("ms")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle(title or f"Mean \u00b1 {sd_scale:g} SD ({units})", fontsize=9)
+    return fig
+
+
+def decision_curve_figure(y_true, scores, *, thresholds=None, title: str | None = None,
+                          ylim_low: float | None = None):
+    """Decision curves (net benefit vs threshold probability) of one or more models.
+
+    Parameters
+    ----------
+    y_true : array_like of 0/1
+    scores : dict name -> array_like of probabilities, or one array
+        Models drawn on the same cases, with treat-all and treat-none.
+    thresholds : array_like, optional
+        Threshold probabilities (default 0.01 ... 0.99).
+    ylim_low : float, optional
+        Lower y limit (default: a little below zero, since treat-all falls
+        steeply and would squash the informative part).
+    """
+    from .decision import decision_curve
+    if not isinstance(scores, dict):
+        scores = {"model": scores}
+    if not scores:
+        raise EvaluationError("decision_curve_figure needs at least one score")
+    fig = _figure(5.5, 4.2)
+    ax = fig.add_subplot()
+    curves = {name: decision_curve(y_true, p, thresholds) for name, p in scores.items()}
+    first = next(iter(curves.values()))
+    t = first["threshold"]
+    ax.plot(t, first["treat_all"], color="0.4", lw=1, ls="--", label="treat all")
+    ax.plot(t, first["treat_none"], color="0.2", lw=1, ls=":", label="treat none")
+    top = max(first["prevalence"], 1e-3)
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(t, c["net_benefit"], color=f"C{i}", lw=1.5, label=name)
+    ax.set(xlim=(float(t.min()), float(t.max())),
+           ylim=(-0.05 * top if ylim_low is None else ylim_low, top * 1.1),
+           xlabel="Threshold probability", ylabel="Net benefit",
+           title=title or f"Decision curve (prevalence {first['prevalence']:.3f}, n = {first['n']})")
+    ax.legend(loc="upper right", fontsize=7)
+    return fig
+
+
+def smooth_saliency(saliency, sigma: float = 7.0) -> np.ndarray:
+    """Display form of a (n_leads, n_samples) saliency map, as DL-AtCM draws it.
+
+    Gaussian smoothing along time (``sigma`` samples, reflect mode), absolute
+    value, then per-lead min-max scaling to [0, 1] (``/ (ptp + 1e-8)``).
+    """
+    from scipy.ndimage import gaussian_filter1d
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.ndim != 2:
+        raise EvaluationError(f"saliency must be (n_leads, n_samples), got shape {s.shape}")
+    if sigma and sigma > 0:
+        s = gaussian_filter1d(s, float(sigma), axis=1, mode="reflect")
+    s = np.abs(s)
+    lo = s.min(axis=1, keepdims=True)
+    return (s - lo) / (np.ptp(s, axis=1, keepdims=True) + 1e-8)
+
+
+def saliency_figure(signal, saliency, fs: float, leads, *, sigma: float = 7.0, units: str = "",
+                    title: str | None = None, cmap: str = "Reds"):
+    """ECG traces with the saliency drawn over them as a colour scale, one panel per lead.
+
+    Parameters
+    ----------
+    signal : array_like (n_leads, n_samples)
+        The model input (or the waveform it came from).
+    saliency : array_like (n_leads, n_samples)
+        Raw signed attribution (input gradient, integrated gradients); shown
+        through :func:`smooth_saliency` (smoothed, absolute, per-lead min-max).
+    fs : float
+        Sampling frequency in Hz.
+    leads : sequence of str
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 2:
+        raise EvaluationError(f"signal must be (n_leads, n_samples), got shape {x.shape}")
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.shape != x.shape:
+        raise EvaluationError(f"saliency shape {s.shape} differs from signal shape {x.shape}")
+    leads = list(leads)
+    if len(leads) != x.shape[0]:
+        raise EvaluationError(f"{len(leads)} lead names for {x.shape[0]} leads")
+    if not fs or fs <= 0:
+        raise EvaluationError(f"fs must be positive, got {fs}")
+    w = smooth_saliency(s, sigma)
+    t = np.arange(x.shape[1]) / float(fs)
+    nl = len(leads)
+    ncol = 2 if nl > 3 else 1
+    nrow = int(np.ceil(nl / ncol))
+    fig = _figure(10, 1.1 * nrow + 0.8)
+    axes = fig.subplots(nrow, ncol, sharex=True, squeeze=False)
+    for i, name in enumerate(leads):
+        ax = axes[i % nrow, i // nrow]
+        # a coloured background band per sample plus the trace in black: the band carries the
+        # saliency, the trace stays readable whatever the colour
+        ext = [t[0], t[-1] + 1.0 / fs, 0, 1]
+        ax.imshow(w[i][None, :], aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=ext,
+                  transform=ax.get_xaxis_transform(), alpha=0.8, interpolation="nearest")
+        ax.plot(t, x[i], color="k", lw=0.5)
+        lo, hi = float(np.nanmin(x[i])), float(np.nanmax(x[i]))
+        pad = 0.1 * (hi - lo) + 1e-6
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(t[0], t[-1])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize=6)
+    for j in range(nl, nrow * ncol):
+        axes[j % nrow, j // nrow].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("s")
+    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=axes, shrink=0.6, pad=0.01)
+    cb.set_label("|saliency| (smoothed, per-lead min-max)", fontsize=7)
+    fig.suptitle(title or "Saliency" + (f" ({units})" if units else ""), fontsize=9)
     return fig

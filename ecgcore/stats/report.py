@@ -26,6 +26,7 @@ from .bootstrap import bootstrap_ci
 from .calibration import calibration_slope_intercept, expected_calibration_error
 from .classification import (Threshold, auroc, average_precision, binary_metrics, brier_score,
                              choose_threshold, f1_score, npv, ppv, sensitivity, specificity)
+from .decision import net_benefit, treat_all_net_benefit
 from .delong import delong_auc_ci, delong_test
 from .regression import bland_altman, mae, mean_error, pearson, pearson_r, r2, rmse, spearman
 from .subgroups import subgroup_table
@@ -142,6 +143,15 @@ def _binary_task(spec, cols, val, test, gid, rows, out, opt, figs):
         for k in ("slope", "intercept", "ece"):
             if k in cal:
                 rows.add(name, f"calibration_{k}", cal[k], n=n)
+        # net benefit at stated threshold probabilities (decision-curve analysis)
+        dts = spec.get("decision_thresholds")
+        if dts:
+            nb = net_benefit(yt, pt, dts)
+            ta = treat_all_net_benefit(float(np.mean(yt == 1)), dts)
+            res["net_benefit"] = {"threshold": [float(v) for v in dts], "model": nb, "treat_all": ta}
+            for v, a, b in zip(dts, nb, ta):
+                rows.add(name, f"net_benefit_pt{float(v):g}", a, n=n)
+                rows.add(name, f"net_benefit_treat_all_pt{float(v):g}", b, n=n)
     # threshold: validation rows, else given, else oracle only
     prefix = ""
     if spec.get("threshold") is not None:
@@ -193,6 +203,8 @@ def _binary_task(spec, cols, val, test, gid, rows, out, opt, figs):
         figs[f"pr_{name}.png"] = F.pr_figure(yt, pt, label=name)
         if is_prob:
             figs[f"calibration_{name}.png"] = F.calibration_figure(yt, pt)
+            if 0 < np.sum(yt == 1) < n:
+                figs[f"decision_{name}.png"] = F.decision_curve_figure(yt, {name: pt}, title=f"{name}: decision curve")
     return res
 
 
@@ -301,7 +313,9 @@ def evaluate_predictions(data, tasks, groups: str | None = None, out_dir=None, *
         * ``"binary"``: ``y`` (0/1 column), ``p`` (score column); optional
           ``threshold`` (fixed), ``threshold_rule`` (``"youden"``, ``"sensitivity"``,
           ``"specificity"``, ``"f1"``) with ``target``, ``compare_to`` (list of
-          score columns for DeLong tests).
+          score columns for DeLong tests), ``decision_thresholds`` (threshold
+          probabilities at which net benefit and treat-all are reported; a
+          decision-curve PNG is drawn for probability scores).
         * ``"regression"``: ``y``, ``p``, optional ``units``.
         * ``"survival"``: ``time``, ``event``, ``p`` (predicted risk); optional
           ``cuts`` or ``n_groups`` (quantiles of validation predictions),

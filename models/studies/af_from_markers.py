@@ -33,7 +33,7 @@ MARKERS = ("LA_max", "LA_min", "LAEF", "LA_LV_ratio")
 def af_from_markers(table, outcome: str = "AF", *, markers=None, clinical=("age", "sex"),
                     baseline=PWAVE_INDICES, fit_on=("val",), split_col: str = "split",
                     groups: str | None = None, l2: float = 1e-3, n_boot: int = 2000, seed: int = 0,
-                    out_dir=None, figures: bool = False) -> dict:
+                    out_dir=None, figures: bool = False, decision_thresholds=None) -> dict:
     """Fit clinical, P-wave and markers logistic models on ``fit_on`` rows; compare on test rows.
 
     Parameters
@@ -81,7 +81,8 @@ def af_from_markers(table, outcome: str = "AF", *, markers=None, clinical=("age"
     if clinical:
         scores = {"clinical": "clinical_prob", **scores}
     metrics = evaluate_scores(table, outcome, scores, reference="pwi", split_col=split_col,
-                              groups=groups, n_boot=n_boot, seed=seed, out_dir=out_dir, figures=figures)
+                              groups=groups, n_boot=n_boot, seed=seed, out_dir=out_dir, figures=figures,
+                              decision_thresholds=decision_thresholds)
     # the same common test cases evaluate_scores used
     s = table[split_col].astype(str).str.lower().to_numpy()
     ok = s == "test"

@@ -46,7 +46,7 @@ def read_predictions(path):
 def run_cv(config: dict, out_dir, folds: int = 5, *, progress: bool = False, evaluate: bool = True,
            subgroup: str | None = None, time_col: str | None = None, event_col: str | None = None,
            risk: str = "max", n_groups: int = 3, horizons=None, n_boot: int | None = None,
-           figures: bool = False) -> dict:
+           figures: bool = False, decision_thresholds=None) -> dict:
     """Train every fold of a validated config and evaluate the pooled out-of-fold predictions.
 
     Parameters
@@ -109,7 +109,8 @@ def run_cv(config: dict, out_dir, folds: int = 5, *, progress: bool = False, eva
             oof, val, tasks, labels_csv=labels, id_col=config["data"]["id_col"], subgroup=subgroup,
             time_col=time_col, event_col=event_col, risk=risk, n_groups=n_groups, horizons=horizons,
             n_boot=config["evaluate"]["n_boot"] if n_boot is None else n_boot, seed=config["seed"],
-            out_dir=os.path.join(out_dir, "evaluation"), figures=figures)
+            out_dir=os.path.join(out_dir, "evaluation"), figures=figures,
+            decision_thresholds=decision_thresholds)
     with open(os.path.join(out_dir, "cv_metrics.json"), "w") as f:
         json.dump(result, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     return result
@@ -147,7 +148,8 @@ def _num(v: str) -> float:
 
 def evaluate_cv(oof, val, tasks, *, labels_csv=None, id_col: str = "record_id", subgroup=None,
                 time_col=None, event_col=None, risk: str = "max", n_groups: int = 3, horizons=None,
-                n_boot: int = 1000, seed: int = 0, out_dir=None, figures: bool = False) -> dict:
+                n_boot: int = 1000, seed: int = 0, out_dir=None, figures: bool = False,
+                decision_thresholds=None) -> dict:
     """Evaluate pooled out-of-fold predictions (test rows) with thresholds from inner-validation rows.
 
     Parameters
@@ -170,6 +172,10 @@ def evaluate_cv(oof, val, tasks, *, labels_csv=None, id_col: str = "record_id", 
         binary tasks (any vessel), or one task's probability.
     n_groups : int
         Risk groups: quantiles of the **validation** risk (tertiles by default).
+    decision_thresholds : sequence of float, optional
+        Threshold probabilities at which the net benefit of each binary task
+        is reported (decision-curve analysis; the CCTA analysis used 0.15
+        for RCA/LAD/LCx and 0.01 for LM).
     """
     import pandas as pd
     from ecgcore import stats
@@ -192,6 +198,8 @@ def evaluate_cv(oof, val, tasks, *, labels_csv=None, id_col: str = "record_id", 
             spec["threshold_rule"] = x.get("threshold_rule", "youden")
             if x.get("threshold_target") is not None:
                 spec["target"] = x["threshold_target"]
+            if decision_thresholds:
+                spec["decision_thresholds"] = [float(v) for v in decision_thresholds]
         specs.append(spec)
     if time_col and event_col:
         if risk == "max":

@@ -87,7 +87,8 @@ class LVHLogistic:
 def lvh_study(table, *, true_col: str = "ilvm_true", pred_col: str = "ilvm_pred", sex_col: str = "is_m",
               lvh_col: str | None = "lvh_true", kind: str = "indexed", split_col: str = "split",
               groups: str | None = None, train_prevalence: float | None = None, n_boot: int = 5000,
-              seed: int = 0, out_dir=None, figures: bool = False, units: str = "g/m²") -> dict:
+              seed: int = 0, out_dir=None, figures: bool = False, units: str = "g/m²",
+              baselines=None, decision_thresholds=None) -> dict:
     """Regression and LVH-classification evaluation of predicted (i)LVM.
 
     Parameters
@@ -100,6 +101,15 @@ def lvh_study(table, *, true_col: str = "ilvm_true", pred_col: str = "ilvm_pred"
     train_prevalence : float, optional
         LVH prevalence of the training split for the prior-adjusted columns
         (as published); default: the validation prevalence (reported).
+    baselines : dict name -> (column, threshold), optional
+        Comparator scores already in ``table`` (e.g. the ECG voltage criteria
+        from ``ecgcore.measure``: Sokolow-Lyon in mV with threshold 3.5). Each
+        is evaluated as a binary task at its fixed threshold (LVH when score
+        >= threshold; AUROC of the continuous score) on the rows where it is
+        measurable, and the LR probability is compared with it by DeLong's
+        test on the test rows where both exist (``delong_vs_baselines``).
+    decision_thresholds : sequence of float, optional
+        Threshold probabilities for net benefit of the LR probability.
 
     Returns
     -------
@@ -147,10 +157,34 @@ def lvh_study(table, *, true_col: str = "ilvm_true", pred_col: str = "ilvm_pred"
               "threshold": 1.0},
              {"name": "lvh_lr", "type": "binary", "y": "lvh_true", "p": "lvh_proba_lr",
               "threshold_rule": "youden", "compare_to": ["lvh_score_cutoff"]}]
+    if decision_thresholds:
+        specs[-1]["decision_thresholds"] = [float(v) for v in decision_thresholds]
+    baselines = dict(baselines or {})
+    for bname, (bcol, bthr) in baselines.items():
+        if bcol not in t.columns:
+            raise EvaluationError(f"baseline {bname!r}: table has no column {bcol!r}")
+        if bname in ("mass", "lvh_cutoff", "lvh_lr"):
+            raise EvaluationError(f"baseline name {bname!r} is taken by a built-in task")
+        data[f"baseline_{bname}"] = t[bcol].to_numpy(np.float64)[keep]
+        specs.append({"name": bname, "type": "binary", "y": "lvh_true", "p": f"baseline_{bname}",
+                      "threshold": float(bthr)})
     res = stats.evaluate_predictions(data, specs, groups=groups, out_dir=out_dir, split=split_col,
                                      n_boot=n_boot, seed=seed, figures=figures)
     res.pop("rows", None)
+    # LR probability vs each comparator on the same test cases (both measurable)
+    dl = {}
+    test = s[keep] == "test"
+    for bname in baselines:
+        b = data[f"baseline_{bname}"]
+        ok = test & np.isfinite(b) & np.isfinite(data["lvh_proba_lr"]) & np.isfinite(data["lvh_true"])
+        y = data["lvh_true"][ok]
+        if ok.sum() < 3 or len(np.unique(y)) < 2:
+            dl[bname] = {"n": int(ok.sum()), "error": "fewer than 3 common test rows or one class"}
+            continue
+        d = stats.delong_test(y, data["lvh_proba_lr"][ok], b[ok])
+        dl[bname] = {"n": int(ok.sum()), **{k: v for k, v in d.as_dict().items() if k != "cov"}}
     return {"metrics": res, "thresholds": LVH_THRESHOLDS[kind], "kind": kind,
+            "delong_vs_baselines": dl,
             "lvh_lr": {"coef_is_male": float(model.lr.coef_[0]), "coef_mass": float(model.lr.coef_[1]),
                        "intercept": model.lr.intercept_, "n_fit": model.n_fit_, "fit_on": "val"},
             "prior": {"value": prior, "from": prior_from}, "table": t}

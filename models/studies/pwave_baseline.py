@@ -27,7 +27,7 @@ __all__ = ["pwave_baseline"]
 def pwave_baseline(table, outcome: str = "AF", indices=PWAVE_INDICES, *, fit_on=("train",),
                    split_col: str = "split", groups: str | None = None, l2: float = 1e-3,
                    score_col: str = "pwi_prob", n_boot: int = 2000, seed: int = 0, out_dir=None,
-                   figures: bool = False) -> dict:
+                   figures: bool = False, decision_thresholds=None) -> dict:
     """Fit the P-wave-index logistic model on ``fit_on`` rows and evaluate it on test rows.
 
     Parameters
@@ -55,6 +55,7 @@ def pwave_baseline(table, outcome: str = "AF", indices=PWAVE_INDICES, *, fit_on=
     table = table.copy()
     table[score_col] = p
     metrics = evaluate_scores(table, outcome, {"pwi": score_col}, split_col=split_col, groups=groups,
-                              n_boot=n_boot, seed=seed, out_dir=out_dir, figures=figures)
+                              n_boot=n_boot, seed=seed, out_dir=out_dir, figures=figures,
+                              decision_thresholds=decision_thresholds)
     return {"model": model.summary(), "features": list(indices), "fit_on": list(fit_on),
             "metrics": metrics, "table": table, "risk_model": model}

@@ -46,7 +46,7 @@ def fit_and_score(table, outcome: str, features, *, fit_on=("train",), split_col
 def evaluate_scores(table, outcome: str, scores, *, reference: str | None = None,
                     split_col: str = "split", groups: str | None = None, subgroups=(),
                     n_boot: int = 2000, seed: int = 0, out_dir=None, figures: bool = False,
-                    threshold_rule: str = "youden") -> dict:
+                    threshold_rule: str = "youden", decision_thresholds=None) -> dict:
     """Evaluate score columns against a binary outcome on the **same** test cases.
 
     Rows whose outcome or any score is missing are dropped first (from
@@ -58,6 +58,9 @@ def evaluate_scores(table, outcome: str, scores, *, reference: str | None = None
     scores : dict name -> column, or list of columns
     reference : str, optional
         Name of the score the others are compared with (DeLong, paired).
+    decision_thresholds : sequence of float, optional
+        Threshold probabilities at which net benefit (and treat-all) is
+        reported per score (decision-curve analysis, ``ecgcore.stats.decision``).
 
     Returns
     -------
@@ -90,6 +93,8 @@ def evaluate_scores(table, outcome: str, scores, *, reference: str | None = None
     specs = []
     for name, c in scores.items():
         spec = {"name": name, "type": "binary", "y": outcome, "p": c, "threshold_rule": threshold_rule}
+        if decision_thresholds:
+            spec["decision_thresholds"] = [float(v) for v in decision_thresholds]
         if reference is not None and name != reference:
             spec["compare_to"] = [scores[reference]]
         specs.append(spec)
