@@ -225,8 +225,14 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         if layout in ("3x4+II", "3x4") and not rhythm and t0 > 0:
             # separator tick between columns, as on carts
             ax.vlines(x0_mm, base_mm - 2.5, base_mm + 2.5, colors="black", lw=line_width)
-    ax.add_collection(LineCollection(trace_segments, colors="black", linewidths=line_width,
-                                     capstyle="round", joinstyle="round", zorder=3))
+    traces = LineCollection(trace_segments, colors="black", linewidths=line_width,
+                            capstyle="round", joinstyle="round", zorder=3)
+    # matplotlib decides on path simplification when a Path is created (from the rcParam at
+    # that moment), not when it is saved: switch it off on the trace paths themselves so
+    # vector output keeps every sample (the digitisation ground truth depends on it).
+    for p in traces.get_paths():
+        p.should_simplify = False
+    ax.add_collection(traces)
     if isinstance(path_or_ax, (str, os.PathLike)):
         path = os.fspath(path_or_ax)
         ext = os.path.splitext(path)[1].lower()

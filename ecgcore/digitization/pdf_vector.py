@@ -4,17 +4,30 @@ Most carts and archives export ECGs as vector PDFs whose traces are stroked
 polylines. Their vertices are the signal, so reading them is essentially
 lossless (facts/digitization.md §10.1). The recipe (facts/formats.md §11):
 
-1. collect every stroked path (pypdfium2 raw API; form XObjects are recursed
-   with their matrices composed) and the text layer with character boxes;
+1. collect every stroked path (pypdfium2 raw API, one bulk read per path via
+   :func:`ecgcore._pdfium.path_segments`; form XObjects are recursed with their
+   matrices composed) and the text layer with character boxes; dark pieces
+   drawn end to start are joined into one polyline;
 2. map page points to *display* coordinates (u rightwards = time, v upwards =
    voltage) from the page's ``/Rotate``;
-3. traces are long, dark polylines monotonic in u; the paper scale is
-   72/25.4 pt per mm, checked against the grid period; speed (mm/s) and gain
-   (mm/mV) come from the text layer and the calibration pulse (the pulse
-   height wins when they disagree: it is the drawn 1 mV);
-4. traces are grouped into rows by baseline; each lead label (nearest text)
-   names a trace, or a column of a trace that concatenates several leads;
-5. the non-uniform vertices are interpolated onto ``k / fs``.
+3. traces are long, dark polylines monotonic in u; a calibration pulse drawn in
+   the trace's own polyline is cut off; the paper scale is 72/25.4 pt per mm,
+   checked against the grid period; speed (mm/s) and gain (mm/mV) come from the
+   text layer and the calibration pulse (the pulse height wins when they
+   disagree: it is the drawn 1 mV);
+4. when the vertices sit on a regular lattice whose rate is a standard sampling
+   rate, that lattice is the time axis (one vertex per sample, even where the
+   renderer stretched N samples over N - 1 intervals or dropped vertices);
+5. traces are grouped into rows by baseline; each lead label (nearest text)
+   names a trace, or a column of a trace that concatenates several leads
+   (equal columns of whole samples when the lattice is known);
+6. the vertices are interpolated onto ``k / fs`` with shape-preserving cubics
+   (exact at every vertex).
+
+What a page cannot give back: a renderer's own filtering (dicom-ecg-plot
+band-passes 0.05-40 Hz before drawing) and the vertices a simplifying writer
+dropped (matplotlib keeps a trace within ~0.1-0.2 pt of the true curve, which
+along steep QRS edges is tenths of a mV: about 30 dB).
 """
 
 from __future__ import annotations
@@ -25,15 +38,19 @@ import re
 
 import numpy as np
 
+from .._pdfium import path_segments
 from ..errors import DigitizeError
 from ..record import Record, STANDARD_12, normalize_lead
 
 __all__ = ["extract_page_content", "read_vector_pdf", "PT_PER_MM"]
 
 PT_PER_MM = 72.0 / 25.4
+_MOVETO = 2     # FPDF_SEGMENT_MOVETO
 _LEAD_RE = re.compile(r"^(I|II|III|aVR|aVL|aVF|AVR|AVL|AVF|V[1-9]R?|V[1-9]r|D[1-3]|DI|DII|DIII)$")
-_SPEED_RE = re.compile(r"(\d+(?:[.,]\d+)?)\s*mm\s*/\s*s(?![a-z])", re.I)
-_GAIN_RE = re.compile(r"(\d+(?:[.,]\d+)?)\s*mm\s*/\s*mV", re.I)
+# A number only where no digit precedes it: CardioSoft's text layer holds runs of a
+# thousand digits, on which an unanchored \d+ backtracks quadratically (5 ms a page).
+_SPEED_RE = re.compile(r"(?<![\d.,])(\d{1,4}(?:[.,]\d{1,3})?)\s*mm\s*/\s*s(?![a-z])", re.I)
+_GAIN_RE = re.compile(r"(?<![\d.,])(\d{1,4}(?:[.,]\d{1,3})?)\s*mm\s*/\s*mV", re.I)
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,21 +65,25 @@ def _mat_mul(m1, m2):
 
 
 def _walk_objects(raw, count, get, parent, paths):
-    # pdfium hands out one point per ctypes call, so this loop is the cost of a vector
-    # page: bind every function once and keep per-point work to plain floats.
+    """Append ``(points (n, 2) in page pt, (r, g, b))`` for every subpath of every path.
+
+    Form XObjects are recursed with their matrices composed. The vertices of a
+    path come in one bulk read (:func:`ecgcore._pdfium.path_segments`); the
+    per-object calls (type, matrix, colour) are what is left of the FFI cost.
+    """
     get_type, get_matrix = raw.FPDFPageObj_GetType, raw.FPDFPageObj_GetMatrix
-    n_segs, get_seg = raw.FPDFPath_CountSegments, raw.FPDFPath_GetPathSegment
-    get_point, seg_type = raw.FPDFPathSegment_GetPoint, raw.FPDFPathSegment_GetType
-    stroke = raw.FPDFPageObj_GetStrokeColor
-    PATH, FORM, MOVETO = raw.FPDF_PAGEOBJ_PATH, raw.FPDF_PAGEOBJ_FORM, raw.FPDF_SEGMENT_MOVETO
-    fx, fy = ctypes.c_float(), ctypes.c_float()
-    px_, py_ = ctypes.byref(fx), ctypes.byref(fy)
+    n_segs, stroke = raw.FPDFPath_CountSegments, raw.FPDFPageObj_GetStrokeColor
+    PATH, FORM = raw.FPDF_PAGEOBJ_PATH, raw.FPDF_PAGEOBJ_FORM
     r, g, b, a = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
     m = raw.FS_MATRIX()
     for i in range(count):
         obj = get(i)
         kind = get_type(obj)
-        if kind != PATH and kind != FORM:
+        if kind == PATH:
+            n = n_segs(obj)
+            if n < 2:
+                continue
+        elif kind != FORM:
             continue
         get_matrix(obj, m)
         mat = (m.a, m.b, m.c, m.d, m.e, m.f)
@@ -71,31 +92,50 @@ def _walk_objects(raw, count, get, parent, paths):
             _walk_objects(raw, raw.FPDFFormObj_CountObjects(obj),
                           lambda j, o=obj: raw.FPDFFormObj_GetObject(o, j), full, paths)
             continue
-        n = n_segs(obj)
-        if n < 2:
-            continue
         if not stroke(obj, r, g, b, a):
             r.value = g.value = b.value = 0
-        xs = [0.0] * n
-        ys = [0.0] * n
-        moves = []
-        for k in range(n):
-            seg = get_seg(obj, k)
-            get_point(seg, px_, py_)
-            xs[k] = fx.value
-            ys[k] = fy.value
-            if k and n > 2 and seg_type(seg) == MOVETO:
-                moves.append(k)
-        xs = np.array(xs)
-        ys = np.array(ys)
-        ca, cb, cc, cd, ce, cf = full
-        X = ca * xs + cc * ys + ce
-        Y = cb * xs + cd * ys + cf
         col = (r.value, g.value, b.value)
-        bounds = [0] + moves + [n]
+        xy, types = path_segments(raw, obj, n)
+        ca, cb, cc, cd, ce, cf = full
+        if (ca, cb, cc, cd, ce, cf) != (1.0, 0.0, 0.0, 1.0, 0.0, 0.0):
+            xy = np.column_stack([ca * xy[:, 0] + cc * xy[:, 1] + ce,
+                                  cb * xy[:, 0] + cd * xy[:, 1] + cf])
+        moves = np.flatnonzero(types[1:] == _MOVETO) + 1 if n > 2 else ()
+        if not len(moves):
+            paths.append((xy, col))
+            continue
+        bounds = [0, *moves.tolist(), n]
         for s0, s1 in zip(bounds[:-1], bounds[1:]):
             if s1 - s0 >= 2:
-                paths.append((np.column_stack([X[s0:s1], Y[s0:s1]]), col))
+                paths.append((xy[s0:s1], col))
+
+
+def _stitch(paths, tol=0.01):
+    """Join dark polylines drawn one after another end to start into one.
+
+    Some writers cut a trace into many short paths or subpaths (a new path every
+    few dozen vertices, or one per sample block); each piece alone is too short
+    to be told from text strokes. Consecutive pieces of one colour whose ends
+    meet (within ``tol`` pt) are one line.
+    """
+    out = []
+    run = None                     # pieces of the polyline being joined
+    run_col = None
+    for p, col in paths:
+        if run is not None and col == run_col and abs(p[0, 0] - run[-1][-1, 0]) < tol \
+                and abs(p[0, 1] - run[-1][-1, 1]) < tol:
+            run.append(p[1:])
+            continue
+        if run is not None:
+            out.append((np.concatenate(run) if len(run) > 1 else run[0], run_col))
+        if _is_dark(col):
+            run, run_col = [p], col
+        else:
+            run = None
+            out.append((p, col))
+    if run is not None:
+        out.append((np.concatenate(run) if len(run) > 1 else run[0], run_col))
+    return out
 
 
 def _display_transform(rotation: int, width: float, height: float):
@@ -127,7 +167,7 @@ def extract_page_content(page):
                   lambda j: raw.FPDFPage_GetObject(page.raw, j), None, paths)
     w, h = page.get_size()
     to_disp = _display_transform(page.get_rotation(), w, h)
-    polylines = [(to_disp(p), col) for p, col in paths]
+    polylines = [(to_disp(p), col) for p, col in _stitch(paths)]
     tp = page.get_textpage()
     text = tp.get_text_range() or ""
     words = []
@@ -148,20 +188,24 @@ def extract_page_content(page):
 # --------------------------------------------------------------------------------------------
 # scale
 # --------------------------------------------------------------------------------------------
-def _is_dark(col) -> bool:
-    r, g, b = col
-    return max(r, g, b) < 160 and (0.299 * r + 0.587 * g + 0.114 * b) < 110
+def _is_dark(col, _cache={}) -> bool:
+    # a page has thousands of paths in a handful of colours: remember the answer
+    dark = _cache.get(col)
+    if dark is None:
+        r, g, b = col
+        dark = _cache[col] = max(r, g, b) < 160 and (0.299 * r + 0.587 * g + 0.114 * b) < 110
+    return dark
 
 
 def _grid_scale(polylines) -> float:
     """Paper scale factor from the grid period (1.0 when the page is printed 1:1)."""
-    pos = []
-    for p, col in polylines:
-        if len(p) != 2 or _is_dark(col):
-            continue
-        du, dv = abs(p[1, 0] - p[0, 0]), abs(p[1, 1] - p[0, 1])
-        if du < 1e-3 and dv > 20 * PT_PER_MM:
-            pos.append(p[0, 0])
+    lines = [p for p, col in polylines if len(p) == 2 and not _is_dark(col)]
+    if len(lines) < 6:
+        return 1.0
+    seg = np.asarray(lines)                           # (n, 2 points, u/v)
+    du = np.abs(seg[:, 1, 0] - seg[:, 0, 0])
+    dv = np.abs(seg[:, 1, 1] - seg[:, 0, 1])
+    pos = seg[(du < 1e-3) & (dv > 20 * PT_PER_MM), 0, 0]   # long vertical lines
     if len(pos) < 6:
         return 1.0
     d = np.diff(np.unique(np.round(pos, 2)))
@@ -197,19 +241,19 @@ def _find_pulses(polylines, pt_mm):
     u = vert[:, 0]
     lo = np.minimum(vert[:, 1], vert[:, 3])
     hi = np.maximum(vert[:, 1], vert[:, 3])
-    for i in range(len(vert)):
-        for j in range(len(vert)):
-            w = u[j] - u[i]
-            if not (1.0 * pt_mm < w < 30 * pt_mm):
-                continue
-            if abs(lo[i] - lo[j]) > 0.3 * pt_mm or abs(hi[i] - hi[j]) > 0.3 * pt_mm:
-                continue
-            # a top (upward pulse) joining the two strokes
-            top = hor[(np.abs(hor[:, 1] - hi[i]) < 0.3 * pt_mm)
-                      & (np.minimum(hor[:, 0], hor[:, 2]) <= u[i] + 0.3 * pt_mm)
-                      & (np.maximum(hor[:, 0], hor[:, 2]) >= u[j] - 0.3 * pt_mm)]
-            if len(top):
-                out.append((float(u[i]), float(lo[i]), float(hi[i] - lo[i]), float(w)))
+    # pairs of equal strokes 1-30 mm apart, found at once (a page can have hundreds of
+    # short dark verticals: separators, marks, glyph stems)
+    w_all = u[None, :] - u[:, None]
+    pair = ((w_all > 1.0 * pt_mm) & (w_all < 30 * pt_mm)
+            & (np.abs(lo[:, None] - lo[None, :]) <= 0.3 * pt_mm)
+            & (np.abs(hi[:, None] - hi[None, :]) <= 0.3 * pt_mm))
+    for i, j in zip(*np.nonzero(pair)):
+        # a top (upward pulse) joining the two strokes
+        top = hor[(np.abs(hor[:, 1] - hi[i]) < 0.3 * pt_mm)
+                  & (np.minimum(hor[:, 0], hor[:, 2]) <= u[i] + 0.3 * pt_mm)
+                  & (np.maximum(hor[:, 0], hor[:, 2]) >= u[j] - 0.3 * pt_mm)]
+        if len(top):
+            out.append((float(u[i]), float(lo[i]), float(hi[i] - lo[i]), float(u[j] - u[i])))
     return out
 
 
@@ -225,7 +269,13 @@ def _text_number(regex, text):
 # --------------------------------------------------------------------------------------------
 # traces, rows, labels
 # --------------------------------------------------------------------------------------------
-def _trace_candidates(polylines, pt_mm):
+def _trace_candidates(polylines, pt_mm, pulses=None):
+    """Long dark polylines that are functions of time, oriented left to right.
+
+    A calibration pulse drawn in the same polyline as the trace (before or
+    after it) is cut off and appended to ``pulses``; left in place it would
+    shift the row's time origin and become part of the first lead.
+    """
     out = []
     for p, col in polylines:
         if len(p) < 30 or not _is_dark(col):
@@ -240,10 +290,66 @@ def _trace_candidates(polylines, pt_mm):
         step = np.diff(u)
         if np.mean(step >= -0.02 * pt_mm) < 0.97:   # not a function of time: text, frames
             continue
+        for end in (0, 1):                           # a pulse ahead of, then after, the trace
+            q = p[::-1] if end else p
+            cut = _cut_pulse(q, pt_mm)
+            if cut is not None:
+                q, pulse = cut
+                p = q[::-1] if end else q
+                if pulses is not None:
+                    pulses.append(pulse)
+        u = p[:, 0]
+        if len(p) < 30 or u[-1] - u[0] < 15 * pt_mm:
+            continue
         v = p[:, 1]
         out.append({"pts": p, "u0": float(u[0]), "u1": float(u[-1]),
                     "base": _mode(v, 0.05 * pt_mm)})
     return out
+
+
+def _cut_pulse(p, pt_mm):
+    """Split a calibration pulse off the start of a polyline (``p`` runs away from it).
+
+    The pulse is a flat lead-in, a vertical stroke of 2-45 mm, a flat top of
+    1-30 mm (one or more segments), a stroke of the same height back, and then
+    usually a flat connector to where the trace starts. Returns ``(trace,
+    (u_left, v_foot, height, width))`` with the connector dropped, or None
+    when the polyline does not start that way. ``p`` may run right to left (a
+    pulse after the trace); the returned u_left is then the pulse's right edge,
+    which only serves as a position.
+    """
+    # software draws a pulse with exactly vertical edges and a flat top; 0.01 mm is
+    # below the sample step of a trace even at 1 kHz and 25 mm/s (0.025 mm)
+    tol = 0.01 * pt_mm
+    n = min(len(p), 16)
+    du = np.diff(p[:n, 0])
+    dv = np.diff(p[:n, 1])
+    i = 0
+    while i < n - 1 and abs(dv[i]) < tol:            # flat lead-in
+        i += 1
+    if i >= n - 3 or abs(du[i]) > tol or not (2 * pt_mm < dv[i] < 45 * pt_mm):
+        return None                                  # pulses point up (+1 mV)
+    up = dv[i]
+    j = i + 1
+    width = 0.0
+    while j < n - 1 and abs(dv[j]) < tol and abs(du[j]) > 0:
+        width += abs(du[j])
+        j += 1
+    if j >= n - 1 or not (1 * pt_mm < width < 30 * pt_mm):
+        return None
+    if abs(du[j]) > tol or abs(dv[j] + up) > 0.3 * pt_mm:
+        return None
+    foot = j + 1
+    v_foot = float(p[foot, 1])
+    q = p[foot:]
+    # the connector: flat at the foot level, much longer than a sample step
+    while len(q) > 2 and abs(q[1, 1] - v_foot) < 0.01 * pt_mm \
+            and abs(q[1, 0] - q[0, 0]) > 0.5 * pt_mm:
+        q = q[1:]
+    if len(q) > 2 and abs(q[1, 0] - q[0, 0]) < 1e-4 * pt_mm \
+            and abs(q[0, 1] - v_foot) < 0.01 * pt_mm:
+        q = q[1:]                            # the connector's end, under the first sample
+    return q, (float(p[i, 0]), float(p[i, 1]), float(up), float(width))
 
 
 def _mode(v, binw):
@@ -298,27 +404,112 @@ def _assign_labels(rows, words, pt_mm):
     if not ok.any():
         return
     penalty = 50.0 * pt_mm
-    best = None
-    for delta in np.unique(np.round(off[ok], 1)):
-        resid = np.where(ok, np.abs(off - delta), np.inf)
-        pick = np.argmin(resid, axis=1)
-        r = resid[np.arange(len(words)), pick]
-        hit = np.isfinite(r)
-        cost = float(np.minimum(r[hit], penalty).sum()) + penalty * (~hit).sum()
-        used = np.bincount(pick[hit], minlength=len(traces))
-        cost += penalty * int((used == 0).sum())
-        for j in np.flatnonzero(used > 1):       # two labels in one column of a trace
-            us = np.sort(lu[hit & (pick == j)])
-            cost += penalty * int((np.diff(us) < 5 * pt_mm).sum())
-        key = (cost, abs(delta))
-        if best is None or key < best[0]:
-            best = (key, pick, hit & (r < 10 * pt_mm))
-    _, pick, good = best
+    n_w, n_t = len(words), len(traces)
+    # all candidate deltas at once: (deltas, labels, traces)
+    deltas = np.unique(np.round(off[ok], 1))
+    resid = np.where(ok[None], np.abs(off[None] - deltas[:, None, None]), np.inf)
+    pick = np.argmin(resid, axis=2)                                   # (D, L)
+    r = np.take_along_axis(resid, pick[:, :, None], axis=2)[:, :, 0]
+    hit = np.isfinite(r)
+    cost = np.where(hit, np.minimum(r, penalty), penalty).sum(axis=1)
+    used = np.zeros((len(deltas), n_t), np.int64)
+    rows_d = np.repeat(np.arange(len(deltas)), n_w)
+    np.add.at(used, (rows_d[hit.ravel()], pick.ravel()[hit.ravel()]), 1)
+    cost += penalty * (used == 0).sum(axis=1)
+    # two labels in one column of a trace: neighbours (by position) on the same trace
+    # closer than 5 mm
+    key_t = np.where(hit, pick, n_t)                  # misses sort last, as their own group
+    order = np.lexsort((np.broadcast_to(lu, pick.shape), key_t), axis=1)
+    kt = np.take_along_axis(key_t, order, axis=1)
+    us = lu[order]
+    clash = (kt[:, 1:] == kt[:, :-1]) & (kt[:, 1:] < n_t) & (np.diff(us, axis=1) < 5 * pt_mm)
+    cost += penalty * clash.sum(axis=1)
+    best = np.lexsort((np.abs(deltas), cost))[0]      # lowest cost, then smallest offset
+    pick, good = pick[best], hit[best] & (r[best] < 10 * pt_mm)
     for i, (word, uc, _vc, _h) in enumerate(words):
         if good[i]:
             traces[pick[i]]["labels"].append((uc, word))
     for tr in traces:
         tr["labels"].sort()
+
+
+# --------------------------------------------------------------------------------------------
+# the sample lattice
+# --------------------------------------------------------------------------------------------
+# Sampling rates of ECG sources. A page whose trace vertices sit on a lattice of one of
+# these rates (within _FS_TOL) was drawn one vertex per sample, so the vertex spacing, not
+# the printed speed, is the time scale.
+_COMMON_FS = (50.0, 100.0, 120.0, 125.0, 128.0, 150.0, 200.0, 240.0, 250.0, 256.0, 257.0,
+              300.0, 360.0, 400.0, 500.0, 512.0, 600.0, 800.0, 1000.0, 1024.0, 1200.0,
+              2000.0, 2048.0, 4000.0, 5000.0, 8000.0, 10000.0)
+# A renderer that maps N samples onto a width meant for N + 1 (matplotlib's xlim
+# [0, N - 1], for one) is off by 1/N, i.e. 1e-4 for 10 s at 1 kHz. Printer device grids
+# (300 or 600 dpi at 25 or 50 mm/s: 295.3 or 590.6 steps/s) are 1.6 % away from any rate
+# in the list, so 0.25 % separates the two.
+_FS_TOL = 0.0025
+
+
+def _sample_lattice(u, pt_mm):
+    """Spacing (pt) of the regular lattice a trace's vertices sit on, or None.
+
+    Renderers draw one vertex per sample; simplifying renderers (matplotlib's
+    default) drop vertices but keep the survivors at their sample positions. So
+    the smallest vertex step is one sample interval and every vertex lies on a
+    whole number of them. The spacing is refined over growing spans so that
+    rounding to the nearest lattice index stays exact on 10^4-sample rows.
+    """
+    if len(u) < 20:
+        return None
+    d = np.diff(u)
+    pos = d[d > 1e-3 * pt_mm]          # vertical strokes (same time) carry no spacing
+    if len(pos) < 10:
+        return None
+    near = pos[pos < 1.5 * pos.min()]
+    if len(near) < 5:
+        return None
+    delta = float(np.median(near))
+    x = u - u[0]
+    span = 50.0
+    while True:
+        sel = x <= span * delta
+        k = np.round(x[sel] / delta)
+        if k[-1] <= 0:
+            return None
+        kk = k - k.mean()
+        delta = float(np.dot(kk, x[sel] - x[sel].mean()) / np.dot(kk, kk))
+        if sel.all():
+            break
+        span *= 10.0
+    k = np.round(x / delta)
+    resid = x - delta * k
+    resid -= np.median(resid)
+    if not delta > 0 or np.mean(np.abs(resid) < 0.1 * delta) < 0.995:
+        return None
+    return delta
+
+
+def _lattice_rate(traces, pt_s, pt_mm):
+    """Time scale (pt per second) from the traces' sample lattice, and its rate.
+
+    Returns ``(pt_per_s, fs)``: the lattice spacing times the snapped sampling
+    rate when the traces agree on one rate from :data:`_COMMON_FS`, else the
+    nominal ``pt_s`` (from the printed speed) and None.
+    """
+    deltas, rates = [], []
+    # the four longest traces settle it (a page's rows share one rate) at a third of the cost
+    for tr in sorted(traces, key=lambda tr: -len(tr["pts"]))[:4]:
+        delta = _sample_lattice(tr["pts"][:, 0], pt_mm)
+        if delta is None:
+            continue
+        fs_page = pt_s / delta
+        best = min(_COMMON_FS, key=lambda f: abs(np.log(fs_page / f)))
+        if abs(fs_page / best - 1.0) > _FS_TOL:
+            return pt_s, None          # a lattice, but not samples (a device grid)
+        deltas.append(delta)
+        rates.append(best)
+    if not rates or len(set(rates)) != 1:
+        return pt_s, None
+    return float(np.median(deltas)) * rates[0], rates[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +573,7 @@ def _read_doc(doc, path, fs, layout, pages):
     n_pages = len(doc)
     if n_pages == 0:
         raise DigitizeError("the PDF has no pages", path)
-    segments = []        # (lead, t0, t_samples, values)
+    segments = []        # (lead, t_start, t_end, curve, end inclusive)
     meta_pages = []
     speed_used = gain_used = None
     flags = {}
@@ -392,12 +583,13 @@ def _read_doc(doc, path, fs, layout, pages):
         polylines, words, text = extract_page_content(page)
         page.close()
         pt_mm = PT_PER_MM * _grid_scale(polylines)
-        traces = _trace_candidates(polylines, pt_mm)
+        joined = []
+        traces = _trace_candidates(polylines, pt_mm, joined)
         if not traces:
             continue
         speed_txt = _text_number(_SPEED_RE, text)
         gain_txt = _text_number(_GAIN_RE, text)
-        pulses = _find_pulses(polylines, pt_mm)
+        pulses = _find_pulses(polylines, pt_mm) + joined
         gain_pulse = float(np.median([p[2] for p in pulses])) / pt_mm if pulses else None
         gain = gain_txt
         if gain_pulse is not None and (gain is None or abs(gain_pulse / gain - 1) > 0.05):
@@ -417,18 +609,36 @@ def _read_doc(doc, path, fs, layout, pages):
                 flags["speed_assumed"] = True
         rows = _group_rows(traces, pt_mm)
         _assign_labels(rows, words, pt_mm)
-        pt_s, pt_mv = pt_mm * speed, pt_mm * gain
+        pt_mv = pt_mm * gain
+        pt_s, fs_lattice = _lattice_rate(traces, pt_mm * speed, pt_mm)
+        dt = 1.0 / fs_lattice if fs_lattice else 0.0
+        longest = max(tr["u1"] - tr["u0"] for tr in traces)
+        # traces drawn one after another: a gap of more than 1.5 samples (or, with no
+        # sample lattice, 2.5 mm) between one's end and the next's start is visible
+        min_gap = 1.5 * pt_s * dt if dt else 2.5 * pt_mm
         for row in rows:
             # the pulse foot is the row's 0 mV when there is one on the row's level
             base = row["base"]
             for pu in pulses:
-                if abs(pu[1] - base) < 3 * pt_mm and pu[0] < row["traces"][0]["u0"]:
+                if abs(pu[1] - base) < 3 * pt_mm and (pu[0] < row["traces"][0]["u0"]
+                                                       or pu[0] > row["traces"][-1]["u1"]):
                     base = pu[1]
-            t_prev_end, u_prev_end, u_origin = None, None, row["traces"][0]["u0"]
+            inserted = _gaps_are_inserted(row["traces"], longest, pt_s * dt, min_gap)
+            u_prev, u_origin = None, row["traces"][0]["u0"]
             for tr in row["traces"]:
-                if u_prev_end is not None and tr["u0"] - u_prev_end > 2.5 * pt_mm:
-                    u_origin = tr["u0"]      # a visible gap: the time axis restarts
-                u_prev_end = tr["u1"]
+                if u_prev is not None and tr["u0"] - u_prev[1] > min_gap:
+                    # A visible gap. After a full-length trace in a row of two it starts
+                    # another panel of the same time span (6x2 side by side): the time
+                    # axis restarts. Otherwise (3x4 columns) it is either blank paper put
+                    # between them (time goes on from the previous column's end) or
+                    # samples left out (time goes on with the paper): see
+                    # _gaps_are_inserted.
+                    if u_prev[1] - u_prev[0] > 0.9 * longest and len(row["traces"]) <= 2:
+                        u_origin = tr["u0"]
+                    elif inserted:
+                        t_next = (u_prev[1] - u_origin) / pt_s + dt
+                        u_origin = tr["u0"] - t_next * pt_s
+                u_prev = (tr["u0"], tr["u1"])
                 names = [w for _, w in tr["labels"]]
                 if not names:
                     flags["unlabelled_traces"] = flags.get("unlabelled_traces", 0) + 1
@@ -437,11 +647,14 @@ def _read_doc(doc, path, fs, layout, pages):
                 t = (tr["pts"][:, 0] - u_origin) / pt_s
                 v = (tr["pts"][:, 1] - base) / pt_mv
                 ta, tb = t[0], t[-1]
-                edges = _column_edges(tr, ta, tb, k, u_origin, pt_s)
+                edges = _column_edges(tr, ta, tb, k, u_origin, pt_s, dt)
+                curve = _prepare_curve(t, v)
                 for j, name in enumerate(names):
+                    # (lead, start, end, curve, whether end is the trace's last vertex)
                     segments.append((normalize_lead(_canon_label(name)), edges[j], edges[j + 1],
-                                     t, v))
+                                     curve, j == k - 1))
         meta_pages.append({"page": pi, "speed": speed, "gain": gain, "pulses": len(pulses),
+                           "fs_drawn": fs_lattice, "speed_drawn": pt_s / pt_mm,
                            "speed_text": speed_txt, "gain_text": gain_txt,
                            "gain_pulse": gain_pulse})
         speed_used, gain_used, pt_mm_used = speed, gain, pt_mm
@@ -454,6 +667,28 @@ def _read_doc(doc, path, fs, layout, pages):
         "pt_per_mm": pt_mm_used, "pages": meta_pages, "digitize_flags": flags})
 
 
+def _gaps_are_inserted(row_traces, longest, step, min_gap):
+    """Whether the visible gaps between a row's columns are blank paper put between them.
+
+    A renderer may separate consecutive columns by inserting space (time goes on
+    from the previous column's last sample) or by leaving samples out (time goes
+    on with the paper). The page's longest trace (the rhythm strip) covers the
+    whole time span: the reading whose row length comes closer to it wins.
+    Without such a strip the columns are taken as abutting in time (inserted).
+    """
+    tr = list(row_traces)
+    if len(tr) < 2:
+        return True
+    gaps = [b["u0"] - a["u1"] for a, b in zip(tr[:-1], tr[1:])]
+    if not any(g > min_gap for g in gaps):
+        return True
+    span_paper = tr[-1]["u1"] - tr[0]["u0"]
+    span_inserted = sum(t["u1"] - t["u0"] for t in tr) + step * (len(tr) - 1)
+    if span_paper > 1.1 * longest and span_inserted > 1.1 * longest:
+        return True                         # no strip to compare with
+    return abs(span_inserted - longest) <= abs(span_paper - longest)
+
+
 def _canon_label(name: str) -> str:
     n = name.strip()
     if re.fullmatch(r"V[1-9][rR]", n):
@@ -461,40 +696,108 @@ def _canon_label(name: str) -> str:
     return n
 
 
-def _column_edges(tr, ta, tb, k, u_origin, pt_s):
-    """Time edges of the k leads concatenated in one polyline (k+1 values)."""
+def _column_edges(tr, ta, tb, k, u_origin, pt_s, dt=0.0):
+    """Time edges of the k leads concatenated in one polyline (k+1 values).
+
+    ``dt`` is the sample interval when the vertices sit on a known sample
+    lattice: the polyline then holds whole samples ``ta .. tb`` and k equal
+    columns of ``(tb - ta + dt) / k`` each (2500 samples for a 10-s 1-kHz
+    row of four 2.5-s leads, not 2499.75).
+    """
     if k == 1:
-        return [ta, tb + 1e-9]
+        return [ta, tb]
     lab_t = np.array([(uc - u_origin) / pt_s for uc, _ in tr["labels"]])
-    equal = ta + (tb - ta) * np.arange(k + 1) / k
+    equal = ta + (tb - ta + dt) * np.arange(k + 1) / k
     # labels sit at (or just after) their column start; trust equal columns if they agree
     if np.all(np.abs(lab_t[1:] - equal[1:-1]) < 0.3 * (tb - ta) / k):
         edges = equal
     else:
         edges = np.concatenate([[ta], lab_t[1:] - (lab_t[0] - ta), [tb]])
     edges = list(edges)
-    edges[-1] = tb + 1e-9
+    edges[-1] = tb
     return edges
+
+
+# Tolerance (in samples) when a time falls on a sample: lattice times are exact up to
+# float rounding, and a sample on a column edge must land in exactly one column.
+_EPS = 1e-3
+
+
+def _prepare_curve(t, v):
+    """Knots and PCHIP slopes of a drawn trace, for :func:`_eval_curve`.
+
+    Between the vertices the curve is a shape-preserving cubic (Fritsch-Carlson
+    slopes, as in PCHIP): it passes through every vertex, never overshoots
+    them, and follows a trace whose renderer dropped vertices (matplotlib's
+    path simplification keeps about one in six) more closely than straight
+    chords do (about +3-5 dB on such pages, nothing lost on complete ones).
+    """
+    tt = np.maximum.accumulate(np.asarray(t, np.float64))   # keep times sorted
+    keep = np.empty(len(tt), bool)
+    keep[:-1] = tt[1:] > tt[:-1]      # of repeated times (vertical strokes) keep the last
+    keep[-1] = True
+    tt, vv = tt[keep], np.asarray(v, np.float64)[keep]
+    n = len(tt)
+    d = np.zeros(n)
+    if n < 3:
+        if n == 2:
+            d[:] = (vv[1] - vv[0]) / (tt[1] - tt[0])
+        return tt, vv, d
+    h = np.diff(tt)
+    m = np.diff(vv) / h
+    m0, m1, h0, h1 = m[:-1], m[1:], h[:-1], h[1:]
+    w1, w2 = 2 * h1 + h0, h1 + 2 * h0
+    same = (np.sign(m0) * np.sign(m1)) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hm = (w1 + w2) / (w1 / m0 + w2 / m1)
+    d[1:-1] = np.where(same, hm, 0.0)
+    d[0] = _pchip_end(h[0], h[1], m[0], m[1])
+    d[-1] = _pchip_end(h[-1], h[-2], m[-1], m[-2])
+    return tt, vv, d
+
+
+def _pchip_end(h0, h1, m0, m1):
+    # one-sided three-point slope, limited so the end interval stays monotone
+    d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+    if np.sign(d) != np.sign(m0):
+        return 0.0
+    if np.sign(m0) != np.sign(m1) and abs(d) > abs(3 * m0):
+        return 3 * m0
+    return d
+
+
+def _eval_curve(curve, tk):
+    """The prepared curve at times ``tk`` (clamped to its ends, like np.interp)."""
+    tt, vv, d = curve
+    if len(tt) == 1:
+        return np.full(len(tk), vv[0])
+    j = np.clip(np.searchsorted(tt, tk, side="right") - 1, 0, len(tt) - 2)
+    h = tt[j + 1] - tt[j]
+    s = np.clip((tk - tt[j]) / h, 0.0, 1.0)
+    s2, s3 = s * s, s * s * s
+    return ((2 * s3 - 3 * s2 + 1) * vv[j] + (s3 - 2 * s2 + s) * h * d[j]
+            + (3 * s2 - 2 * s3) * vv[j + 1] + (s3 - s2) * h * d[j + 1])
 
 
 def _assemble(segments, fs, path, meta):
     t_end = max(s[2] for s in segments)
-    n = int(np.floor(min(t_end, 600.0) * fs + 1e-6)) + 1
+    n = int(np.floor(min(t_end, 600.0) * fs + _EPS)) + 1
     extra = sorted({s[0] for s in segments} - set(STANDARD_12))
     leads = list(STANDARD_12) + extra
     sig = np.full((len(leads), n), np.nan, np.float32)
     length = np.zeros(len(leads))
     conf = {}
     # longest segment first, so a rhythm strip wins over the short window of the same lead
-    for name, a, b, t, v in sorted(segments, key=lambda s: -(s[2] - s[1])):
+    for name, a, b, curve, last in sorted(segments, key=lambda s: -(s[2] - s[1])):
         i = leads.index(name)
-        k0 = max(0, int(np.ceil(a * fs - 1e-6)))
-        k1 = min(n, int(np.floor((b - 1e-9) * fs + 1e-6)) + 1)
+        # a lead owns the samples a <= t < b; the last lead of a trace also its end vertex
+        k0 = max(0, int(np.ceil(a * fs - _EPS)))
+        k1 = int(np.floor(b * fs + _EPS)) + 1 if last else int(np.ceil(b * fs - _EPS))
+        k1 = min(n, k1)
         if k1 <= k0:
             continue
         tk = np.arange(k0, k1) / fs
-        tt = np.maximum.accumulate(t)   # vertical strokes repeat a time; keep xp sorted
-        vals = np.interp(tk, tt, v)
+        vals = _eval_curve(curve, tk)
         row = sig[i, k0:k1]
         fill = np.isnan(row)
         row[fill] = vals[fill]
