@@ -13,7 +13,9 @@ Every head is called as ``head(z)`` or, when it fuses clinical variables,
   before an inner head (the LVH study's late fusion).
 * :class:`SegmentAggregator` - mean of segment outputs, or attention pooling
   of segment features (Ilse et al. 2018, gated form optional), turning
-  per-5-s-segment predictions into per-record ones.
+  per-5-s-segment predictions into per-record ones (the training engine's
+  ``data.aggregate: attention`` attaches one to a model as ``segment_pool``,
+  see :mod:`ecgcore.models.train.predict`).
 """
 
 from __future__ import annotations
@@ -191,43 +193,75 @@ class SegmentAggregator(nn.Module):
         'mean' / 'max': aggregate the *outputs* of the segments (ECG-FM's
         per-ECG convention uses mean for most labels and max for a few).
         'attention': attention pooling of segment *features* (Ilse et al.,
-        ICML 2018): a_s = softmax_s(w^T tanh(V h_s)), record = sum_s a_s h_s.
+        ICML 2018): a_s = softmax_s(w^T tanh(V h_s)), record = sum_s a_s h_s;
+        with ``gated=True`` the gated form
+        a_s = softmax_s(w^T (tanh(V h_s) * sigmoid(U h_s))).
     in_features : int
         Feature width (attention mode only).
     hidden : int
-        Width of V (attention mode only).
+        Width of V (and U) (attention mode only).
+    gated : bool
+        Gated attention (attention mode only).
 
     Call ``agg(values, mask=None)`` with values (batch, segments, ...) and an
-    optional boolean mask (batch, segments), True for real segments.
+    optional boolean mask (batch, segments), True for real segments. Masked
+    (padding) positions get zero weight and their values are never read, so
+    the result of a record does not depend on how much padding its batch
+    needed nor on what the padding holds; a record with no real segment gives
+    zeros. Attention pooling is invariant to the order of the segments.
     """
 
-    def __init__(self, mode: str = "mean", in_features: int | None = None, hidden: int = 128):
+    def __init__(self, mode: str = "mean", in_features: int | None = None, hidden: int = 128,
+                 gated: bool = False):
         super().__init__()
         if mode not in ("mean", "max", "attention"):
             raise ConfigError(f"SegmentAggregator mode must be 'mean', 'max' or 'attention', not {mode!r}")
         self.mode = mode
+        self.gated = bool(gated)
         if mode == "attention":
             if not in_features:
                 raise ConfigError("attention pooling needs in_features")
+            if int(hidden) < 1:
+                raise ConfigError(f"attention pooling needs hidden >= 1, got {hidden}")
             self.V = nn.Linear(in_features, hidden)
             self.w = nn.Linear(hidden, 1, bias=False)
+            if self.gated:
+                self.U = nn.Linear(in_features, hidden)
+
+    @staticmethod
+    def _clean(values, mask):
+        # padding may hold anything (even NaN): zero it so 0-weight * value stays 0
+        if mask is None:
+            return values
+        m = mask.reshape(mask.shape + (1,) * (values.ndim - 2))
+        return values.masked_fill(~m, 0.0)
 
     def weights(self, h, mask=None):
-        """Attention weights (batch, segments)."""
-        s = self.w(torch.tanh(self.V(h))).squeeze(-1)
-        if mask is not None:
-            s = s.masked_fill(~mask, float("-inf"))
-        return torch.softmax(s, dim=1)
+        """Attention weights (batch, segments); 0 at masked positions, rows sum to 1 (0 if all masked)."""
+        h = self._clean(h, mask)
+        a = torch.tanh(self.V(h))
+        if self.gated:
+            a = a * torch.sigmoid(self.U(h))
+        s = self.w(a).squeeze(-1)
+        if mask is None:
+            return torch.softmax(s, dim=1)
+        s = s.masked_fill(~mask, float("-inf"))
+        any_real = mask.any(dim=1, keepdim=True)
+        # an all-padding row would give softmax(-inf, ...) = NaN; give it zero weights instead
+        s = torch.where(any_real, s, torch.zeros_like(s))
+        return torch.softmax(s, dim=1) * any_real.to(s.dtype)
 
     def forward(self, values, mask=None):
+        if mask is not None:
+            mask = mask.to(torch.bool)
         if self.mode == "attention":
             a = self.weights(values, mask)
-            return torch.einsum("bs,bsd->bd", a, values)
+            return torch.einsum("bs,bsd->bd", a.to(values.dtype), self._clean(values, mask))
         if mask is None:
             return values.mean(1) if self.mode == "mean" else values.amax(1)
         m = mask.reshape(mask.shape + (1,) * (values.ndim - 2)).to(values.dtype)
         if self.mode == "mean":
-            return (values * m).sum(1) / m.sum(1).clamp_min(1)
+            return (self._clean(values, mask) * m).sum(1) / m.sum(1).clamp_min(1)
         return values.masked_fill(m == 0, float("-inf")).amax(1)
 
 

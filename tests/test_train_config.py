@@ -112,3 +112,16 @@ def test_load_config_reports_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match="YAML"):
         load_config(p)
     assert np.isfinite(validate(BASE)["optim"]["lr"])
+
+
+def test_attention_aggregation_options():
+    cfg = validate(dict(BASE, data={"dataset": "x", "aggregate": "attention"}))
+    assert cfg["data"]["attention"] == {"hidden": 128, "gated": False, "max_segments": None}
+    cfg = validate(apply_overrides(BASE, ["data.aggregate=attention", "data.attention.gated=true",
+                                          "data.attention.max_segments=4"]))
+    assert cfg["data"]["attention"]["gated"] is True and cfg["data"]["attention"]["max_segments"] == 4
+    assert "data.aggregate" in _err(dict(BASE, data={"dataset": "x", "aggregate": "median"}))
+    assert "data.attention.hidden" in _err(dict(BASE, data={"dataset": "x", "attention": {"hidden": 0}}))
+    assert "data.attention.max_segments" in _err(dict(BASE, data={"dataset": "x",
+                                                                  "attention": {"max_segments": 0}}))
+    assert "data.attention.'heads'" in _err(dict(BASE, data={"dataset": "x", "attention": {"heads": 2}}))

@@ -94,7 +94,13 @@ SCHEMA = {
         "batch_size": (int, 32, None),
         "eval_batch_size": (int, 64, None),
         "num_workers": (int, 0, None),
-        "aggregate": (str, "mean", ("mean", "max")),
+        "aggregate": (str, "mean", ("mean", "max", "attention")),
+        # data.aggregate: attention - batches of records (batch_size counts records), segment
+        # features pooled by attention (Ilse et al. 2018) before the head
+        "attention": {
+            "hidden": (int, 128, None), "gated": (bool, False, None),
+            "max_segments": ((int, type(None)), None, None),
+        },
         "augment": {
             "crop": (int, 0, None), "scale": ((list, type(None)), None, None),
             "noise": (_NUM, 0.0, None), "shift": (_NUM, 0.0, None),
@@ -232,6 +238,11 @@ def _semantic(cfg: dict) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if d[key] < 1:
             raise ConfigError(f"data.{key}: must be >= 1")
+    att = d["attention"]
+    if att["hidden"] < 1:
+        raise ConfigError(f"data.attention.hidden: must be >= 1, got {att['hidden']}")
+    if att["max_segments"] is not None and att["max_segments"] < 1:
+        raise ConfigError(f"data.attention.max_segments: must be >= 1 or null, got {att['max_segments']}")
     if cfg["optim"]["lr"] <= 0:
         raise ConfigError("optim.lr: must be positive")
     if cfg["loss"]["pcgrad"] and len(cfg["tasks"]) < 2:

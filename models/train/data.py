@@ -14,6 +14,10 @@
 * :class:`SegmentDataset` yields ``(x, y, clinical, index)`` with NaN labels
   kept (the loss masks them) and seeded per-item augmentations that do not
   depend on the number of DataLoader workers.
+* :class:`RecordDataset` (``data.aggregate: attention``) yields all segments
+  of one record, ``(x (segments, leads, samples), y, clinical, index)``;
+  :func:`collate_records` pads a batch of records to its longest one and
+  adds the boolean segment mask.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import numpy as np
 from ecgcore.errors import ConfigError
 
 __all__ = ["Store", "load_store", "make_splits", "grouped_split", "grouped_stratified_kfold",
-           "TargetScaler", "ClinicalScaler", "SegmentDataset", "augment", "task_columns",
-           "simulated_targets"]
+           "TargetScaler", "ClinicalScaler", "SegmentDataset", "RecordDataset", "collate_records",
+           "augment", "task_columns", "simulated_targets"]
 
 
 @dataclass
@@ -468,6 +472,79 @@ class SegmentDataset(_torch_dataset_base()):
             x = augment(x, np.random.default_rng([self.epoch_seed, i]), self.aug)
         return (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.targets[r]),
                 torch.from_numpy(self.clinical[r]), k)
+
+
+class RecordDataset(_torch_dataset_base()):
+    """Items ``(x, y, clinical, k)`` with ``x`` all segments of record ``records[k]``: (S, leads, samples).
+
+    Used for record-level training (``data.aggregate: attention``). Segments
+    keep their order in the store; each is augmented with
+    ``default_rng([epoch_seed, segment])``, exactly as :class:`SegmentDataset`
+    would. With ``max_segments`` (training only), a record with more segments
+    keeps a random subset of that size, drawn from
+    ``default_rng([epoch_seed, record, 1])`` and kept in store order. Records
+    without any segment are left out (``self.records`` lists those kept).
+    """
+
+    def __init__(self, store: Store, records, targets, clinical, aug: dict | None = None,
+                 max_segments: int | None = None):
+        self.store = store
+        by_rec: dict = {}
+        for i, r in enumerate(np.asarray(store.seg_record, np.int64)):
+            by_rec.setdefault(int(r), []).append(i)
+        records = np.asarray(records, np.int64)
+        self.records = np.asarray([r for r in records if int(r) in by_rec], np.int64)
+        self.segs = [np.asarray(by_rec[int(r)], np.int64) for r in self.records]
+        self.targets = targets
+        self.clinical = clinical
+        self.aug = aug if aug and any(aug.get(k) for k in ("crop", "scale", "noise", "shift", "mask")) else None
+        self.max_segments = max_segments
+        self.epoch_seed = 0
+
+    def __len__(self):
+        return len(self.records)
+
+    @property
+    def n_segments(self) -> np.ndarray:
+        return np.asarray([len(s) for s in self.segs], np.int64)
+
+    def __getitem__(self, k):
+        import torch
+        r = int(self.records[k])
+        seg = self.segs[k]
+        if self.max_segments and len(seg) > self.max_segments:
+            pick = np.random.default_rng([self.epoch_seed, r, 1]).choice(len(seg), self.max_segments,
+                                                                          replace=False)
+            seg = seg[np.sort(pick)]
+        xs = []
+        for i in seg:
+            x = np.asarray(self.store.arrays.array(int(i)), dtype=np.float32)
+            if self.aug is not None:
+                x = augment(x, np.random.default_rng([self.epoch_seed, int(i)]), self.aug)
+            xs.append(x)
+        return (torch.from_numpy(np.ascontiguousarray(np.stack(xs))), torch.from_numpy(self.targets[r]),
+                torch.from_numpy(self.clinical[r]), k)
+
+
+def collate_records(batch):
+    """Pad records to the batch's largest segment count: ``(x, mask, y, clinical, k)``.
+
+    ``x`` is (B, S_max, leads, samples) with zeros in the padding, ``mask``
+    (B, S_max) bool, True for real segments.
+    """
+    import torch
+    n = [int(b[0].shape[0]) for b in batch]
+    s_max = max(n)
+    x0 = batch[0][0]
+    x = x0.new_zeros((len(batch), s_max) + tuple(x0.shape[1:]))
+    mask = torch.zeros((len(batch), s_max), dtype=torch.bool)
+    for j, b in enumerate(batch):
+        x[j, :n[j]] = b[0]
+        mask[j, :n[j]] = True
+    y = torch.stack([b[1] for b in batch])
+    c = torch.stack([b[2] for b in batch])
+    k = torch.as_tensor([int(b[3]) for b in batch], dtype=torch.int64)
+    return x, mask, y, c, k
 
 
 # ---------------------------------------------------------------------------

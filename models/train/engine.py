@@ -15,7 +15,12 @@ this engine avoids, see the facts sheets):
   continues bit-for-bit;
 * a new optimiser and scheduler per phase, so LR reductions do not leak from
   one unfreezing stage into the next;
-* missing labels (NaN) are masked per task.
+* missing labels (NaN) are masked per task;
+* with ``data.aggregate: attention`` training, validation and prediction run
+  at the record level: a batch holds ``batch_size`` whole records (padded and
+  masked when their segment counts differ), the backbone sees only real
+  segments, an attention pool (``model.segment_pool``, trained with the head)
+  combines each record's segment features and the head runs once per record.
 
 Training runs as a list of *phases* (one by default): e.g. head-only warm-up
 then full fine-tuning with per-group learning rates (DL-AtCM), or progressive
@@ -40,9 +45,10 @@ from ecgcore.errors import ConfigError
 
 from . import ddp
 from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .data import (ClinicalScaler, SegmentDataset, TargetScaler, load_store, make_splits,
-                   segments_of)
-from .predict import aggregate_records, as_matrix, decode, output_layout, run_segments
+from .data import (ClinicalScaler, RecordDataset, SegmentDataset, TargetScaler, collate_records,
+                   load_store, make_splits, segments_of)
+from .predict import (RecordNet, aggregate_records, as_matrix, attach_segment_pool, decode,
+                      output_layout, run_records, run_segments)
 from .schedules import build_scheduler
 
 __all__ = ["train", "Trainer", "seed_everything", "build_model", "expected_preset",
@@ -297,6 +303,9 @@ class Trainer:
         # model first: its input contract decides the preset the data must have
         self.model = build_model(cfg)
         self.model_spec = self.model.export_config()
+        self.record_level = cfg["data"]["aggregate"] == "attention"
+        if self.record_level:  # trained with the head: 'head' phases and head_lr include it
+            attach_segment_pool(self.model, cfg["data"]["attention"])
         preset = cfg["data"]["preset"] or expected_preset(cfg, self.model)
         if cfg["data"]["source"] == "simulated":
             from ecgcore.presets import get_preset
@@ -316,13 +325,21 @@ class Trainer:
         self.pos_weight = pos_weights(self.store.targets[tr], self.tasks)
         y = self.target_scaler.transform(self.store.targets.astype(np.float64))
         d = cfg["data"]
-        self.ds = {k: SegmentDataset(self.store, segments_of(self.store, v), y, clin,
-                                     d["augment"] if k == "train" else None)
-                   for k, v in self.splits.items() if len(v)}
+        if self.record_level:
+            self.ds = {k: RecordDataset(self.store, v, y, clin, d["augment"] if k == "train" else None,
+                                        d["attention"]["max_segments"] if k == "train" else None)
+                       for k, v in self.splits.items() if len(v)}
+        else:
+            self.ds = {k: SegmentDataset(self.store, segments_of(self.store, v), y, clin,
+                                         d["augment"] if k == "train" else None)
+                       for k, v in self.splits.items() if len(v)}
+        if len(self.ds.get("train", ())) == 0:
+            raise ConfigError("data: no training record has a segment (check the dataset and preset)")
         self.generator = torch.Generator()
         self.generator.manual_seed(cfg["seed"])
         self.model.to(self.device)
-        x0 = self.ds["train"][0][0][None].to(self.device)
+        x0 = self.ds["train"][0][0]
+        x0 = (x0[:1] if self.record_level else x0[None]).to(self.device)
         self.model.validate_input(x0)  # contract check once, with a clear message; then skip per batch
         self.model.check_inputs = False
         self.uw = None
@@ -330,10 +347,10 @@ class Trainer:
             from ecgcore.models.multitask import UncertaintyWeighting
             kinds = ["regression" if t["type"] == "regression" else "classification" for t in self.tasks]
             self.uw = UncertaintyWeighting(len(self.tasks), cfg["loss"]["uncertainty_form"], kinds).to(self.device)
-        self.net = self.model
+        self.net = RecordNet(self.model) if self.record_level else self.model
         if ddp.is_distributed():
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
         self.monitor = cfg["train"]["monitor"]
         self.mode = _mode_for(self.monitor, cfg["train"]["mode"])
@@ -355,7 +372,7 @@ class Trainer:
             shuffle=train and sampler is None, sampler=sampler, num_workers=d["num_workers"],
             worker_init_fn=_worker_init, generator=self.generator if train else None,
             pin_memory=self.device.type == "cuda", drop_last=False,
-            persistent_workers=False)
+            persistent_workers=False, collate_fn=collate_records if self.record_level else None)
 
     # -- phases ----------------------------------------------------------------
     def phases(self) -> list:
@@ -366,16 +383,21 @@ class Trainer:
                  "weight_decay": None, "scheduler": None, "early_stopping": None,
                  "select_best": True, "reload_best": False, "frozen_no_grad": True}]
 
+    @staticmethod
+    def _is_head(name: str) -> bool:
+        # the attention pool sits between backbone and head and learns with the head
+        return name.startswith("head.") or name.startswith("segment_pool.")
+
     def _head_names(self):
-        return {n for n, _ in self.model.named_parameters() if n.startswith("head.")}
+        return {n for n, _ in self.model.named_parameters() if self._is_head(n)}
 
     def _match(self, name: str, key: str) -> bool:
         if key == "all":
             return True
         if key == "head":
-            return name.startswith("head.")
+            return self._is_head(name)
         if key == "backbone":
-            return not name.startswith("head.")
+            return not self._is_head(name)
         return name == key or name.startswith(key + ".")
 
     def _bn_param_names(self):
@@ -401,7 +423,7 @@ class Trainer:
             p.requires_grad_(train_it)
             if not train_it:
                 continue
-            is_head = n.startswith("head.")
+            is_head = self._is_head(n)
             default_lr = (o["head_lr"] if (is_head and o["head_lr"] is not None) else o["lr"])
             lr = self._pick(lr_spec, n, default_lr)
             wd = self._pick(wd_spec, n, o["weight_decay"])
@@ -451,11 +473,18 @@ class Trainer:
     # -- one epoch ---------------------------------------------------------------
     def _step(self, batch):
         c = self.cfg
-        x, y, clin, _ = batch
+        if self.record_level:
+            x, mask, y, clin, _ = batch
+            mask = mask.to(self.device)
+        else:
+            x, y, clin, _ = batch
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         clin = clin.to(self.device) if clin.shape[-1] else None
         with torch.autocast("cuda", enabled=self.amp):
-            out = self.net(x, clinical=clin) if clin is not None else self.net(x)
+            if self.record_level:
+                out = self.net(x, mask, clinical=clin)
+            else:
+                out = self.net(x, clinical=clin) if clin is not None else self.net(x)
         out = as_matrix(out, self.tasks)
         losses = masked_task_losses(out, y, self.tasks, self.pos_weight)
         weights = [t["weight"] for t in self.tasks]
@@ -528,21 +557,26 @@ class Trainer:
         sub = torch.utils.data.Subset(ds, shard)
         loader = torch.utils.data.DataLoader(sub, batch_size=self.cfg["data"]["eval_batch_size"],
                                              shuffle=False, num_workers=self.cfg["data"]["num_workers"],
-                                             worker_init_fn=_worker_init)
-        raw, pos = run_segments(self.model, loader, self.device, self.tasks, self.amp)
+                                             worker_init_fn=_worker_init,
+                                             collate_fn=collate_records if self.record_level else None)
+        if self.record_level:
+            raw, pos = run_records(self.model, loader, self.device, self.tasks, self.amp)
+        else:
+            raw, pos = run_segments(self.model, loader, self.device, self.tasks, self.amp)
         parts = ddp.gather_objects((raw, pos))
         raw = np.concatenate([p[0] for p in parts if len(p[1])])
         pos = np.concatenate([p[1] for p in parts if len(p[1])])
         order = np.argsort(pos, kind="stable")
         raw, pos = raw[order], pos[order]
-        seg = ds.seg_idx[pos]
-        rows = self.store.seg_record[seg]
+        rows = ds.records[pos] if self.record_level else self.store.seg_record[ds.seg_idx[pos]]
         y = torch.from_numpy(ds.targets[rows])
         with torch.no_grad():
             vl = masked_task_losses(torch.from_numpy(raw), y, self.tasks, self.pos_weight)
         val_loss = float(sum(float(v) for v in vl) / len(vl))
+        # record level: one output row per record already; mean of one row is that row
         pred = aggregate_records(decode(raw, self.tasks, self.target_scaler.state()), rows,
-                                 self.store.n_records, self.cfg["data"]["aggregate"])
+                                 self.store.n_records,
+                                 "mean" if self.record_level else self.cfg["data"]["aggregate"])
         recs = self.splits[split]
         return {k: v[recs] for k, v in pred.items()}, val_loss
 

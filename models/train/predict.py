@@ -4,6 +4,14 @@ Used by ``ecgcore evaluate`` / ``ecgcore predict`` and by the engine for
 validation. Segment outputs are aggregated per record (mean or max of the
 de-standardised regression outputs and of the probabilities); regression
 outputs are mapped back to target units with the stored training statistics.
+
+With ``data.aggregate: attention`` the aggregation is part of the network:
+:func:`attach_segment_pool` gives the model an attention
+:class:`~ecgcore.models.heads.SegmentAggregator` as ``model.segment_pool``
+(its weights are in the checkpoint's ``model_state`` under
+``segment_pool.*``), and :func:`record_forward` runs the backbone on every
+real segment of a padded batch of records, pools the segment features of
+each record with attention and applies the head once per record.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ import torch
 from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
 
 __all__ = ["output_layout", "as_matrix", "run_segments", "decode", "aggregate_records",
-           "load_for_inference", "predict_records", "predict_files"]
+           "load_for_inference", "predict_records", "predict_files", "attach_segment_pool",
+           "record_forward", "RecordNet", "run_records", "is_record_level"]
 
 
 def output_layout(tasks) -> list[tuple[str, int, int]]:
@@ -57,6 +66,111 @@ def run_segments(model, loader, device, tasks, amp=False) -> tuple[np.ndarray, n
     return np.concatenate(outs), np.concatenate(pos)
 
 
+# ---------------------------------------------------------------------------
+# record-level models (attention pooling of segment features)
+# ---------------------------------------------------------------------------
+
+def attach_segment_pool(model, spec: dict | None = None):
+    """Give ``model`` an attention pool of segment features as ``model.segment_pool``; returns it.
+
+    ``spec`` is the config's ``data.attention`` (``hidden``, ``gated``). The
+    pool's width is the model's ``num_features`` (the pooled vector the head
+    reads). Image models are refused: one page is one record.
+    """
+    from ecgcore.models.heads import SegmentAggregator
+    spec = spec or {}
+    c = getattr(model, "input_contract", {}) or {}
+    if "channels" in c:
+        raise ConfigError(f"data.aggregate: attention pools the segments of a signal record; model "
+                          f"{getattr(model, 'model_name', '')!r} reads one image per record (use mean)")
+    width = getattr(model, "num_features", None)
+    if not width:
+        raise ConfigError(f"data.aggregate: attention needs the model's feature width (num_features); "
+                          f"{type(model).__name__} has none")
+    model.segment_pool = SegmentAggregator("attention", int(width), int(spec.get("hidden", 128)),
+                                           bool(spec.get("gated", False)))
+    return model
+
+
+def is_record_level(ck_or_cfg) -> bool:
+    """True when a checkpoint (or a validated config) aggregates segments by attention."""
+    cfg = ck_or_cfg.get("config", ck_or_cfg) if isinstance(ck_or_cfg, dict) else {}
+    return ((cfg.get("data") or {}).get("aggregate") == "attention")
+
+
+def record_forward(model, x, mask, clinical=None):
+    """Record-level outputs of a padded batch: backbone per real segment, attention pool, head.
+
+    Parameters
+    ----------
+    model : ECGModel with ``segment_pool`` (see :func:`attach_segment_pool`)
+    x : Tensor (batch, segments, leads, samples)
+        Padded records; padding positions are never run through the backbone.
+    mask : Tensor (batch, segments) bool
+        True for real segments.
+    clinical : Tensor (batch, n_clinical), optional
+
+    Returns
+    -------
+    The head's output for the batch of records (tensor or dict).
+    """
+    pool = getattr(model, "segment_pool", None)
+    if pool is None:
+        raise ConfigError("this model has no segment_pool; attach one with attach_segment_pool() "
+                          "(checkpoints trained with data.aggregate: attention get it from load_for_inference)")
+    if x.ndim < 3 or mask.shape != x.shape[:2]:
+        raise ConfigError(f"record_forward: x must be (batch, segments, ...) with a (batch, segments) "
+                          f"mask; got x {tuple(x.shape)} and mask {tuple(mask.shape)}")
+    mask = mask.to(device=x.device, dtype=torch.bool)
+    real = x[mask]                      # (n_real, leads, samples): padding never reaches BatchNorm
+    if getattr(model, "check_inputs", False):
+        model.validate_input(real)
+    z = model.pool(model.forward_features(real))
+    zs = z.new_zeros(mask.shape + tuple(z.shape[1:]))
+    zs[mask] = z
+    return model._apply_head(pool(zs, mask), clinical)
+
+
+class RecordNet(torch.nn.Module):
+    """``forward(x, mask, clinical=None)`` = :func:`record_forward` of the wrapped model (DDP wraps this)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, mask, clinical=None):
+        return record_forward(self.model, x, mask, clinical)
+
+
+def run_records(model, loader, device, tasks, amp=False) -> tuple[np.ndarray, np.ndarray]:
+    """Raw record outputs (n, n_outputs) and item positions for a loader of padded records (eval mode)."""
+    model.eval()
+    outs, pos = [], []
+    with torch.no_grad():
+        for x, mask, _, c, k in loader:
+            x = x.to(device, non_blocking=True)
+            c = c.to(device) if c.shape[-1] else None
+            with torch.autocast("cuda", enabled=bool(amp) and x.device.type == "cuda"):
+                o = record_forward(model, x, mask.to(device), c)
+            outs.append(as_matrix(o, tasks).float().cpu().numpy())
+            pos.append(np.asarray(k))
+    if not outs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(outs), np.concatenate(pos)
+
+
+def _record_batches(n_segments, max_segments_per_batch):
+    """Consecutive groups of records with at most that many segments in all (at least one record)."""
+    start, total = 0, 0
+    for i, n in enumerate(n_segments):
+        if i > start and total + n > max_segments_per_batch:
+            yield start, i
+            start, total = i, 0
+        total += n
+    if start < len(n_segments):
+        yield start, len(n_segments)
+
+
 def decode(raw: np.ndarray, tasks, scaler_state) -> dict:
     """Per-task predictions per row: target units (regression), probabilities (binary, multiclass)."""
     out = {}
@@ -76,6 +190,9 @@ def decode(raw: np.ndarray, tasks, scaler_state) -> dict:
 
 def aggregate_records(pred: dict, rows: np.ndarray, n_records: int, mode: str = "mean") -> dict:
     """Segment predictions to record predictions (``rows[i]`` = record of segment i); NaN where none."""
+    if mode not in ("mean", "max"):
+        raise ConfigError(f"aggregate_records: mode must be 'mean' or 'max', not {mode!r} (attention "
+                          f"pools segment features inside the model: use predict_records)")
     out = {}
     rows = np.asarray(rows, np.int64)
     counts = np.bincount(rows, minlength=n_records).astype(np.float64)
@@ -102,6 +219,8 @@ def load_for_inference(path, device="cpu"):
     spec = ck["model_spec"]
     try:
         model = models.create(spec["name"], heads=spec["heads"], **spec["config"])
+        if is_record_level(ck):
+            attach_segment_pool(model, ck["config"]["data"].get("attention"))
         model.load_state_dict(ck["model_state"], strict=True)
     except (RuntimeError, ConfigError) as exc:
         raise CheckpointError(f"weights do not fit model {spec['name']!r}: {exc}", str(path)) from None
@@ -113,7 +232,9 @@ def predict_records(model, ck, segments_per_record, clinical=None, batch_size=64
     """Predictions for a list of (n_segments, leads, samples) arrays, one per record.
 
     Returns a dict task -> array over records (aggregated with the
-    checkpoint's ``data.aggregate`` rule).
+    checkpoint's ``data.aggregate`` rule). With ``attention`` the records are
+    run whole: batches of consecutive records holding at most
+    ``batch_size`` segments (always at least one record), padded and masked.
     """
     tasks = ck["config"]["tasks"]
     n_clin = len(ck.get("clinical_cols") or [])
@@ -132,6 +253,25 @@ def predict_records(model, ck, segments_per_record, clinical=None, batch_size=64
         C = cs.transform(np.asarray(clinical, np.float64))[rows]
     raw = []
     model.eval()
+    if is_record_level(ck):
+        Cr = cs.transform(np.asarray(clinical, np.float64)) if n_clin else None
+        have = [r for r, s in enumerate(xs) if len(s)]   # a record without segments stays NaN
+        with torch.no_grad():
+            for a, b in _record_batches([len(xs[r]) for r in have], batch_size):
+                recs = have[a:b]
+                n = [len(xs[r]) for r in recs]
+                xb = np.zeros((len(recs), max(n)) + xs[recs[0]].shape[1:], np.float32)
+                mb = np.zeros((len(recs), max(n)), bool)
+                for j, r in enumerate(recs):
+                    xb[j, :n[j]], mb[j, :n[j]] = xs[r], True
+                cb = torch.from_numpy(Cr[recs]).to(device) if Cr is not None else None
+                o = record_forward(model, torch.from_numpy(xb).to(device), torch.from_numpy(mb).to(device), cb)
+                raw.append(as_matrix(o, tasks).float().cpu().numpy())
+        n_out = sum(k for _, _, k in output_layout(tasks))
+        full = np.full((len(xs), n_out), np.nan, np.float32)
+        if raw:
+            full[have] = np.concatenate(raw)
+        return decode(full, tasks, ck["target_scaler"])
     with torch.no_grad():
         for s in range(0, len(X), batch_size):
             xb = torch.from_numpy(X[s:s + batch_size]).to(device)
