@@ -289,3 +289,136 @@ def test_noisy_short_and_nan_inputs_do_not_raise(rng):
     assert d.n_beats >= 6
     m = d.marks
     assert ((m == -1) | ((m >= 0) & (m < x.shape[1]))).all()
+
+
+# ---------------------------------------------------------------- atrial flutter
+def _periodicity_ref(v, mask, lag_lo, lag_hi, n_cyc):
+    """numpy reference of ``atrial_periodicity`` for one lead: 2 cov / (var a + var b)
+    (np.cov) over the unblanked pairs at lags k*L, minimum over k, maximum over L."""
+    best = -1.0
+    for lag in range(lag_lo, lag_hi + 1):
+        worst = 2.0
+        for k in range(1, n_cyc + 1):
+            s = k * lag
+            m = mask[:-s] & mask[s:]
+            c = np.cov(v[:-s][m], v[s:][m])
+            worst = min(worst, 2 * c[0, 1] / (c[0, 0] + c[1, 1]))
+        best = max(best, worst)
+    return best
+
+
+def test_atrial_periodicity_matches_numpy_and_separates_sawtooth(rng):
+    from ecgcore.delineation import _wave_kernels as wk
+    fs = 125.0
+    n = int(10 * fs)
+    t = np.arange(n) / fs
+    q_on = np.arange(20, n - 20, 53)                  # "QRS" every 424 ms, 2:1 with the F waves
+    q_off = q_on + 12
+    mask = np.ones(n, bool)
+    for a, z in zip(q_on, q_off):
+        mask[a - 2:z + 3] = False
+    saw = 2 * ((t / 0.212) % 1.0) - 1                 # flutter: 283/min sawtooth
+    p_only = np.zeros(n)                              # sinus-like: one P bump per RR, flat elsewhere
+    for a in q_on:
+        i = np.arange(max(0, a - 22), a - 8)
+        p_only[i] = np.sin(np.pi * (i - i[0]) / max(1, i.size - 1))
+    v = np.vstack([saw, p_only]) + 0.05 * rng.standard_normal((2, n))
+    lo, hi = int(0.176 * fs), int(round(0.25 * fs))
+    got = wk.atrial_periodicity(v, np.ones(2, np.bool_), q_on, q_off, 2, lo, hi, 3)
+    for l in range(2):
+        assert got[l] == pytest.approx(_periodicity_ref(v[l], mask, lo, hi, 3), abs=1e-9)
+    assert got[0] > 0.7 and got[1] < waves.PRESENCE["flutter_score"]
+    # an unusable lead is not scored
+    assert wk.atrial_periodicity(v, np.array([True, False]), q_on, q_off, 2, lo, hi, 3)[1] == -1
+
+
+def test_ludb_flutter_strip_reports_no_p_and_sinus_is_not_flutter():
+    # LUDB 35: typical atrial flutter with 2:1 conduction locked to the QRS; its
+    # annotators marked no P wave in any lead (ludb.csv, header comments)
+    x, fs, refs = _ludb("35")
+    assert all(refs[ld]["P_peak"].size == 0 for ld in LUDB_LEADS)
+    d = delineate(x, fs)
+    assert d.flags["atrial_flutter"] is True and d.flags["no_atrial_activity"] is True
+    assert (d.marks[:, :, :3] == -1).all() and (d.global_marks[:, :3] == -1).all()
+    # sinus strips of the validation split keep their P waves
+    for name in ("113", "159", "181"):
+        x, fs, refs = _ludb(name)
+        d = delineate(x, fs)
+        assert d.flags["atrial_flutter"] is False, name
+        assert (d.global_marks[:, 0] >= 0).mean() > 0.8, name
+
+
+def test_simulated_flutter_flagged_as_flutter_sinus_not():
+    for rec in _sim("flutter", n=3, seed=7):
+        assert delineate(rec).flags["atrial_flutter"] is True
+    for rec in _sim("sinus", n=3, seed=7):
+        assert delineate(rec).flags["atrial_flutter"] is False
+
+
+def test_weak_p_lead_pulled_to_leads_median():
+    fs = 500.0
+    out = np.full((4, 2, 9), -1, np.int64)
+    out[:, :, 0] = [[100, 600], [104, 598], [96, 602], [140, 680]]   # lead 3 is 40 / 78 samples off
+    out[:, :, 2] = [[150, 650], [152, 652], [148, 648], [151, 700]]
+    keep = np.ones((4, 2), bool)
+    amp = np.array([[1.0, 1.0], [0.9, 0.9], [1.1, 1.1], [0.1, 1.0]])  # lead 3 weak in beat 0 only
+    waves._pull_weak_leads(out, keep, amp, np.ones(4), fs)
+    assert out[3, 0, 0] == 102 and out[3, 0, 2] == 151                  # moved / already close
+    assert out[3, 1, 0] == 680 and out[3, 1, 2] == 700                  # strong P: its own marks
+    assert (out[:3, :, 0] == [[100, 600], [104, 598], [96, 602]]).all()   # others untouched
+    assert (out[:3, :, 2] == [[150, 650], [152, 652], [148, 648]]).all()
+
+
+def test_envelope_p_offset_same_in_chunked_path(monkeypatch):
+    """The multi-lead P offset is computed per chunk in long records and deferred in
+    short ones: both paths must give the same P offsets (chunk-local indices shifted)."""
+    rec = _sim(seed=12, duration=40)[0]
+    whole = delineate(rec)
+    monkeypatch.setattr(waves, "CHUNK_S", 10.0)
+    chunked = delineate(rec)
+    both = (whole.global_marks[:, 2] >= 0) & (chunked.global_marks[:, 2] >= 0)
+    assert both.sum() >= 0.8 * whole.n_beats
+    same = np.abs(chunked.global_marks[both, 2] - whole.global_marks[both, 2]) <= 2
+    assert same.mean() >= 0.9
+    f = rec.meta["fiducials"]
+    a, b = _pairs(f["P_off"], whole.global_()["P_off"], int(0.1 * rec.fs))
+    assert a.size >= 0.9 * (f["P_off"] >= 0).sum()
+    assert abs(np.median(b - a)) * 1000 / rec.fs < 25
+
+
+def test_envelope_p_offset_kernel_follows_the_multilead_wave():
+    """Three leads with a P wave ending at the same sample (different sizes and signs)
+    plus a flat lead: the envelope offset lies at the end of the wave."""
+    from ecgcore.delineation import _wave_kernels as wk
+    fs = 500.0
+    n = 1000
+    y = np.zeros((4, n))
+    i = np.arange(400, 450)                                   # P from 400 to 449
+    bump = np.sin(np.pi * (i - 400) / 49.0)
+    for l, s in enumerate((1.0, -0.5, 0.3)):
+        y[l, i] = 0.1 * s * bump
+        y[l, 500:520] = s * np.hanning(20)                    # "QRS" from 500
+    scale = np.ones((4, 1))
+    got = wk.p_offset_envelope(y, np.array([True, True, True, False]), scale,
+                               np.array([500]), np.array([400]), np.array([450]), fs, 0.02, 0.3)
+    assert 440 <= got[0] <= 456, got
+    # no room before the QRS: not computed
+    got = wk.p_offset_envelope(y, np.ones(4, np.bool_), scale, np.array([5]), np.array([0]),
+                               np.array([3]), fs, 0.02, 0.3)
+    assert got[0] == -1
+
+
+def test_apply_p_envelope_strong_leads_keep_a_slightly_later_own_offset():
+    fs = 500.0
+    out = np.full((4, 1, 9), -1, np.int64)
+    out[:, 0, 2] = [505, 530, 495, 505]      # lead 0: strong, 10 ms late; 1: strong, 60 ms late;
+    keep = np.ones((4, 1), bool)             # 2: strong, early; 3: weak, 10 ms late
+    amp = np.array([[1.0], [1.0], [1.0], [0.2]])
+    env = np.array([500])
+    waves._apply_p_envelope(out, keep, env, fs, amp, np.ones(4))
+    assert list(out[:, 0, 2]) == [505, 500, 500, 500]
+    # leads without a kept P wave are not touched
+    out[:, 0, 2] = [505, 530, 495, 505]
+    keep[1, 0] = False
+    waves._apply_p_envelope(out, keep, env, fs, amp, np.ones(4))
+    assert out[1, 0, 2] == 530

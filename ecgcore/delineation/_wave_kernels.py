@@ -616,3 +616,161 @@ def delineate_leads(y, usable, r, fs, p, qon, qoff):
             marks[l] = m
             feats[l] = f
     return marks, feats
+
+
+@njit(cache=True, fastmath=True)
+def atrial_periodicity(v, usable, q_on, q_off, pad, lag_lo, lag_hi, n_cyc):
+    """Per lead: how periodic the signal outside the QRS complexes is at an atrial-flutter
+    cycle length.
+
+    ``v`` (L, n) is a high-passed, decimated lead set; samples within ``pad`` of a QRS
+    (``q_on``..``q_off``, same decimated time base) are blanked, because the ventricular
+    complexes repeat at the RR interval and would make any rhythm look periodic. For each
+    lag ``L`` in ``lag_lo..lag_hi`` the centred correlation between ``v[i]`` and
+    ``v[i + k L]`` over pairs of unblanked samples is computed for ``k = 1..n_cyc``; the
+    lag's score is the smallest of these (the waveform must repeat for ``n_cyc`` cycles in
+    a row, as the sawtooth of flutter does and a P wave followed by a flat TP segment
+    does not), and the lead's score is the best lag's. The similarity is
+    ``2 cov(a, b) / (var a + var b)`` (the correlation, scaled down when the two
+    segments differ in size). Returns float64 (L,), -1 for
+    unusable leads or too little data.
+    """
+    L, n = v.shape
+    nb = q_on.shape[0]
+    mk = np.ones(n)
+    for b in range(nb):
+        if q_on[b] < 0 or q_off[b] < 0:
+            continue
+        for i in range(max(0, q_on[b] - pad), min(n, q_off[b] + pad + 1)):
+            mk[i] = 0.0
+    # blanked samples are zeroed and every sum is weighted by the pair mask, so the
+    # inner loops have no branches (numba vectorises them)
+    w = np.zeros((L, n))
+    w2 = np.zeros((L, n))
+    for l in range(L):
+        if usable[l]:
+            for i in range(n):
+                w[l, i] = v[l, i] * mk[i]
+                w2[l, i] = w[l, i] * v[l, i]
+    nlag = max(0, lag_hi - lag_lo + 1)
+    cnt = np.zeros((nlag, n_cyc))
+    for j in range(nlag):
+        for k in range(n_cyc):
+            s = (k + 1) * (lag_lo + j)
+            c = 0.0
+            for i in range(max(0, n - s)):
+                c += mk[i] * mk[i + s]
+            cnt[j, k] = c
+    out = -np.ones(L)
+    for l in range(L):
+        if not usable[l]:
+            continue
+        wl = w[l]
+        wl2 = w2[l]
+        best = -1.0
+        for j in range(nlag):
+            worst = 2.0
+            for k in range(n_cyc):
+                s = (k + 1) * (lag_lo + j)
+                m = n - s
+                c = cnt[j, k]
+                if m < 8 or c < 8.0:
+                    worst = -1.0
+                    break
+                sa = 0.0
+                sb = 0.0
+                saa = 0.0
+                sbb = 0.0
+                sab = 0.0
+                for i in range(m):
+                    sa += wl[i] * mk[i + s]
+                    sb += wl[i + s] * mk[i]
+                    saa += wl2[i] * mk[i + s]
+                    sbb += wl2[i + s] * mk[i]
+                    sab += wl[i] * wl[i + s]
+                ma = sa / c
+                mb = sb / c
+                va = saa - c * ma * ma
+                vb = sbb - c * mb * mb
+                if va <= 0.0 or vb <= 0.0:
+                    worst = -1.0
+                    break
+                # 2 cov / (var_a + var_b): the correlation when both segments have the
+                # same size, lower when they differ (flutter waves repeat with equal size;
+                # a T wave and the next P wave can correlate but differ in size)
+                r = 2.0 * (sab - c * ma * mb) / (va + vb)
+                if r < worst:
+                    worst = r
+                if worst <= best:
+                    break          # this lag cannot beat the best one any more
+            if worst > best:
+                best = worst
+        out[l] = best
+    return out
+
+
+@njit(cache=True)
+def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
+    """Multi-lead P-wave offset of each beat from the spatial P envelope.
+
+    Per beat and usable lead, the smoothed lead minus its PR-segment level (mean over
+    30-8 ms before the beat's QRS onset ``qon``) is taken in absolute value and divided
+    by the lead's QRS peak-to-peak ``scale[l, b]``; the sum over leads is the envelope.
+    From its maximum inside ``pk_lo..pk_hi`` (the P wave found by the per-lead kernel)
+    the offset is the first sample where the envelope falls below ``base + alpha (peak -
+    base)``, ``base`` being its minimum between the maximum and the PR segment (the
+    same fixed-fraction rule as the QRS bounds from the spatial velocity). Every lead
+    contributes, so the offset does not follow one lead's noise or its isoelectric end.
+    Returns int64 (nb,), -1 where not computed.
+    """
+    L, n = y.shape
+    nb = qon.shape[0]
+    out = -np.ones(nb, np.int64)
+    h = max(3, int(smooth_s * fs) | 1) // 2
+    ia = int(0.03 * fs)
+    ib = max(1, int(0.008 * fs))
+    for b in range(nb):
+        q = qon[b]
+        a = pk_lo[b]
+        z = q - ib
+        if q < 0 or a < 0 or q - ia < 0 or z - a < 3:
+            continue
+        hi = min(pk_hi[b], z - int(0.02 * fs))
+        if hi <= a:
+            continue
+        s0 = min(a, q - ia)
+        m = z - s0
+        ys = np.zeros((L, m))
+        env = np.zeros(z - a)
+        for l in range(L):
+            if not usable[l] or scale[l, b] <= 0.0:
+                continue
+            # centred moving average (as ``smooth``) of this window only
+            for i in range(s0, z):
+                lo = max(0, i - h)
+                up = min(n, i + h + 1)
+                acc = 0.0
+                for k in range(lo, up):
+                    acc += y[l, k]
+                ys[l, i - s0] = acc / (up - lo)
+            p = 0.0
+            for i in range(q - ia, z):
+                p += ys[l, i - s0]
+            p /= (z - (q - ia))
+            inv = 1.0 / scale[l, b]
+            for i in range(a, z):
+                env[i - a] += abs(ys[l, i - s0] - p) * inv
+        k = 0
+        for i in range(0, hi - a):
+            if env[i] > env[k]:
+                k = i
+        base = env[k]
+        for i in range(k, z - a):
+            if env[i] < base:
+                base = env[i]
+        th = base + alpha * (env[k] - base)
+        j = k
+        while j < z - a - 1 and env[j] > th:
+            j += 1
+        out[b] = a + j
+    return out

@@ -40,7 +40,9 @@ class Delineation:
         Fraction of usable leads in which the QRS could be delineated.
     flags : dict
         Record-level decisions and reasons, e.g. ``no_atrial_activity`` (True for AF,
-        flutter-like or paced rhythms: then every P mark is -1), ``rr_irregular``,
+        flutter-like or paced rhythms: then every P mark is -1), ``atrial_flutter``
+        (regular atrial waves at 240-340/min, see ``atrial_periodicity``: the score,
+        NaN where the test was not needed), ``atrial_consistency``, ``rr_irregular``,
         ``too_short``, ``no_qrs``, ``unusable_leads``.
     features : dict of ndarray
         Per lead and beat: ``p_amp``, ``t_amp``, ``r_amp``, ``qrs_p2p``, ``iso``

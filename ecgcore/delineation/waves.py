@@ -4,9 +4,11 @@ Steps: QRS detection on all leads together (``qrs.detect_qrs``); zero-phase
 band-limiting (0.5-40 Hz); per-lead candidate boundaries (``_wave_kernels``);
 presence decisions (amplitude vs QRS size and noise, beat-to-beat consistency);
 record-level "no atrial activity" decision (RR irregularity and inconsistent
-atrial waves: AF, flutter, paced); multi-lead consistency of P and T boundaries
+atrial waves: AF, flutter, paced; atrial flutter also from the periodicity of the
+QRS-blanked signal at 176-250 ms); multi-lead consistency of P and T boundaries
 (a lead far from the other leads' median is pulled to it; a beat's wave is
-reported in every usable lead); multi-lead fusion to global marks.
+reported in every usable lead; a weak lead's P onset follows the other leads);
+P offsets from the multi-lead P envelope; multi-lead fusion to global marks.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ PRESENCE = {
     "aa_consistency": 0.6,     # below: no organised atrial activity
     "aa_consistency_irreg": 0.8,  # below, when RR is irregular: no organised atrial activity
     "rr_irregular": 0.08,      # median |dRR| / median RR above this = irregular
+    # atrial flutter: the QRS-blanked signal repeats at an atrial cycle length of
+    # 176-250 ms (240-340/min) for three cycles in a row (``_wave_kernels.atrial_periodicity``),
+    # whatever the conduction ratio, so flutter waves locked to the QRS still count
+    "flutter_lag_s": (0.176, 0.25),
+    "flutter_cycles": 3,
+    "flutter_hp_hz": 2.0,      # high-pass before the test (T-wave and baseline energy)
+    "flutter_lead_q": 0.75,    # score of the best quarter of the leads (F waves dominate II, III, aVF, V1)
+    "flutter_score": 0.4,      # at or above: flutter, no P waves
 }
 
 #: Median-beat (template) stage.
@@ -84,13 +94,33 @@ CONSENSUS = {
     "min_leads": 3,            # ... when at least this many leads have the wave
     "fill_p": True,            # a beat with a P wave reports it in every usable lead
     "fill_t": True,
+    "weak_rel": 0.5,           # a lead's P is weak below this fraction of the beat's median relative size
+    "tol_weak_s": 0.02,        # ... and then its onset must lie within this of the leads' median
+    "weak_cols": (0,),         # marks it applies to (0 P_on; with 2 P_off the global P_off got worse on dev)
+}
+
+#: Multi-lead P offset from the spatial P envelope (``_wave_kernels.p_offset_envelope``).
+P_ENVELOPE = {
+    "alpha": 0.3,              # offset where the envelope falls to this fraction of peak minus minimum
+    "mode": "strong",          # per-lead P_off: "set" = the envelope offset in every lead; "strong" = the
+                               # same, but leads with a large P keep their own offset when it is 0..tol_s
+                               # later (``_apply_p_envelope``); "off" = per-lead kernel offsets only
+    "tol_s": 0.02,
 }
 
 #: Global (multi-lead) QRS bounds: shifts applied to the earliest onset / latest offset.
 GLOBAL = {"qrs_on_shift_s": -0.012, "qrs_off_shift_s": 0.014,
           # after the multi-lead consistency step the lead extremes are less spread than
           # the annotators' (LUDB development split: +8.6 ms P_on, -7.4 ms T_off)
-          "p_on_shift_s": -0.008, "t_off_shift_s": 0.007}
+          "p_on_shift_s": -0.008, "t_off_shift_s": 0.007,
+          # the envelope P offset estimates the leads' typical offset, the global
+          # reference is the latest lead's (LUDB development split: -22.6 ms)
+          "p_off_shift_s": 0.022}
+
+#: per-beat, per-lead working values of ``_delineate_block``: 0 P peak candidate, 1 its
+#: amplitude, 2 template member, 3 P projection, 4 template P amplitude, 5 flutter score
+#: 6 multi-lead P offset of the beat (same in every lead)
+N_EXTRA = 7
 
 CHUNK_S = 60.0       # long records are delineated in chunks of this length
 MARGIN_S = 3.0
@@ -103,18 +133,42 @@ def _band_sos(fs: float) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([hp, lp]))
 
 
+@lru_cache(maxsize=32)
+def _hp_sos(fs: float) -> np.ndarray:
+    return np.ascontiguousarray(_sps.butter(2, PRESENCE["flutter_hp_hz"], btype="high", fs=fs, output="sos"))
+
+
+def _flutter_scores(y, usable, fs, g_on, g_off):
+    """Per-lead atrial periodicity at flutter cycle lengths (see ``atrial_periodicity``),
+    on the band-limited leads decimated to about 120 Hz (flutter waves are below 20 Hz)."""
+    st = max(1, int(fs // 120))
+    f2 = fs / st
+    yd = np.ascontiguousarray(y[:, ::st])
+    if yd.shape[1] < int(2 * f2):
+        return -np.ones(y.shape[0])
+    yd = _qk.sos_filtfilt_rows(yd, _hp_sos(f2), int(f2))
+    lo, hi = PRESENCE["flutter_lag_s"]
+    return _wk.atrial_periodicity(yd, usable, np.where(g_on >= 0, g_on // st, -1),
+                                  np.where(g_off >= 0, g_off // st, -1), int(0.02 * f2),
+                                  int(lo * f2), int(round(hi * f2)), int(PRESENCE["flutter_cycles"]))
+
+
 def _params_array():
     return np.array(list(PARAMS.values()), dtype=np.float64)
 
 
-def _delineate_block(x, usable, fs, r):
-    """Per-lead kernels over one block; returns marks (L, nb, 9), feats (L, nb, 6)."""
+def _delineate_block(x, usable, fs, r, lazy=False):
+    """Per-lead kernels over one block; returns marks (L, nb, 9), feats (L, nb, 6),
+    extra (L, nb, N_EXTRA) and, with ``lazy``, a dict of functions that fill
+    ``extra[:, :, 5]`` (flutter scores) and ``extra[:, :, 6]`` (envelope P offsets) on
+    demand, else those columns are filled here and the dict is empty: the flutter test
+    only matters for a minority of records, the P offsets only where there are P waves."""
     n_leads = x.shape[0]
     nb = r.shape[0]
     marks = -np.ones((n_leads, nb, 9), np.int64)
     feats = np.zeros((n_leads, nb, _wk.N_FEATS))
     if nb == 0:
-        return marks, feats, np.zeros((n_leads, 0, 5))
+        return marks, feats, np.zeros((n_leads, 0, N_EXTRA)), {}
     y = _qk.sos_filtfilt_rows(x, _band_sos(fs), int(fs))
     p = _params_array()
     g_on, g_off, on, off = _wk.qrs_bounds_multilead(y, usable, r, fs, PARAMS["qrs_sv_alpha"],
@@ -124,7 +178,8 @@ def _delineate_block(x, usable, fs, r):
     marks, feats = _wk.delineate_leads(y, usable, r, fs, p, on, off)
     # per-beat atrial candidates, kept for the rhythm decision before the template
     # stage overwrites the marks of its member beats
-    extra = np.zeros((n_leads, nb, 5))
+    extra = np.zeros((n_leads, nb, N_EXTRA))
+    extra[:, :, 5:7] = -1.0          # not computed (yet)
     extra[:, :, 0] = marks[:, :, 1]
     extra[:, :, 1] = feats[:, :, 0]
     tinfo = _template_stage(y, usable, fs, r, marks, feats, p)
@@ -132,7 +187,38 @@ def _delineate_block(x, usable, fs, r):
         extra[:, :, 2] = tinfo["member"][None, :]
         extra[:, :, 3] = tinfo["p_proj"]
         extra[:, :, 4] = tinfo["p_amp"][:, None]
-    return marks, feats, extra
+
+    def flutter():
+        extra[:, :, 5] = _flutter_scores(y, usable, fs, g_on, g_off)[:, None]
+
+    def p_env():
+        extra[:, :, 6] = _p_offset_envelope(y, usable, fs, marks, feats)[None, :]
+
+    if lazy:
+        return marks, feats, extra, {"flutter": flutter, "p_env": p_env}
+    flutter()
+    p_env()
+    return marks, feats, extra, {}
+
+
+def _p_offset_envelope(y, usable, fs, marks, feats):
+    """Multi-lead P offset per beat (``_wave_kernels.p_offset_envelope``): the envelope's
+    maximum is searched between the median over leads of the candidate P onsets and
+    offsets, the PR level is taken before the earliest lead QRS onset."""
+    u = usable[:, None]
+    big = np.iinfo(np.int64).max
+    if not len(usable):
+        return -np.ones(marks.shape[1], np.int64)
+    qon = np.where(u & (marks[:, :, 3] >= 0), marks[:, :, 3], big).min(axis=0)
+    qon = np.where(qon == big, -1, qon).astype(np.int64)
+    on = np.where(u & (marks[:, :, 0] >= 0), marks[:, :, 0], np.nan).T
+    off = np.where(u & (marks[:, :, 2] >= 0), marks[:, :, 2], np.nan).T
+    lo, hi = _nanmedian_rows(on), _nanmedian_rows(off)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    lo = np.where(ok, lo, -1).astype(np.int64)
+    hi = np.where(ok, hi, -1).astype(np.int64)
+    return _wk.p_offset_envelope(y, usable, np.ascontiguousarray(feats[:, :, 2]), qon, lo, hi, fs,
+                                 PARAMS["smooth_s"], P_ENVELOPE["alpha"])
 
 
 def _template_stage(y, usable, fs, r, marks, feats, p):
@@ -164,19 +250,20 @@ def _template_stage(y, usable, fs, r, marks, feats, p):
         return None
     use = np.flatnonzero(usable)
     starts = r[member] - c
-    tmpl = _wk.median_template(y, use, starts, w)       # (Lu, w)
-    # QRS shape check against the first template
+    # QRS shape check against the median QRS (only the QRS window is needed for it, so
+    # the full-length template is computed once, from the beats that pass)
     h = int(0.06 * fs)
+    tq = _wk.median_template(y, use, starts + (c - h), 2 * h + 1)
     q = y[use][:, starts[:, None] + np.arange(c - h, c + h + 1)[None, :]]   # (Lu, nm, 2h+1)
     q = q - q.mean(axis=2, keepdims=True)
-    tq = tmpl[:, c - h:c + h + 1] - tmpl[:, c - h:c + h + 1].mean(axis=1, keepdims=True)
+    tq = tq - tq.mean(axis=1, keepdims=True)
     num = np.einsum("lbw,lw->b", q, tq)
     den = np.sqrt(np.einsum("lbw,lbw->b", q, q) * np.sum(tq * tq)) + 1e-30
     like = num / den >= TEMPLATE["qrs_corr"]
     if like.sum() < TEMPLATE["min_beats"]:
         return None
+    tmpl = _wk.median_template(y, use, starts[like], w)       # (Lu, w)
     if not like.all():
-        tmpl = _wk.median_template(y, use, starts[like], w)
         member[np.flatnonzero(member)[~like]] = False
     full = np.zeros((n_leads, w))
     full[use] = tmpl
@@ -231,7 +318,49 @@ def _robust_extreme(v, ok, earliest: bool, tol):
     return np.where(cnt > 0, first, -1)
 
 
-def _decide(marks, feats, usable, r, fs, extra):
+def _apply_p_envelope(out, keep, env_off, fs, amp, lead_qpp):
+    """In place: per-lead P offsets of beats with a P wave from the multi-lead envelope
+    offset (see ``P_ENVELOPE``). With mode ``"strong"``, a lead whose P is at least as
+    large (relative to its QRS) as the beat's median lead keeps its own offset when that
+    lies 0 to ``tol_s`` after the envelope's: a large P is seen to its end in its own
+    lead (LUDB annotators end lead II's P later than the typical lead's), a small one is
+    not, and its own offset is noise."""
+    mode = P_ENVELOPE["mode"]
+    if mode == "off" or env_off.size == 0:
+        return
+    e = env_off.astype(np.int64)[None, :]
+    sel = keep & (e >= 0) & (out[:, :, 2] >= 0)
+    own = np.zeros_like(sel)
+    if mode == "strong":
+        rel = np.where(sel, np.abs(amp) / np.maximum(lead_qpp[:, None], 1e-12), np.nan)
+        with np.errstate(all="ignore"):
+            strong = sel & (rel >= _nanmedian_rows(rel.T)[None, :])
+        d = out[:, :, 2] - e
+        own = strong & (d >= 0) & (d <= P_ENVELOPE["tol_s"] * fs)
+    out[:, :, 2] = np.where(sel & ~own, e, out[:, :, 2])
+
+
+def _pull_weak_leads(out, keep, amp, lead_qpp, fs):
+    """In place: in leads where a beat's P wave is weak compared with the other leads
+    (relative amplitude below ``weak_rel`` times the beat's median over leads), a P
+    boundary more than ``tol_weak_s`` from the leads' median is replaced by the median:
+    a small P's slopes are too shallow to place its ends, and the atria depolarise
+    once for all leads."""
+    rel = np.where(keep, np.abs(amp) / np.maximum(lead_qpp[:, None], 1e-12), np.nan)
+    with np.errstate(all="ignore"):
+        med_rel = _nanmedian_rows(rel.T)
+        weak = keep & (rel < CONSENSUS["weak_rel"] * med_rel[None, :])
+        if not weak.any():
+            return
+        tol = CONSENSUS["tol_weak_s"] * fs
+        for c in CONSENSUS["weak_cols"]:
+            v = np.where(keep & (out[:, :, c] >= 0), out[:, :, c].astype(float), np.nan)
+            med = _nanmedian_rows(v.T)
+            far = weak & np.isfinite(med)[None, :] & (np.abs(v - med[None, :]) > tol)
+            out[:, :, c] = np.where(far, np.round(np.nan_to_num(med))[None, :].astype(np.int64), out[:, :, c])
+
+
+def _decide(marks, feats, usable, r, fs, extra, deferred=None):
     """Presence decisions, atrial-activity decision, beat classes and global marks."""
     n_leads, nb, _ = marks.shape
     member = extra[0, :, 2] > 0 if n_leads else np.zeros(nb, bool)
@@ -271,8 +400,24 @@ def _decide(marks, feats, usable, r, fs, extra):
     irregular = False
     if rr.size >= 3:
         irregular = bool(np.median(np.abs(np.diff(rr))) / np.median(rr) > PRESENCE["rr_irregular"])
-    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"]))
+    # atrial flutter: per beat, the score of the best quarter of the usable leads; the
+    # record's score is the median over beats (chunks of a long record have their own)
+    # periodicity alone also fires on a strictly regular sinus strip whose RR is a
+    # multiple of the lag and whose T and P waves look alike (simulated 95/min), so it
+    # is taken as evidence only where the atrial-wave consistency is already below the
+    # bar used for irregular rhythms (and computed only there when it can be deferred)
+    fl = float("nan")
+    if nb and live.any() and aa < PRESENCE["aa_consistency_irreg"]:
+        if deferred and "flutter" in deferred:
+            deferred["flutter"]()
+        fq = np.quantile(extra[live, :, 5], PRESENCE["flutter_lead_q"], axis=0)
+        fl = float(np.median(fq))
+    flutter = bool(fl >= PRESENCE["flutter_score"])
+    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"])
+                 or flutter)
     flags["rr_irregular"] = irregular
+    flags["atrial_periodicity"] = round(fl, 3)
+    flags["atrial_flutter"] = bool(flutter and nb >= 3)
     flags["atrial_consistency"] = round(aa, 3)
     flags["no_atrial_activity"] = no_aa if nb >= 3 else False
     p_keep = consistent & p_ok
@@ -300,6 +445,11 @@ def _decide(marks, feats, usable, r, fs, extra):
         p_keep = _wk.consensus_marks(out, marks, p_keep & lead_ok, lead_ok, beat_p,
                                      np.array([0, 2], np.int64), int(round(CONSENSUS["tol_p_s"] * fs)), CONSENSUS["fill_p"],
                                      CONSENSUS["min_leads"])
+        if CONSENSUS["weak_rel"] > 0:
+            _pull_weak_leads(out, p_keep, p_amp, lead_qpp, fs)
+        if deferred and "p_env" in deferred and P_ENVELOPE["mode"] != "off" and p_keep.any():
+            deferred["p_env"]()
+        _apply_p_envelope(out, p_keep, extra[0, :, 6] if n_leads else np.zeros(0), fs, p_amp, lead_qpp)
         beat_t = t_ok.sum(axis=0) >= need
         t_ok = _wk.consensus_marks(out, marks, t_ok & lead_ok, lead_ok, beat_t,
                                    np.array([8], np.int64), int(round(CONSENSUS["tol_t_s"] * fs)), CONSENSUS["fill_t"],
@@ -333,6 +483,10 @@ def _decide(marks, feats, usable, r, fs, extra):
     g[:, 2] = _robust_extreme(out[:, :, 2], pk, False, tol_s)
     sh = int(round(GLOBAL["p_on_shift_s"] * fs))
     g[:, 0] = np.where(g[:, 0] >= 0, np.maximum(g[:, 0] + sh, 0), -1)
+    if P_ENVELOPE["mode"] != "off" and n_leads:
+        env = extra[0, :, 6].astype(np.int64)
+        sh = int(round(GLOBAL["p_off_shift_s"] * fs))
+        g[:, 2] = np.where((g[:, 2] >= 0) & (env >= 0), env + sh, g[:, 2])
     g[:, 2] = np.where((g[:, 2] >= 0) & (g[:, 3] >= 0), np.minimum(g[:, 2], g[:, 3] - 1), g[:, 2])
     tk = out[:, :, 8] >= 0
     g[:, 6] = _robust_extreme(out[:, :, 6], tk, True, tol_s)
@@ -465,12 +619,14 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
         r = r[~dead] if n_leads else r
     flags["no_qrs"] = r.size == 0
     if not long:
-        marks, feats, extra = _delineate_block(xc, usable, fs, r)
+        marks, feats, extra, deferred = _delineate_block(xc, usable, fs, r, lazy=True)
         _drop_marks_in_gaps(marks, x, 0)
     else:
         marks = -np.ones((n_leads, r.size, 9), np.int64)
         feats = np.zeros((n_leads, r.size, _wk.N_FEATS))
-        extra = np.zeros((n_leads, r.size, 5))
+        extra = np.zeros((n_leads, r.size, N_EXTRA))
+        extra[:, :, 5:7] = -1.0
+        deferred = {}
         for start in range(0, n, step):
             sel = np.flatnonzero((r >= start) & (r < start + step))
             if sel.size == 0:
@@ -479,14 +635,15 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
             # neighbours inside the margin give the RR context of the edge beats
             ctx = np.flatnonzero((r >= a + int(0.2 * fs)) & (r < z - int(0.2 * fs)))
             xa, _ = _clean_rows(x[:, a:z])
-            m, f, e = _delineate_block(xa, usable, fs, r[ctx] - a)
+            m, f, e, _ = _delineate_block(xa, usable, fs, r[ctx] - a)
             _drop_marks_in_gaps(m, x[:, a:z], 0)
             keep = np.isin(ctx, sel)
             m = np.where(m >= 0, m + a, -1)
             marks[:, ctx[keep]] = m[:, keep]
             feats[:, ctx[keep]] = f[:, keep]
             e[:, :, 0] = np.where(e[:, :, 0] >= 0, e[:, :, 0] + a, -1)
+            e[:, :, 6] = np.where(e[:, :, 6] >= 0, e[:, :, 6] + a, -1)
             extra[:, ctx[keep]] = e[:, keep]
-    out, g, cls, quality, f2, feat_out = _decide(marks, feats, usable, r, fs, extra)
+    out, g, cls, quality, f2, feat_out = _decide(marks, feats, usable, r, fs, extra, deferred)
     flags.update(f2)
     return Delineation(fs, names, out, g, cls, quality, flags, feat_out, source)
