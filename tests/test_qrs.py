@@ -124,3 +124,117 @@ def test_long_record_is_chunked():
     expect = (r1[None, :] + n * np.arange(60)[:, None]).ravel()
     tp = _match(expect, r, int(0.05 * rec.fs))
     assert tp >= expect.size - 60 and r.size <= expect.size + 60
+
+
+# ---------------------------------------------------------------- kernels vs scipy / numpy
+@pytest.mark.parametrize("order,btype,wn", [(1, "high", 0.5), (2, "low", 40.0), (4, "low", 25.0),
+                                             (6, "band", (1.0, 40.0))])
+def test_sos_kernels_match_scipy(rng, order, btype, wn):
+    """The fused-section filters (one row, columns forward/backward, zero phase) against
+    scipy's sosfilt (steady-state start) and sosfiltfilt, for 1 to 6 sections."""
+    from scipy import signal
+    from ecgcore.delineation import _qrs_kernels as k
+    fs = 500.0
+    sos = np.ascontiguousarray(signal.butter(order, wn, btype=btype, fs=fs, output="sos"))
+    x = np.cumsum(rng.standard_normal((5, 1500)), axis=1) + 3.0       # offset + wander
+    zi = signal.sosfilt_zi(sos)
+    ref = np.stack([signal.sosfilt(sos, row, zi=zi * row[0])[0] for row in x])
+    out = np.empty(x.shape[1])
+    for r in range(x.shape[0]):
+        k.sos_forward(x[r], sos, out)
+        np.testing.assert_allclose(out, ref[r], rtol=1e-9, atol=1e-9)
+    buf = np.ascontiguousarray(x.T)
+    k.sos_cols(buf, sos, False)
+    np.testing.assert_allclose(buf.T, ref, rtol=1e-9, atol=1e-9)
+    buf = np.ascontiguousarray(x[:, ::-1].T)
+    k.sos_cols(buf, sos, True)                                         # backward = forward of reversed
+    np.testing.assert_allclose(buf.T, ref[:, ::-1], rtol=1e-9, atol=1e-9)
+    zp = k.sos_filtfilt_rows(x, sos, 300)
+    np.testing.assert_allclose(zp, signal.sosfiltfilt(sos, x, padtype="odd", padlen=300),
+                               rtol=1e-8, atol=1e-8)
+
+
+def test_scan_rows_matches_numpy(rng):
+    """Non-finite counts and finite ranges from the bit-pattern scan equal numpy's."""
+    from ecgcore.delineation import _qrs_kernels as k
+    for trial in range(60):
+        L, n = int(rng.integers(1, 14)), int(rng.integers(0, 400))
+        x = rng.standard_normal((L, n)) * 10.0 ** rng.uniform(-8, 3)
+        if trial % 4 == 1:
+            x = -np.abs(x)
+        if trial % 5 == 2:
+            x[:] = 0.0
+        if n and trial % 3 == 0:
+            x[rng.integers(0, L, 3), rng.integers(0, n, 3)] = [np.nan, np.inf, -np.inf]
+        nbad, lo, hi = k.scan_rows(x)
+        fin = np.isfinite(x)
+        assert np.array_equal(nbad, (~fin).sum(axis=1))
+        np.testing.assert_array_equal(lo, np.where(fin, x, np.inf).min(axis=1, initial=np.inf))
+        np.testing.assert_array_equal(hi, np.where(fin, x, -np.inf).max(axis=1, initial=-np.inf))
+
+
+@pytest.mark.parametrize("n_leads", [1, 3, 12])
+def test_qrs_feature_matches_numpy_reference(rng, n_leads):
+    """The fused multi-lead feature against a plain scipy/numpy implementation of its
+    definition (steady-state low-pass, +-8 ms difference, squared, / median of 1-s
+    maxima, clipped at 4, summed over leads, centred 100-ms mean / lead count)."""
+    from scipy import signal
+    from ecgcore.delineation import _qrs_kernels as k
+    from ecgcore.delineation.qrs import _lowpass_sos
+    rec = _sim(n=1, seed=11)[0]
+    fs = rec.fs
+    x = np.ascontiguousarray(rec.signal[:n_leads].astype(np.float64))
+    x[0] += 0.05 * rng.standard_normal(x.shape[1])
+    usable = np.ones(n_leads, bool)
+    if n_leads > 2:
+        usable[1] = False
+    sos = _lowpass_sos(fs)
+    kk = int(round(0.008 * fs))
+    n = x.shape[1]
+    fused = np.zeros(n)
+    used = 0
+    for l in np.flatnonzero(usable):
+        lp = signal.sosfilt(sos, x[l], zi=signal.sosfilt_zi(sos) * x[l, 0])[0]
+        e = np.zeros(n)
+        e[kk:n - kk] = (lp[2 * kk:] - lp[:n - 2 * kk]) ** 2
+        nb = max(1, n // int(fs))
+        bm = [e[b * int(fs):(n if b == nb - 1 else (b + 1) * int(fs))].max() for b in range(nb)]
+        fused += np.minimum(e / np.median(bm), 4.0)
+        used += 1
+    w = int(round(0.1 * fs))
+    c = np.concatenate(([0.0], np.cumsum(fused)))
+    i = np.arange(n)
+    ref = (c[np.clip(i - w // 2 + w, 0, n)] - c[np.clip(i - w // 2, 0, n)]) / (w * used)
+    np.testing.assert_allclose(k.qrs_feature(x, fs, sos, usable), ref, rtol=1e-7, atol=1e-9)
+
+
+def test_layouts_and_dtypes_give_the_same_beats(rng):
+    """Read-only, Fortran-ordered, float32, int16 and strided inputs take other paths
+    (copy, clean) than C-contiguous float64: same beats (int16 within rounding)."""
+    rec = _sim(n=1, seed=4)[0]
+    x = np.ascontiguousarray(rec.signal.astype(np.float64))
+    ref = detect_qrs(x, rec.fs)
+    ro = x.copy()
+    ro.flags.writeable = False
+    assert np.array_equal(detect_qrs(ro, rec.fs), ref)
+    assert np.array_equal(detect_qrs(np.asfortranarray(x), rec.fs), ref)
+    assert np.array_equal(detect_qrs(x.T.copy().T, rec.fs), ref)
+    assert _match(ref, detect_qrs(x.astype(np.float32), rec.fs), 2) == ref.size
+    assert _match(ref, detect_qrs((x * 1000).astype(np.int16), rec.fs), 2) == ref.size
+    one = x[1].copy()
+    assert np.array_equal(detect_qrs(np.asfortranarray(x)[1], rec.fs), detect_qrs(one, rec.fs))
+    assert np.array_equal(detect_qrs(x, rec.fs, leads_usable=[True] * x.shape[0]), ref)
+    with pytest.raises(ECGError, match="leads_usable"):
+        detect_qrs(x, rec.fs, leads_usable=[True, False])
+
+
+@pytest.mark.parametrize("n_beats", [1, 2, 5, 8])
+def test_median_windows_equals_numpy_median(rng, n_beats):
+    """The incremental-sort median of beat windows gives numpy's median exactly."""
+    from ecgcore.delineation import _qrs_kernels as k
+    y = np.cumsum(rng.standard_normal((4, 3000)), axis=1)
+    starts = np.sort(rng.choice(2500, n_beats, replace=False)).astype(np.int64)
+    leads = np.array([0, 2, 3], np.int64)
+    w = 400
+    ref = np.median(y[leads][:, starts[:, None] + np.arange(w)[None, :]], axis=1)
+    np.testing.assert_array_equal(k.median_windows(y, leads, starts, w), ref)

@@ -1,8 +1,11 @@
 """numba kernels for filtering and QRS detection.
 
 Imported only by :mod:`ecgcore.delineation`, never at ``import ecgcore`` time.
-Every kernel assumes clean input: C-contiguous float64, no NaN (the Python
-wrappers in ``qrs.py`` and ``waves.py`` take care of that).
+Every kernel assumes C-contiguous float64 input without NaN (the Python wrappers in
+``qrs.py`` and ``waves.py`` take care of that), except :func:`scan_rows`, which finds
+the NaN, and :func:`detect`, which reports them instead of detecting. No kernel uses
+fastmath, and the fused/vectorised loops keep each value's operations in the original
+order, so results are bit-identical to the straightforward one-pass-per-step versions.
 """
 
 from __future__ import annotations
@@ -12,65 +15,176 @@ from numba import njit
 
 
 @njit(cache=True)
+def _section_state(sos, s, x0):
+    """Initial state (z1, z2) of section ``s`` in the steady state of input ``x0``, so a
+    DC offset gives no transient (for unit DC gain: x0*(1-b0), x0*(b2-a2))."""
+    b0 = sos[s, 0]
+    b1 = sos[s, 1]
+    b2 = sos[s, 2]
+    a1 = sos[s, 4]
+    a2 = sos[s, 5]
+    den = 1.0 + a1 + a2
+    dc = (b0 + b1 + b2) / den if abs(den) > 1e-12 else 0.0
+    return x0 * dc - b0 * x0, b2 * x0 - a2 * x0 * dc
+
+
+@njit(cache=True)
 def sos_forward(x, sos, out):
-    """Causal second-order-section filter of one row (direct form II transposed)."""
+    """Causal second-order-section filter of one row (direct form II transposed).
+
+    All sections advance together, sample by sample: the recurrences of different
+    sections are independent within a sample, so their latencies overlap (a section
+    at a time would wait on one recurrence chain per pass). Every value is computed
+    with the same operations in the same order as section-by-section filtering, so
+    the result is bit-identical to it.
+    """
     n = x.shape[0]
-    for i in range(n):
-        out[i] = x[i]
+    ns = sos.shape[0]
+    if n == 0:
+        return
+    if ns == 2:
+        # the QRS low-pass (4th order): state in registers
+        b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+        b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+        v = x[0]
+        p1, p2 = _section_state(sos, 0, v)
+        y = b00 * v + p1
+        p1 = b01 * v - a01 * y + p2
+        p2 = b02 * v - a02 * y
+        v = y
+        q1, q2 = _section_state(sos, 1, v)
+        y = b10 * v + q1
+        q1 = b11 * v - a11 * y + q2
+        q2 = b12 * v - a12 * y
+        out[0] = y
+        for i in range(1, n):
+            v = x[i]
+            y = b00 * v + p1
+            p1 = b01 * v - a01 * y + p2
+            p2 = b02 * v - a02 * y
+            v = y
+            y = b10 * v + q1
+            q1 = b11 * v - a11 * y + q2
+            q2 = b12 * v - a12 * y
+            out[i] = y
+        return
+    z1 = np.empty(ns)
+    z2 = np.empty(ns)
+    v = x[0]
+    for s in range(ns):
+        z1[s], z2[s] = _section_state(sos, s, v)
+        y = sos[s, 0] * v + z1[s]
+        z1[s] = sos[s, 1] * v - sos[s, 4] * y + z2[s]
+        z2[s] = sos[s, 2] * v - sos[s, 5] * y
+        v = y
+    out[0] = v
+    for i in range(1, n):
+        v = x[i]
+        for s in range(ns):
+            y = sos[s, 0] * v + z1[s]
+            z1[s] = sos[s, 1] * v - sos[s, 4] * y + z2[s]
+            z2[s] = sos[s, 2] * v - sos[s, 5] * y
+            v = y
+        out[i] = v
+
+
+@njit(cache=True)
+def _sos_cols_step(buf, i, sos, z1, z2):
+    """Advance every section by one sample for all columns of row ``i`` of ``buf``
+    (in place). The inner loop runs across leads, so the leads' independent
+    recurrences vectorise."""
+    L = buf.shape[1]
     for s in range(sos.shape[0]):
         b0 = sos[s, 0]
         b1 = sos[s, 1]
         b2 = sos[s, 2]
         a1 = sos[s, 4]
         a2 = sos[s, 5]
-        # start in the steady state of the first sample, so a DC offset gives no transient
-        # (for a section with unit DC gain the state is x0*(1-b0), x0*(b2-a2)); general form:
-        dc = (b0 + b1 + b2) / (1.0 + a1 + a2) if abs(1.0 + a1 + a2) > 1e-12 else 0.0
-        x0 = out[0]
-        z1 = x0 * dc - b0 * x0
-        z2 = b2 * x0 - a2 * x0 * dc
-        for i in range(n):
-            xi = out[i]
-            yi = b0 * xi + z1
-            z1 = b1 * xi - a1 * yi + z2
-            z2 = b2 * xi - a2 * yi
-            out[i] = yi
+        for l in range(L):
+            xi = buf[i, l]
+            yi = b0 * xi + z1[s, l]
+            z1[s, l] = b1 * xi - a1 * yi + z2[s, l]
+            z2[s, l] = b2 * xi - a2 * yi
+            buf[i, l] = yi
+
+
+@njit(cache=True)
+def _sos2_tile(buf, sos, j0, j1, step, p1, p2, q1, q2):
+    """Two cascaded sections over rows ``range(j0, j1, step)`` of ``buf``, every column,
+    in place; state (p1, p2) of section 0 and (q1, q2) of section 1, per column,
+    updated. One inner loop across leads (vectorised) with both sections in it;
+    coefficients in registers."""
+    L = buf.shape[1]
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    for j in range(j0, j1, step):
+        for l in range(L):
+            v = buf[j, l]
+            y = b00 * v + p1[l]
+            p1[l] = b01 * v - a01 * y + p2[l]
+            p2[l] = b02 * v - a02 * y
+            v = y
+            y = b10 * v + q1[l]
+            q1[l] = b11 * v - a11 * y + q2[l]
+            q2[l] = b12 * v - a12 * y
+            buf[j, l] = y
+
+
+@njit(cache=True)
+def _sos2_cols(buf, sos, j0, j1, step, z1, z2):
+    """:func:`_sos2_tile` from state z1, z2 (2, L), left unchanged."""
+    _sos2_tile(buf, sos, j0, j1, step, z1[0].copy(), z2[0].copy(), z1[1].copy(), z2[1].copy())
+
+
+@njit(cache=True)
+def _sos_cols_first(buf, i, sos, z1, z2):
+    """Initial states from row ``i`` (each section's own input there), then the step."""
+    L = buf.shape[1]
+    for s in range(sos.shape[0]):
+        for l in range(L):
+            v = buf[i, l]
+            z1[s, l], z2[s, l] = _section_state(sos, s, v)
+            y = sos[s, 0] * v + z1[s, l]
+            z1[s, l] = sos[s, 1] * v - sos[s, 4] * y + z2[s, l]
+            z2[s, l] = sos[s, 2] * v - sos[s, 5] * y
+            buf[i, l] = y
+
+
+@njit(cache=True)
+def _sos_cols_run(buf, sos, j0, j1, backward, z1, z2):
+    """Rows j0 < j <= j1 (forward) or j1 > j >= j0 (backward) after the first row was
+    filtered by :func:`_sos_cols_first`; state in z1, z2 (ns, L)."""
+    if sos.shape[0] == 2:
+        if backward:
+            _sos2_cols(buf, sos, j1 - 1, j0 - 1, -1, z1, z2)
+        else:
+            _sos2_cols(buf, sos, j0 + 1, j1 + 1, 1, z1, z2)
+        return
+    if backward:
+        for j in range(j1 - 1, j0 - 1, -1):
+            _sos_cols_step(buf, j, sos, z1, z2)
+    else:
+        for j in range(j0 + 1, j1 + 1):
+            _sos_cols_step(buf, j, sos, z1, z2)
 
 
 @njit(cache=True)
 def sos_cols(buf, sos, backward):
     """SOS filter of every column of ``buf`` (m, L), in place, forward in time or
-    backward. The inner loop runs across leads, so the independent recurrences of the
-    leads vectorise. The initial state is the steady state of the first sample."""
+    backward, all sections advancing together (bit-identical to one section at a
+    time). The initial state is the steady state of the first sample."""
     m, L = buf.shape
-    z1 = np.empty(L)
-    z2 = np.empty(L)
-    for s in range(sos.shape[0]):
-        b0 = sos[s, 0]
-        b1 = sos[s, 1]
-        b2 = sos[s, 2]
-        a1 = sos[s, 4]
-        a2 = sos[s, 5]
-        den = 1.0 + a1 + a2
-        dc = (b0 + b1 + b2) / den if abs(den) > 1e-12 else 0.0
-        i0 = m - 1 if backward else 0
-        for l in range(L):
-            x0 = buf[i0, l]
-            z1[l] = x0 * dc - b0 * x0
-            z2[l] = b2 * x0 - a2 * x0 * dc
-        for k in range(m):
-            i = m - 1 - k if backward else k
-            for l in range(L):
-                xi = buf[i, l]
-                yi = b0 * xi + z1[l]
-                z1[l] = b1 * xi - a1 * yi + z2[l]
-                z2[l] = b2 * xi - a2 * yi
-                buf[i, l] = yi
-
-
-@njit(cache=True)
-def sos_forward_cols(buf, sos):
-    sos_cols(buf, sos, False)
+    if m == 0:
+        return
+    ns = sos.shape[0]
+    z1 = np.empty((ns, L))
+    z2 = np.empty((ns, L))
+    if backward:
+        _sos_cols_first(buf, m - 1, sos, z1, z2)
+        _sos_cols_run(buf, sos, 0, m - 1, True, z1, z2)
+    else:
+        _sos_cols_first(buf, 0, sos, z1, z2)
+        _sos_cols_run(buf, sos, 0, m - 1, False, z1, z2)
 
 
 @njit(cache=True)
@@ -79,10 +193,13 @@ def sos_filtfilt_rows(x, sos, padlen):
 
     Same result as ``scipy.signal.sosfiltfilt(sos, x, padtype="odd", padlen=padlen)``.
     Works on a (samples, leads) buffer so that all leads are filtered in one vectorised
-    pass.
+    pass, all sections in the same pass. (Tiling the transpositions into the passes,
+    or reading the padded input inside the forward pass, measured slower.)
     """
     n_rows, n = x.shape
     out = np.empty((n_rows, n))
+    if n == 0 or n_rows == 0:
+        return out
     p = min(padlen, n - 1)
     if p < 0:
         p = 0
@@ -115,62 +232,22 @@ def _median_of(a):
 
 
 @njit(cache=True)
-def qrs_feature(x, fs, sos, usable):
-    """Fused multi-lead QRS energy: per lead, low-pass, symmetric difference, square,
-    normalise by the median of the 1-s block maxima, clip, sum over leads, then a
-    centred 100-ms moving-window integration.
+def _block_max_nonneg(e, a, z):
+    """max(0, max e[a:z]) for values >= 0 (squares). Compared as int64 bit patterns,
+    which order non-negative doubles exactly like their values: integer max reductions
+    vectorise, floating-point ones do not without fastmath."""
+    ev = e.view(np.int64)
+    mx = np.int64(0)
+    for i in range(a, z):
+        v = ev[i]
+        mx = v if v > mx else mx
+    return mx
 
-    The symmetric difference over 2*k samples (k = 8 ms) is a band-pass centred near
-    30 Hz that ignores baseline wander; the low-pass removes powerline and EMG.
-    """
-    n_leads, n = x.shape
-    k = max(1, int(round(0.008 * fs)))
-    fused = np.zeros(n)
-    lp = np.empty(n)
-    e = np.zeros(n)
-    block = max(1, int(fs))
-    n_blocks = max(1, n // block)
-    bmax = np.empty(n_blocks)
-    used = 0
-    # few leads: scalar filter state (registers); many leads: one vectorised pass
-    few = n_leads <= 2
-    buf = np.empty((n if not few else 1, n_leads))
-    if not few:
-        for i in range(n):
-            for l in range(n_leads):
-                buf[i, l] = x[l, i]
-        sos_forward_cols(buf, sos)
-    for l in range(n_leads):
-        if not usable[l]:
-            continue
-        if few:
-            sos_forward(x[l], sos, lp)
-        else:
-            for i in range(n):
-                lp[i] = buf[i, l]
-        for i in range(n):
-            e[i] = 0.0
-        for i in range(k, n - k):
-            d = lp[i + k] - lp[i - k]
-            e[i] = d * d
-        for b in range(n_blocks):
-            a = b * block
-            z = n if b == n_blocks - 1 else a + block
-            mx = 0.0
-            for i in range(a, z):
-                if e[i] > mx:
-                    mx = e[i]
-            bmax[b] = mx
-        scale = _median_of(bmax)
-        if scale <= 1e-20:
-            continue
-        used += 1
-        inv = 1.0 / scale
-        for i in range(n):
-            v = e[i] * inv
-            # an electrode pop or a saturated step must not drown the other leads
-            fused[i] += v if v < 4.0 else 4.0
-    # centred moving-window integration (cumulative sum)
+
+@njit(cache=True)
+def _integrate(fused, fs, used):
+    """Centred 100-ms moving-window mean of ``fused`` divided by the lead count."""
+    n = fused.shape[0]
     w = max(1, int(round(0.1 * fs)))
     h = w // 2
     out = np.zeros(n)
@@ -178,17 +255,150 @@ def qrs_feature(x, fs, sos, usable):
         return out
     c = np.empty(n + 1)
     c[0] = 0.0
+    acc = 0.0
     for i in range(n):
-        c[i + 1] = c[i] + fused[i]
-    for i in range(n):
+        acc = acc + fused[i]
+        c[i + 1] = acc
+    den = float(w * used)
+    # window inside the record for h <= i <= n - w + h: no clamping in that (vectorised) loop
+    lo = min(h, n)
+    hi = max(lo, n - w + h + 1)
+    for i in range(lo):
         a = i - h
         z = i - h + w
         if a < 0:
             a = 0
         if z > n:
             z = n
-        out[i] = (c[z] - c[a]) / (w * used)
+        out[i] = (c[z] - c[a]) / den
+    for i in range(lo, hi):
+        out[i] = (c[i - h + w] - c[i - h]) / den
+    for i in range(hi, n):
+        a = i - h
+        z = i - h + w
+        if a < 0:
+            a = 0
+        if z > n:
+            z = n
+        out[i] = (c[z] - c[a]) / den
     return out
+
+
+@njit(cache=True)
+def qrs_feature(x, fs, sos, usable):
+    """Fused multi-lead QRS energy: per lead, low-pass, symmetric difference, square,
+    normalise by the median of the 1-s block maxima, clip, sum over leads, then a
+    centred 100-ms moving-window integration.
+
+    The symmetric difference over 2*k samples (k = 8 ms) is a band-pass centred near
+    30 Hz that ignores baseline wander; the low-pass removes powerline and EMG.
+
+    One lead: filtered along its row (both sections per sample). Several leads: a
+    (samples, leads) buffer, every pass vectorised across leads; the sum over leads
+    keeps the lead order, so both layouts give the same bits.
+    """
+    n_leads, n = x.shape
+    k = max(1, int(round(0.008 * fs)))
+    block = max(1, int(fs))
+    n_blocks = max(1, n // block)
+    fused = np.zeros(n)
+    idx = np.empty(n_leads, np.int64)
+    L = 0
+    for l in range(n_leads):
+        if usable[l]:
+            idx[L] = l
+            L += 1
+    if L == 0 or n == 0:
+        return _integrate(fused, fs, 0)
+    bmax = np.empty(n_blocks)
+    used = 0
+    if L == 1:
+        lp = np.empty(n)
+        e = np.zeros(n)
+        sos_forward(x[idx[0]], sos, lp)
+        for i in range(k, n - k):
+            d = lp[i + k] - lp[i - k]
+            e[i] = d * d
+        bv = bmax.view(np.int64)
+        for b in range(n_blocks):
+            a = b * block
+            bv[b] = _block_max_nonneg(e, a, n if b == n_blocks - 1 else a + block)
+        scale = _median_of(bmax)
+        if scale > 1e-20:
+            used = 1
+            inv = 1.0 / scale
+            for i in range(n):
+                v = e[i] * inv
+                # an electrode pop or a saturated step must not drown the other leads
+                fused[i] += v if v < 4.0 else 4.0
+        return _integrate(fused, fs, used)
+    # several leads: (samples, leads) layout, the transposition folded into the copy
+    buf = np.empty((n, L))
+    for i in range(n):
+        for j in range(L):
+            buf[i, j] = x[idx[j], i]
+    sos_cols(buf, sos, False)
+    # symmetric difference, square and 1-s block maxima in one pass, in place: e[i]
+    # overwrites buf[i - k], the last use of that row (one large temporary less).
+    # The maximum is element-wise across leads, so it vectorises like the rest.
+    bm = np.zeros((n_blocks, L))
+    k1 = min(k, n)
+    k2 = max(k1, n - k)
+    for b in range(n_blocks):
+        a = max(b * block, k1)
+        z = min(n if b == n_blocks - 1 else b * block + block, k2)
+        for i in range(a, z):
+            for j in range(L):
+                d = buf[i + k, j] - buf[i - k, j]
+                v = d * d
+                buf[i - k, j] = v
+                m = bm[b, j]
+                bm[b, j] = v if v > m else m
+    inv = np.zeros(L)
+    live = np.empty(L, np.int64)
+    for j in range(L):
+        for b in range(n_blocks):
+            bmax[b] = bm[b, j]
+        scale = _median_of(bmax)
+        if scale > 1e-20:
+            inv[j] = 1.0 / scale
+            live[used] = j
+            used += 1
+    # sum over leads in lead order (same bits as lead-by-lead accumulation); four
+    # samples at a time so that four addition chains overlap. e is zero outside
+    # [k1, k2), where fused stays 0.
+    i = k1
+    while i + 4 <= k2:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        r = i - k
+        for q in range(used):
+            j = live[q]
+            c = inv[j]
+            v0 = buf[r, j] * c
+            v1 = buf[r + 1, j] * c
+            v2 = buf[r + 2, j] * c
+            v3 = buf[r + 3, j] * c
+            s0 += v0 if v0 < 4.0 else 4.0
+            s1 += v1 if v1 < 4.0 else 4.0
+            s2 += v2 if v2 < 4.0 else 4.0
+            s3 += v3 if v3 < 4.0 else 4.0
+        fused[i] = s0
+        fused[i + 1] = s1
+        fused[i + 2] = s2
+        fused[i + 3] = s3
+        i += 4
+    while i < k2:
+        acc = 0.0
+        for q in range(used):
+            j = live[q]
+            v = buf[i - k, j] * inv[j]
+            acc += v if v < 4.0 else 4.0
+        fused[i] = acc
+        i += 1
+    return _integrate(fused, fs, used)
 
 
 @njit(cache=True)
@@ -205,8 +415,14 @@ def pick_beats(f, fs, refractory_s):
     # local maxima, thinned so that no two lie within the refractory period
     cand = np.empty(n, np.int64)
     nc = 0
+    # branch-free (vectorised) local-maximum test first; the loop below then only
+    # branches on the few maxima
+    ismax = np.zeros(n, np.uint8)
     for i in range(1, n - 1):
-        if f[i] > f[i - 1] and f[i] >= f[i + 1] and f[i] > 0.0:
+        v = f[i]
+        ismax[i] = (v > f[i - 1]) & (v >= f[i + 1]) & (v > 0.0)
+    for i in range(1, n - 1):
+        if ismax[i]:
             if nc > 0 and i - cand[nc - 1] < ref:
                 if f[i] > f[cand[nc - 1]]:
                     cand[nc - 1] = i
@@ -221,14 +437,12 @@ def pick_beats(f, fs, refractory_s):
     block = max(1, int(2 * fs))
     n_blocks = max(1, n // block)
     bm = np.empty(n_blocks)
+    bv = bm.view(np.int64)
     for b in range(n_blocks):
         a = b * block
-        z = n if b == n_blocks - 1 else a + block
-        mx = 0.0
-        for i in range(a, z):
-            if f[i] > mx:
-                mx = f[i]
-        bm[b] = mx
+        # max(0, max f): f >= 0 here; a negative value (sign bit set) is a negative
+        # int64 and loses against 0 exactly as it would as a float
+        bv[b] = _block_max_nonneg(f, a, n if b == n_blocks - 1 else a + block)
     spk = _median_of(bm)
     npk = 0.1 * spk
     rr_avg = 0.8 * fs
@@ -296,15 +510,20 @@ def refine_r(x, usable, peaks, fs, half_s):
         for l in range(n_leads):
             if not usable[l]:
                 continue
+            # mean, minimum and maximum in one pass: fl(v - mean) is monotone in v, so
+            # the largest |v - mean| is reached at the minimum or the maximum
             mean = 0.0
+            lo = x[l, a]
+            hi = lo
             for i in range(a, z):
-                mean += x[l, i]
+                v = x[l, i]
+                mean += v
+                lo = v if v < lo else lo
+                hi = v if v > hi else hi
             mean /= m
-            mx = 0.0
-            for i in range(a, z):
-                d = abs(x[l, i] - mean)
-                if d > mx:
-                    mx = d
+            d1 = abs(hi - mean)
+            d2 = abs(lo - mean)
+            mx = d1 if d1 > d2 else d2
             if mx <= 0.0:
                 continue
             for i in range(a, z):
@@ -321,4 +540,146 @@ def refine_r(x, usable, peaks, fs, half_s):
                 best = i
                 break
         out[b] = a + best
+    return out
+
+
+_EXP = np.int64(0x7FF0000000000000)
+_MAG = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@njit(cache=True)
+def scan_rows(x):
+    """Per row: number of non-finite samples, minimum and maximum of the finite ones
+    (inf / -inf for a row without any).
+
+    Works on the bit patterns (integer operations vectorise, floating-point min/max
+    reductions do not without fastmath): a double is NaN or inf when its exponent bits
+    are all set, and ``b ^ ((b >> 63) & 0x7fff...)`` maps doubles to int64 in the same
+    order (it flips the magnitude bits of negative numbers), so integer min/max give
+    the float min/max exactly. ``x`` must be C-contiguous."""
+    L, n = x.shape
+    nbad = np.zeros(L, np.int64)
+    lo = np.full(L, np.inf)
+    hi = np.full(L, -np.inf)
+    if n == 0:
+        return nbad, lo, hi
+    xv = x.view(np.int64)
+    out2 = np.empty(2, np.int64)
+    of = out2.view(np.float64)
+    for l in range(L):
+        c = 0
+        kmin = np.int64(0x7FFFFFFFFFFFFFFF)
+        kmax = -kmin - 1
+        for i in range(n):
+            b = xv[l, i]
+            c += (b & _EXP) == _EXP
+            key = b ^ ((b >> 63) & _MAG)
+            kmin = key if key < kmin else kmin
+            kmax = key if key > kmax else kmax
+        if c == 0:
+            out2[0] = kmin ^ ((kmin >> 63) & _MAG)
+            out2[1] = kmax ^ ((kmax >> 63) & _MAG)
+            lo[l] = of[0]
+            hi[l] = of[1]
+            continue
+        # some non-finite samples: count them, range over the rest
+        a = np.inf
+        z = -np.inf
+        for i in range(n):
+            v = x[l, i]
+            if np.isfinite(v):
+                a = v if v < a else a
+                z = v if v > z else z
+        nbad[l] = c
+        lo[l] = a
+        hi[l] = z
+    return nbad, lo, hi
+
+
+@njit(cache=True)
+def detect(x, usable_in, fs, sos, refractory_s, half_s):
+    """The whole detector for one block in one call: range check of the leads, fused
+    feature, peak picking, R refinement, duplicates removed.
+
+    ``x`` must be free of NaN/inf: when it is not, returns (empty, number of
+    non-finite samples) and the caller cleans it first. Otherwise (R indices, 0).
+    A lead is used when ``usable_in`` and its range exceeds 1e-6.
+    """
+    L, n = x.shape
+    empty = np.zeros(0, np.int64)
+    nbad, lo, hi = scan_rows(x)
+    tot = 0
+    for l in range(L):
+        tot += nbad[l]
+    if tot > 0:
+        return empty, tot
+    usable = usable_in.copy()
+    anyu = False
+    for l in range(L):
+        if n > 0 and not (hi[l] - lo[l] > 1e-6):
+            usable[l] = False
+        anyu = anyu or usable[l]
+    if n < int(0.5 * fs) or not anyu:
+        return empty, 0
+    feat = qrs_feature(x, fs, sos, usable)
+    peaks = pick_beats(feat, fs, refractory_s)
+    if peaks.shape[0] == 0:
+        return peaks, 0
+    r = np.sort(refine_r(x, usable, peaks, fs, half_s))
+    # two feature peaks can refine onto one sample or nearby samples of one complex:
+    # drop exact repeats, then keep the first of any pair closer than 80 % of the
+    # refractory period (compared with the previous distinct index)
+    gap = int(refractory_s * fs * 0.8)
+    out = np.empty(r.shape[0], np.int64)
+    m = 0
+    prev = -1
+    for i in range(r.shape[0]):
+        v = r[i]
+        if i > 0 and v == r[i - 1]:
+            continue
+        if m == 0 or v - prev >= gap:
+            out[m] = v
+            m += 1
+        prev = v
+    return out[:m].copy(), 0
+
+
+@njit(cache=True)
+def median_windows(y, leads, starts, w):
+    """Sample-wise median over beats of the windows ``y[l, s:s+w]``, for each lead in
+    ``leads`` and each start in ``starts`` (all windows inside the record); (len(leads), w).
+
+    The beats' order at one sample is the starting order at the next: consecutive
+    samples of a beat are close, so that order is nearly sorted and the insertion sort
+    does about one step per beat instead of a quarter of the beat count. The median of
+    the same values is the same number however they were sorted (even counts: the
+    mean of the two middle values, as numpy).
+    """
+    nl = leads.shape[0]
+    nm = starts.shape[0]
+    out = np.empty((nl, w))
+    if nm == 0:
+        out[:] = np.nan
+        return out
+    perm = np.empty(nm, np.int64)
+    buf = np.empty(nm)
+    for li in range(nl):
+        l = leads[li]
+        for k in range(nm):
+            perm[k] = k
+        for i in range(w):
+            for k in range(nm):
+                q = perm[k]
+                v = y[l, starts[q] + i]
+                j = k
+                while j > 0 and buf[j - 1] > v:
+                    buf[j] = buf[j - 1]
+                    perm[j] = perm[j - 1]
+                    j -= 1
+                buf[j] = v
+                perm[j] = q
+            if nm % 2 == 1:
+                out[li, i] = buf[nm // 2]
+            else:
+                out[li, i] = 0.5 * (buf[nm // 2 - 1] + buf[nm // 2])
     return out

@@ -79,11 +79,20 @@ def median_beats(record, fs=None, length: int = 400, before: int = 150, min_beat
     w = beat_windows(y, r, before, length)            # (beats, leads, length)
     # beats must lie fully inside the record
     full = np.isfinite(w).all(axis=(1, 2))
+    all_leads = np.arange(x.shape[0], dtype=np.int64)
+
+    def _median(w, r_used):
+        # windows all inside the record: the incremental-sort kernel (same values as
+        # np.median); otherwise NaN-aware numpy
+        if np.isfinite(w).all():
+            return _qk.median_windows(y, all_leads, (r[r_used] - before).astype(np.int64), length)
+        return np.nanmedian(w, axis=0)
+
     if full.sum() >= min_beats:
         w, r_used = w[full], np.flatnonzero(full)
     else:
         r_used = np.arange(r.size)
-    med = np.nanmedian(w, axis=0)
+    med = _median(w, r_used)
     if w.shape[0] >= 3:
         a = np.nan_to_num(w[:, usable] - np.nanmean(w[:, usable], axis=2, keepdims=True)).reshape(w.shape[0], -1)
         m = np.nan_to_num(med[usable] - np.nanmean(med[usable], axis=1, keepdims=True)).ravel()
@@ -92,7 +101,7 @@ def median_beats(record, fs=None, length: int = 400, before: int = 150, min_beat
         keep = corr >= min_corr
         if keep.sum() >= min_beats:
             w, r_used = w[keep], r_used[keep]
-            med = np.nanmedian(w, axis=0)
+            med = _median(w, r_used)
     out[:] = med
     out[~usable] = np.nan
     meta.update(n_beats=int(w.shape[0]), beat_indices=r_used.tolist())

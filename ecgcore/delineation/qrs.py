@@ -33,18 +33,23 @@ def _clean_rows(x: np.ndarray):
     """float64 C-contiguous copy with NaN/inf replaced by the lead median; a lead is
     usable when it is not flat and not mostly missing."""
     x = np.array(x, dtype=np.float64, order="C", copy=True)
-    bad = ~np.isfinite(x)
     usable = np.ones(x.shape[0], np.bool_)
-    if bad.any():
-        frac = bad.mean(axis=1)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN leads are expected here
-            fill = np.nanmedian(np.where(bad, np.nan, x), axis=1) if x.shape[1] else np.zeros(len(x))
-        fill = np.where(np.isfinite(fill), fill, 0.0)
-        x = np.where(bad, fill[:, None], x)
-        usable &= frac < 0.5
-    if x.shape[1]:
-        usable &= (x.max(axis=1) - x.min(axis=1)) > 1e-6
+    if x.size == 0:
+        return x, usable
+    # one fused pass (non-finite count, range) decides whether the slow path is needed
+    nbad, lo, hi = _k.scan_rows(x)
+    if not nbad.any():
+        usable &= (hi - lo) > 1e-6
+        return x, usable
+    bad = ~np.isfinite(x)
+    frac = bad.mean(axis=1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN leads are expected here
+        fill = np.nanmedian(np.where(bad, np.nan, x), axis=1)
+    fill = np.where(np.isfinite(fill), fill, 0.0)
+    x = np.where(bad, fill[:, None], x)
+    usable &= frac < 0.5
+    usable &= (x.max(axis=1) - x.min(axis=1)) > 1e-6
     return np.ascontiguousarray(x), usable
 
 
@@ -59,20 +64,21 @@ def _as_2d(x) -> np.ndarray:
     return a
 
 
-def _detect_block(x: np.ndarray, usable: np.ndarray, fs: float) -> np.ndarray:
-    if x.shape[1] < int(0.5 * fs) or not usable.any():
-        return np.zeros(0, np.int64)
-    feat = _k.qrs_feature(x, fs, _lowpass_sos(fs), usable)
-    peaks = _k.pick_beats(feat, fs, REFRACTORY_S)
-    if peaks.size == 0:
-        return peaks
-    r = _k.refine_r(x, usable, peaks, fs, 0.08)
-    r = np.unique(r)
-    # two feature peaks can refine onto nearby samples of one complex: keep the first
-    if r.size > 1:
-        keep = np.concatenate(([True], np.diff(r) >= int(REFRACTORY_S * fs * 0.8)))
-        r = r[keep]
-    return r.astype(np.int64)
+def _detect_block(a: np.ndarray, leads_usable, fs: float) -> np.ndarray:
+    """R peaks of one block in one kernel call; clean float64 C-contiguous input is read
+    in place, anything else is copied to that first; blocks with NaN/inf are cleaned
+    (filled, unusable leads dropped) and run again."""
+    sos = _lowpass_sos(fs)
+    if a.dtype != np.float64 or not a.flags.c_contiguous or not a.flags.writeable:
+        a = np.array(a, dtype=np.float64, order="C")
+    u = np.ones(a.shape[0], np.bool_) if leads_usable is None else leads_usable
+    r, nbad = _k.detect(a, u, fs, sos, REFRACTORY_S, 0.08)
+    if nbad == 0:
+        return r
+    xc, usable = _clean_rows(a)
+    if leads_usable is not None:
+        usable &= leads_usable
+    return _k.detect(xc, usable, fs, sos, REFRACTORY_S, 0.08)[0]
 
 
 def detect_qrs(x, fs: float, leads_usable=None) -> np.ndarray:
@@ -112,23 +118,24 @@ def detect_qrs(x, fs: float, leads_usable=None) -> np.ndarray:
     if not np.isfinite(fs) or fs <= 0:
         raise ECGError(f"sampling rate must be positive, got {fs}")
     a = _as_2d(x)
-    n = a.shape[1]
+    n_leads, n = a.shape
+    lu = None
+    if leads_usable is not None:
+        lu = np.array(leads_usable, np.bool_).reshape(-1)   # a private, writeable copy
+        if lu.shape[0] == 1 and n_leads != 1:
+            lu = np.full(n_leads, lu[0])
+        if lu.shape[0] != n_leads:
+            raise ECGError(f"leads_usable has {lu.shape[0]} entries for {n_leads} leads")
     chunk = int(CHUNK_S * fs)
     if n <= chunk + int(OVERLAP_S * fs):
-        xc, usable = _clean_rows(a)
-        if leads_usable is not None:
-            usable &= np.asarray(leads_usable, bool)
-        return _detect_block(xc, usable, fs)
+        return _detect_block(a, lu, fs)
     ov = int(OVERLAP_S * fs)
     out = []
     start = 0
     while start < n:
         a0 = max(0, start - ov)
         z0 = min(n, start + chunk + ov)
-        xc, usable = _clean_rows(a[:, a0:z0])
-        if leads_usable is not None:
-            usable &= np.asarray(leads_usable, bool)
-        r = _detect_block(xc, usable, fs) + a0
+        r = _detect_block(a[:, a0:z0], lu, fs) + a0
         # keep the beats that belong to this chunk's core (half-open)
         out.append(r[(r >= start) & (r < min(n, start + chunk))])
         start += chunk
