@@ -118,7 +118,7 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
         data_cols[f"{t['name']}_pred"] = pred[t["name"]]
         spec = {"name": t["name"], "type": "binary" if t["type"] == "multiclass" else t["type"],
                 "y": f"{t['name']}_true", "p": f"{t['name']}_pred"}
-        if t["type"] == "binary" and t["name"] in thresholds:
+        if spec["type"] == "binary" and t["name"] in thresholds:
             spec["threshold"] = thresholds[t["name"]]
         if np.isfinite(y).sum() >= 3:
             tasks.append(spec)

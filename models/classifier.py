@@ -329,6 +329,10 @@ class ECGClassifier:
             v = v.astype(np.float64)
             e = np.exp(v - v.max(1, keepdims=True))
             p = (e / e.sum(1, keepdims=True)).mean(0)
+        return self._from_probabilities(name, p, task)
+
+    def _from_probabilities(self, name: str, p: np.ndarray, task: dict) -> dict:
+        """Class probabilities of one record -> the study's result dict."""
         if len(p) == 2:
             thr = self.thresholds.get(name, self.thresholds.get("*", 0.5))
             p1 = float(p[1])
@@ -379,6 +383,8 @@ class ECGClassifier:
                     results.append({t["name"]: self._decode(t["name"], blocks[t["name"]][i:i + 1], t)
                                     for t in self.tasks})
             return results
+        if self.ck is not None:
+            return [self._predict_training_record(self._signal_input(x), clinical) for x in xs]
         for x in xs:
             segs = self._signal_input(x)
             outs = []
@@ -388,6 +394,40 @@ class ECGClassifier:
             blocks = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
             results.append({t["name"]: self._decode(t["name"], blocks[t["name"]], t) for t in self.tasks})
         return results
+
+    def _predict_training_record(self, segs: np.ndarray, clinical) -> dict:
+        """One record through the training checkpoint's own aggregation (mean, max or attention).
+
+        Going through :func:`predict_records` keeps the classifier equal to ``ecgcore predict``
+        and ``ecgcore evaluate``; averaging per-segment outputs here would skip an attention
+        pool and ignore ``data.aggregate: max``.
+        """
+        from .train.predict import predict_records
+        raw = None
+        if self.n_clinical:
+            if clinical is None:
+                cols = ", ".join(self.clinical_cols) or f"{self.n_clinical} values"
+                raise PreprocessError(f"this model fuses clinical features; pass clinical={{{cols}}}")
+            if isinstance(clinical, dict):
+                missing = [c for c in self.clinical_cols if c not in clinical]
+                if missing:
+                    raise PreprocessError(f"clinical features lack {', '.join(missing)} "
+                                          f"(need {', '.join(self.clinical_cols)})")
+                clinical = [clinical[c] if clinical[c] is not None else np.nan for c in self.clinical_cols]
+            raw = np.asarray(clinical, np.float64).reshape(1, -1)
+        elif clinical is not None:
+            raise PreprocessError("clinical features were given but the model fuses none")
+        out = predict_records(self.model, self.ck, [segs], clinical=raw, device=self.device)
+        res = {}
+        for t in self.tasks:
+            v = np.asarray(out[t["name"]], np.float64)[0]
+            if t["type"] == "regression":
+                res[t["name"]] = {"value": float(v)}
+            elif t["type"] == "binary":
+                res[t["name"]] = self._from_probabilities(t["name"], np.array([1.0 - float(v), float(v)]), t)
+            else:
+                res[t["name"]] = self._from_probabilities(t["name"], np.asarray(v).reshape(-1), t)
+        return res
 
     def predict_table(self, inputs, batch_size: int = 16) -> tuple[list, list]:
         """Predictions of many inputs as CSV-ready rows, with the failures kept apart.

@@ -83,6 +83,10 @@ def test_evaluate_draws_saliency_and_mean_waveforms_and_scores_two_class_task(ru
     m = json.loads((out / "metrics.json").read_text())
     # the 2-class multiclass task is scored as binary on P(class 1)
     assert m["tasks"]["wide"]["type"] == "binary" and m["tasks"]["wide"]["n"] == N
+    # ... with the decision threshold chosen on the validation split during training
+    ckd = torch.load(str(ck), map_location="cpu", weights_only=True)
+    assert 0.0 < ckd["thresholds"]["wide"] < 1.0
+    assert m["tasks"]["wide"]["threshold"]["value"] == pytest.approx(ckd["thresholds"]["wide"])
     # more than 2 classes: probabilities written, task listed as not scored (no silent drop)
     assert "hrband" not in m["tasks"] and "3 classes" in m["not_scored"]["hrband"]
     with open(out / "predictions.csv") as f:

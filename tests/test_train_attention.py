@@ -127,6 +127,12 @@ def test_attention_training_learns_and_predicts_one_row_per_record(seg_dataset, 
         prow = list(csv.DictReader(f))
     assert [int(r["n_segments"]) for r in prow] == [len(rows.segments(i)) for i in ids[:2]]
     assert float(prow[1]["hr"]) == pytest.approx(float(pred[ids[1]]["hr_pred"]), rel=1e-4)
+    # and the ECGClassifier API runs the attention pool too (not a mean of per-segment heads)
+    clf = ecgcore.ECGClassifier(str(out))
+    r = clf.predict(os.path.join(root, ids[1] + ".hea"))
+    assert r["hr"]["value"] == pytest.approx(float(pred[ids[1]]["hr_pred"]), rel=1e-4)
+    assert r["tachy"]["probability"]["positive"] == pytest.approx(float(pred[ids[1]]["tachy_pred"]),
+                                                                  rel=1e-4, abs=1e-6)
 
 
 def _pooled_model(rng, gated=False):

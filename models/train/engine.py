@@ -743,10 +743,13 @@ class Trainer:
                 metrics[split] = _task_metrics(preds[split], self.store.targets[self.splits[split]], self.tasks)
         from ecgcore import stats
         for j, t in enumerate(self.tasks):
-            if t["type"] != "binary":
+            two_class = t["type"] == "multiclass" and int(t.get("n_classes") or 0) == 2
+            if t["type"] != "binary" and not two_class:
                 continue
             yv = self.store.targets[self.splits["val"], j]
-            pv = preds["val"][t["name"]]
+            # a 2-class softmax task is scored like a binary one, on P(class 1)
+            score = (lambda p: np.asarray(p)[:, 1]) if two_class else np.asarray
+            pv = score(preds["val"][t["name"]])
             ok = ~np.isnan(yv)
             if len(np.unique(yv[ok])) == 2:
                 thr = stats.choose_threshold(yv[ok], pv[ok], t["threshold_rule"], t["threshold_target"])
@@ -755,7 +758,7 @@ class Trainer:
                     yt = self.store.targets[self.splits["test"], j]
                     okt = ~np.isnan(yt)
                     if len(np.unique(yt[okt])) == 2:
-                        bm = stats.binary_metrics(yt[okt], preds["test"][t["name"]][okt], float(thr))
+                        bm = stats.binary_metrics(yt[okt], score(preds["test"][t["name"]])[okt], float(thr))
                         metrics["test"][t["name"]].update(
                             {f"{k}_at_val_threshold": v for k, v in bm.items() if isinstance(v, (int, float))})
         # baselines a model must beat: the training mean (regression) and a constant score (AUROC 0.5)
