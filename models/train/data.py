@@ -203,7 +203,9 @@ def load_store(cfg, preset=None) -> Store:
         on = [k for k in ("crop", "scale", "noise", "shift", "mask") if aug.get(k)]
         if on:
             raise ConfigError(f"data.augment.{on[0]}: signal augmentations do not apply to an image "
-                              f"dataset (preset {ds_preset.get('name')!r}); set it to 0/null", root)
+                              f"dataset (preset {ds_preset.get('name')!r}); set it to 0/null (image augmentations are "
+                              f"set in model.options.augment: rotate, scale, translate, brightness, "
+                              f"contrast, blur, jpeg)", root)
         arrays = ImageArrays(ds)
     return Store(arrays, seg_record, uniq, np.asarray(patients, dtype=str), targets, clinical,
                  ds_preset, splits, {"n_labelled": n_found})
