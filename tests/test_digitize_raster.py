@@ -44,9 +44,10 @@ def sim():
     return _rec(3)
 
 
-@pytest.mark.parametrize("kw,min_db,lead_db", [({}, 13.0, 5.0), ({"grid_color": "grey"}, 13.0, 5.0),
-                                               ({"speed": 50, "gain": 20}, 18.0, 8.0),
-                                               ({"dpi": 100}, 9.0, 1.0)])
+@pytest.mark.parametrize("kw,min_db,lead_db", [({}, 19.0, 12.0),
+                                               ({"grid_color": "grey"}, 19.0, 12.0),
+                                               ({"speed": 50, "gain": 20}, 24.0, 15.0),
+                                               ({"dpi": 100}, 13.5, 10.0)])
 def test_rendered_png_round_trip(tmp_path, sim, kw, min_db, lead_db):
     path = tmp_path / "page.png"
     res = ecgcore.plot(sim, path, layout="3x4+II", **kw)
@@ -109,7 +110,7 @@ def test_damaged_pages(tmp_path, sim, rng, damage):
     if "angle" in damage:
         # PIL rotates counter-clockwise; the pipeline reports the line slope angle
         assert abs(abs(out.meta["rotation_deg"]) - abs(damage["angle"])) < 0.3
-    assert np.nanmean(_score(sim, res, out)) > 10
+    assert np.nanmean(_score(sim, res, out)) > 15
 
 
 def _kit_scores(profile, limit=None):
@@ -134,8 +135,8 @@ def test_ecg_image_kit_clean_pages():
     """Pages from another renderer (ecg-image-kit): the clean set's mean."""
     v = _kit_scores("clean")
     assert len(v) == 8
-    assert v.mean() > 13, v
-    assert np.all(v > 5), v
+    assert v.mean() > 17, v
+    assert np.all(v > 9), v
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,3 +194,179 @@ def test_forced_layout_mismatch(tmp_path, sim):
     ecgcore.plot(sim, p, layout="3x4")
     with pytest.raises(DigitizeError, match="expects"):
         ecgcore.digitize(p, layout="12x1")
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 8 accuracy work: sub-pixel centre line, column joins, time origin, pulses, rows, grid
+
+
+def _page_ink(path):
+    from ecgcore.digitization import grid as G
+    from ecgcore.digitization.raster import load_rgb
+
+    rgb, _ = load_rgb(path)
+    vmax = rgb.max(axis=2).astype(np.float32) / 255
+    vmin = rgb.min(axis=2).astype(np.float32) / 255
+    return G.trace_ink(vmax, vmin, G.background(vmax), soft=True)
+
+
+def _trace_px_snr(ink, wt, panel, ppm):
+    """Trace one panel with the kernels on a window around its pixel ground truth and
+    return (SNR in dB of the traced rows against the true rows at the drawn samples,
+    that of the one-value-per-column ceiling)."""
+    from ecgcore.digitization._trace_kernels import column_points, dp_trace
+
+    xt, yt = panel.x_px, panel.y_px
+    x0, x1 = int(np.floor(xt[0])) + 3, int(np.floor(xt[-1])) - 3
+    r0, r1 = int(np.nanmin(yt)) - 40, int(np.nanmax(yt)) + 40
+    sub = np.ascontiguousarray(ink[r0:r1, x0:x1])
+    wsub = np.ascontiguousarray(wt[r0:r1, x0:x1])
+    path, _ = dp_trace(sub, float(panel.baseline_px - r0), 15 * ppm, 0.3, 0.5, 0.01)
+    xs, ys, good, _ = column_points(sub, wsub, path, 0.45, 0.5, True)
+    m = (xt > x0 + 1) & (xt < x1 - 2)
+    # pixel column c covers [c, c + 1) of the drawing's x: its centre is c + 0.5
+    est = np.interp(xt[m], xs + x0 + 0.5, ys + r0)
+    sig = yt[m] - np.median(yt[m])
+    err = est - yt[m]
+    err -= np.median(err)
+    xc = np.arange(x0, x1) + 0.5
+    ceil_err = np.interp(xt[m], xc, np.interp(xc, xt, yt)) - yt[m]
+    snr = lambda e: 10 * np.log10(np.mean(sig ** 2) / np.mean(e ** 2))  # noqa: E731
+    return snr(err), snr(ceil_err)
+
+
+def test_subpixel_centre_line_against_pixel_truth(tmp_path, sim):
+    """The tracer's sub-pixel centre line (row centres on steep edges, anti-aliased
+    weights) against the renderer's exact pixel position of every sample: within
+    5.5 dB of the one-value-per-column ceiling (facts/digitization.md §7.8; 3-4 dB
+    measured), where a column centroid of the thresholded ink stays 7 dB below it."""
+    path = tmp_path / "page.png"
+    res = ecgcore.plot(sim, path, layout="3x4+II")
+    ink, wt = _page_ink(path)
+    for p in res.panels:
+        if p.lead in ("II", "aVR", "V2"):
+            got, ceiling = _trace_px_snr(ink, wt, p, res.px_per_mm)
+            assert got > 22.0 and got > ceiling - 5.5, (p.lead, got, ceiling)
+
+
+def test_column_join_qrs_is_not_flattened(tmp_path):
+    """A QRS that starts right at a column join (behind the separator tick) must not be
+    replaced by a flat extrapolation of its peak: unknown edge samples are NaN, every
+    sample given is close to the truth."""
+    rec = _rec(3)
+    path = tmp_path / "p.png"
+    res = ecgcore.plot(rec, path, layout="3x4+II")
+    out = ecgcore.digitize(path, fs=500)
+    ref = _masked_truth(rec, res)
+    est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
+    for name in ("V4", "V5", "V6", "III", "aVF"):
+        i = ecgcore.STANDARD_12.index(name)
+        fin = np.flatnonzero(np.isfinite(ref[i]))
+        a, b = fin[0], fin[-1]
+        both = np.isfinite(est[i]) & np.isfinite(ref[i])
+        off = np.median(est[i, both] - ref[i, both])
+        for lo, hi in ((a, a + 20), (b - 20, b + 1)):      # 40 ms at each edge
+            seg_e, seg_r = est[i, lo:hi] - off, ref[i, lo:hi]
+            ok = np.isfinite(seg_e)
+            assert ok.sum() >= 10, (name, lo)               # most edge samples are read
+            # a flat extrapolation errs by >1 mV here; a steep edge a sample off by ~0.25
+            assert np.max(np.abs(seg_e[ok] - seg_r[ok])) < 0.4, (name, lo, seg_e, seg_r)
+    snr = _score(rec, res, out)
+    assert np.nanmean(snr) > 19, snr
+    assert np.all(snr > 14), snr
+
+
+def test_time_origin_at_low_sampling_rate(tmp_path):
+    """A 100 Hz record: the page's last ink is the sample at D - 1/fs, so anchoring the
+    time axis on D would shift every lead by 2 px (half a sample) and cost several dB."""
+    rec = ecgcore.read(shared_path("data", "ptbxl", "00001_lr.hea")).conform()
+    path = tmp_path / "p.png"
+    res = ecgcore.plot(rec, path, layout="3x4+II")
+    out = ecgcore.digitize(path, fs=rec.fs)
+    assert out.meta["x_origin_px"] == pytest.approx(res.panels[0].x_px[0] - 0.5, abs=0.6)
+    snr = _score(rec, res, out)
+    assert np.nanmean(snr) > 20, snr
+
+
+@pytest.mark.parametrize("layout,n_pulses", [("6x2", 6), ("12x1", 12)])
+def test_pulse_read_on_6x2_and_12x1(tmp_path, sim, layout, n_pulses):
+    """The pulse stands apart from the trace on these layouts (its top is outside the
+    trace band): it is still found, and a non-standard gain is read from it."""
+    path = tmp_path / "p.png"
+    res = ecgcore.plot(sim, path, layout=layout, gain=5)
+    out = ecgcore.digitize(path, fs=500)
+    assert out.meta["layout"] == layout
+    assert out.meta["pulses"] == n_pulses
+    assert out.meta["gain"] == 5
+    assert "gain_assumed" not in out.meta["digitize_flags"]
+    snr = _score(sim, res, out)
+    assert np.nanmean(snr) > 18, snr
+    assert np.all(snr > 10), snr          # all 12 leads found under their own names
+
+
+@pytest.mark.parametrize("rel,layout,mean_db", [("ptbxl/00001_lr.hea", "6x2", 16),
+                                                ("wfdb/JS00001.hea", "6x2", 18),
+                                                ("wfdb/JS00001.hea", "12x1", 18)])
+def test_real_records_6x2_12x1(tmp_path, rel, layout, mean_db):
+    """Real records on 6x2 and 12x1 pages; JS00001's V6 wanders over 45 mm, so its row
+    shows only a weak ink-coverage peak and must be recovered from the row lattice."""
+    rec = ecgcore.read(shared_path("data", *rel.split("/"))).conform()
+    path = tmp_path / "p.png"
+    res = ecgcore.plot(rec, path, layout=layout)
+    out = ecgcore.digitize(path, fs=rec.fs)
+    assert out.meta["layout"] == layout
+    snr = _score(rec, res, out)
+    assert np.nanmean(snr) > mean_db, snr
+    assert np.all(snr > 8), dict(zip(ecgcore.STANDARD_12, np.round(snr, 1)))
+
+
+def test_grid_period_hint_recovers_lost_major_peak():
+    """5-mm grid lines (blur has removed the minor grid) plus JPEG's 16-px block pattern:
+    the first autocorrelation peak is the block period and the plain search reads
+    2 mm as the period; with the other axis's period as a hint the 5-mm period is
+    found."""
+    from ecgcore.digitization.grid import grid_period
+
+    ppm = 200 / 25.4
+    x = np.arange(2200)
+    prof = (np.cos(2 * np.pi * x / (5 * ppm)) > 0.97) * 1.0 + ((x % 16) == 0) * 0.6
+    rng = np.random.default_rng(3)
+    prof = prof + rng.normal(0, 0.05, len(x))
+    got, strength = grid_period(prof, len(x), hint=ppm)
+    assert got == pytest.approx(ppm, rel=0.003)
+    assert strength > 0.1
+    # a hint far from any period finds nothing
+    assert grid_period(rng.normal(0, 1, 2200), 2200, hint=ppm)[0] is None
+
+
+def test_stacked_damage_page(tmp_path, rng):
+    """Grey grid, blur, noise, JPEG and rotation together (JPEG loses the dpi tag): the
+    grid period must still be found on both axes."""
+    rec = ecgcore.read(shared_path("data", "ptbxl", "00001_lr.hea")).conform()
+    path = tmp_path / "page.png"
+    res = ecgcore.plot(rec, path, layout="3x4+II", grid_color="grey")
+    out = ecgcore.digitize(_damage(path, rng, angle=3.0, blur=0.7, noise=6.0, jpeg=75),
+                           fs=rec.fs)
+    assert out.meta["scale_source"] == "grid"
+    assert out.meta["px_per_mm"][0] == pytest.approx(200 / 25.4, rel=0.003)
+    assert out.meta["px_per_mm"][1] == pytest.approx(200 / 25.4, rel=0.003)
+    assert np.nanmean(_score(rec, res, out)) > 12
+
+
+def test_confidence_drops_on_an_erased_lead(tmp_path, sim):
+    """Per-lead confidence: a lead whose panel is erased (white-out) is reported as
+    unreadable with low confidence and left NaN; the others stay confident."""
+    path = tmp_path / "p.png"
+    res = ecgcore.plot(sim, path, layout="3x4+II")
+    p = [q for q in res.panels if q.lead == "V2"][0]
+    im = np.asarray(Image.open(path).convert("RGB")).copy()
+    xa, xb = int(p.x_px[0]) + 8, int(p.x_px[-1]) - 2
+    ya, yb = int(p.baseline_px - 12 * res.px_per_mm), int(p.baseline_px + 12 * res.px_per_mm)
+    im[ya:yb, xa:xb] = 255
+    Image.fromarray(im).save(path)
+    out = ecgcore.digitize(path, fs=500)
+    conf = out.meta["confidence"]
+    assert conf["V2"] < 0.3
+    assert out.meta["digitize_flags"].get("lead_V2_unreadable")
+    assert np.all(np.isnan(out["V2"]))
+    assert all(conf[n] > 0.9 for n in ecgcore.STANDARD_12 if n != "V2")

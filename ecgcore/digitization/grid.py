@@ -142,7 +142,7 @@ def _peak(ac, lo, hi):
     return i + float(np.clip(d, -0.5, 0.5)), float(y1)
 
 
-def grid_period(profile: np.ndarray, page_len_px: int):
+def grid_period(profile: np.ndarray, page_len_px: int, hint: float | None = None):
     """Pixels per millimetre from a grid profile (mean darkness along rows or columns).
 
     The autocorrelation of the high-passed profile peaks at every multiple of
@@ -152,6 +152,16 @@ def grid_period(profile: np.ndarray, page_len_px: int):
     low-resolution or blurred pages). The estimate is refined on the peak
     near the largest 5-mm multiple in the first 40 % of lags, which pins
     px/mm to about 0.05 %.
+
+    Parameters
+    ----------
+    profile : 1-D array, mean darkness per image column (or row).
+    page_len_px : int, length of the page along the profile (px).
+    hint : float, optional
+        Expected px/mm (e.g. from the other axis): the 5-mm peak is then looked
+        for within 10 % of ``5 * hint`` instead of from the first peak, which
+        recovers the period when blur hides the minor grid and trace ink hides
+        the first major peak.
 
     Returns
     -------
@@ -176,23 +186,32 @@ def grid_period(profile: np.ndarray, page_len_px: int):
     is_pk = (a > ac[lags - 1]) & (a >= ac[lags + 1]) & (a > 0.15)
     if not is_pk.any():
         return None, 0.0
-    first = int(lags[np.flatnonzero(is_pk)[0]])
-    p1, _ = _peak(ac, first - 1, first + 1)
-    # the strongest peak among 1..6 multiples tells the 5-mm period when the minor grid shows
-    mult = np.array([_peak(ac, k * p1 - 1.5, k * p1 + 1.5)[1] for k in range(1, 7)])
-    if mult[4] > max(mult[3], mult[5]) + 0.05 and n / p1 > 120:
-        major = 5 * p1
-    elif n / p1 < 120:
-        major = p1          # the first peak is already the 5-mm period
+    if hint is not None:
+        major, strength = _peak(ac, 4.5 * hint, 5.5 * hint)
+        if major is None or strength < 0.1 or not (4.5 * hint < major < 5.5 * hint):
+            return None, 0.0
     else:
-        major = 5 * p1      # minor grid only seen (uniform grid): trust the 1-mm reading
-    strength = _peak(ac, major - 2, major + 2)[1]
+        first = int(lags[np.flatnonzero(is_pk)[0]])
+        p1, _ = _peak(ac, first - 1, first + 1)
+        # the strongest peak among 1..6 multiples tells the 5-mm period when the minor
+        # grid shows
+        mult = np.array([_peak(ac, k * p1 - 1.5, k * p1 + 1.5)[1] for k in range(1, 7)])
+        if mult[4] > max(mult[3], mult[5]) + 0.05 and n / p1 > 120:
+            major = 5 * p1
+        elif n / p1 < 120:
+            major = p1          # the first peak is already the 5-mm period
+        else:
+            major = 5 * p1      # minor grid only seen (uniform grid): trust the 1-mm reading
+        strength = _peak(ac, major - 2, major + 2)[1]
     # refine on ever farther multiples (2, 4, 8, ...) of the major period, so that each
-    # search window (a quarter period wide) surely holds the true peak
+    # search window surely holds the true peak; the window stays under half a minor
+    # period wide each side, else a neighbouring 1-mm peak (as strong as the 5-mm one on
+    # pages with faint major lines) can capture the search and drift the period
     m_max = int(0.4 * n / major)
     m = 2
+    half = 0.09 * major
     while m <= m_max:
-        pk, v = _peak(ac, m * major - major / 4, m * major + major / 4)
+        pk, v = _peak(ac, m * major - half, m * major + half)
         if pk is None or v < 0.3 * strength:
             break
         major = pk / m
@@ -200,7 +219,7 @@ def grid_period(profile: np.ndarray, page_len_px: int):
     return major / 5.0, float(strength)
 
 
-def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray) -> np.ndarray:
+def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False):
     """Probability-like map (0-1) of trace ink: dark in every channel, not a grid line.
 
     * darkness of the brightest channel relative to the paper: a coloured grid
@@ -209,6 +228,10 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     * minus the robust darkness level of each full row and column: grey grid
       lines span the page, the trace covers a small share of any row or column,
       so the row/column median is the grid line (thin-line suppression).
+
+    With ``soft=True`` also returns the weights for sub-pixel centres: the same
+    darkness before the noise floor and the ramp clip it, so the partly covered
+    (anti-aliased) pixels at a stroke's edges keep their share.
     """
     inv = 1.0 / bg
     d = 1.0 - vmax * inv
@@ -217,6 +240,7 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     rowlev = np.median(d[:, ::3], axis=1)
     collev = np.median(d[::3, :], axis=0)
     d -= np.maximum(rowlev[:, None], collev[None, :])
+    soft_w = np.clip(d, 0.0, 1.0) if soft else None
     d -= 0.12
     d *= 1.0 / 0.38
     np.clip(d, 0.0, 1.0, out=d)
@@ -225,4 +249,7 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     chroma += 1.0
     np.clip(chroma, 0.0, 1.0, out=chroma)
     d *= chroma
+    if soft:
+        soft_w *= chroma
+        return d.astype(np.float32, copy=False), soft_w.astype(np.float32, copy=False)
     return d.astype(np.float32, copy=False)

@@ -7,23 +7,30 @@ Steps (facts/digitization.md §7):
 2. paper shading from a tiled 90th percentile; deskew (up to ±10°) by the
    projection profile of the grid and traces;
 3. scale: px/mm from the autocorrelation of the grid's row and column profiles
-   (x and y separately); without a grid the file's dpi, flagged;
+   (x and y separately; when they disagree, the shorter period is looked for on
+   both); without a grid the file's dpi, flagged;
 4. trace ink: dark in every channel, low chroma, minus the per-row/column
    level of grey grid lines;
 5. rows: peaks of the share of columns that hold ink near each image row (a
-   trace is continuous across the page, text is not); baseline = the most
-   inked image row near each peak (the isoelectric level);
-6. calibration pulse at the left of each row: its height is 1 mV and its width
-   0.2 s, so it sets gain (mm/mV) and speed (mm/s) when it disagrees with
-   10 mm/mV and 25 mm/s; its foot is the row's 0 mV;
+   trace is continuous across the page, text is not); weaker peaks of wandering
+   traces are added where they continue the even row lattice;
+6. calibration pulse at the left of each row (searched from before the row's
+   first long ink run): its height is 1 mV and its width 0.2 s, so it sets gain
+   (mm/mV) and speed (mm/s) when it disagrees with 10 mm/mV and 25 mm/s; when
+   both disagree with every standard setting by one factor, the grid period is
+   re-read at the period the pulse implies;
 7. layout from the row count (3x4+II: 4 rows, 3x4: 3, 6x2: 6, 12x1: 12) and the
-   standard lead order; leads in column c start at c x (duration / 4);
+   standard lead order; time anchored on the end of the ink (the last drawn
+   sample is at D - 1/fs); leads in column c start at c x (duration / 4);
 8. per lead a dynamic-programming path through the ink map
    (:mod:`._trace_kernels`, numba) that follows ink, pays for vertical moves
    through paper and stays near its own baseline, so traces that cross or
-   touch their neighbours are kept apart; the vertical ink run around the
-   path keeps peaks and steep edges; resampling to ``fs``; NaN outside the
-   drawn window; per-lead confidence = share of path columns on ink.
+   touch their neighbours are kept apart; the stroke's sub-pixel centre line
+   around the path (row centres on steep edges, column centres elsewhere,
+   anti-aliased weights; peak and trough tips kept); resampling to ``fs``; NaN
+   outside the drawn window and where the edge of a lead is hidden (separator
+   ticks); 0 mV = the isoelectric level (the modal row, refined to sub-pixel);
+   per-lead confidence = share of path columns on ink.
 """
 
 from __future__ import annotations
@@ -63,11 +70,17 @@ def load_rgb(path):
             dpi = im.info.get("dpi")
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                # transparent pixels are paper: composite on white
-                im = im.convert("RGBA")
-                white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(white, im)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                # transparent pixels are paper: composite on white (in numpy, and only
+                # when some pixel is transparent: most RGBA pages are fully opaque)
+                rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+                alpha = rgba[..., 3]
+                if int(alpha.min()) == 255:
+                    rgb = np.ascontiguousarray(rgba[..., :3])
+                else:
+                    a = alpha[..., None].astype(np.float32) * (1 / 255)
+                    rgb = (rgba[..., :3] * a + 255.0 * (1 - a) + 0.5).astype(np.uint8)
+            else:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DigitizeError(f"not a readable image ({exc})", path) from None
     try:
@@ -177,8 +190,19 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         bg = G.background(vmax)
         dark = np.clip(1.0 - vmin / bg, 0.0, 1.0)
     # grid period from the non-white pixels' profiles (x: along columns, y: along rows)
-    ppx, sx = G.grid_period(dark.mean(axis=0), dark.shape[1])
-    ppy, sy = G.grid_period(dark.mean(axis=1), dark.shape[0])
+    prof_x, prof_y = dark.mean(axis=0), dark.mean(axis=1)
+    ppx, sx = G.grid_period(prof_x, dark.shape[1])
+    ppy, sy = G.grid_period(prof_y, dark.shape[0])
+    if ppx is not None and ppy is not None and abs(ppx / ppy - 1) >= 0.1:
+        # the grid is square: a mismatch is a lost peak on one axis (blur hides the minor
+        # grid, trace ink the first major line). A peak at the shorter period implies
+        # peaks at its multiples but not the reverse, so try the shorter one on both axes.
+        short = min(ppx, ppy)
+        qx, tx = G.grid_period(prof_x, dark.shape[1], hint=short)
+        qy, ty = G.grid_period(prof_y, dark.shape[0], hint=short)
+        if qx is not None and qy is not None and min(tx, ty) > 0.2:
+            ppx, sx, ppy, sy = qx, tx, qy, ty
+            flags["grid_period_rechecked"] = True
     grid_ok = ppx is not None and ppy is not None and min(sx, sy) > 0.2 \
         and abs(ppx / ppy - 1) < 0.1
     if grid_ok:
@@ -190,7 +214,7 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
     else:
         ppx = ppy = None
         grid_src = None
-    ink = G.trace_ink(vmax, vmin, bg)
+    ink, wt = G.trace_ink(vmax, vmin, bg, soft=True)
     del vmax, vmin, dark
     binary = ink > 0.5
     if binary.mean() > 0.2:
@@ -220,16 +244,49 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
     # scale from the pulse (1 mV high, 0.2 s wide) when it is there
     gain_p = [p["height_mm"] for p in pulses if p is not None]
     speed_p = [p["width_mm"] / 0.2 for p in pulses if p is not None]
+    if grid_ok and gain is None and speed is None and gain_p:
+        # The pulse checks the grid (facts §7.2): when its height and width are both off
+        # every standard setting by the same factor, the grid period is what is wrong
+        # (JPEG's 8-px blocks or a halftone screen can out-peak the grid lines). Look for
+        # the grid at the period the pulse implies; keep it only if both axes show it.
+        g, sp = float(np.median(gain_p)), float(np.median(speed_p))
+        if _snap(g, _STD_GAINS, 10.0)[1] == "nonstandard" and \
+                _snap(sp, _STD_SPEEDS, 25.0, 0.1)[1] == "nonstandard":
+            # the smallest correction first: a peak at k periods always exists too
+            for g_std in sorted(_STD_GAINS, key=lambda v: abs(np.log(g / v))):
+                r_g = g / g_std
+                if abs(r_g - 1) < 0.06:
+                    continue
+                s_std = min(_STD_SPEEDS, key=lambda v: abs(sp / v - r_g))
+                if abs(sp / s_std / r_g - 1) > 0.06:
+                    continue
+                hint = ppx * (r_g * sp / s_std) ** 0.5
+                qx, tx = G.grid_period(prof_x, len(prof_x), hint=hint)
+                qy, ty = G.grid_period(prof_y, len(prof_y), hint=hint)
+                if qx is not None and qy is not None and min(tx, ty) > 0.1 \
+                        and abs(qx / qy - 1) < 0.03:
+                    for p in pulses:
+                        if p is not None:
+                            p["height_mm"] *= ppy / qy
+                            p["width_mm"] *= ppx / qx
+                    ppx, ppy = qx, qy
+                    flags["grid_period_from_pulse"] = True
+                    gain_p = [p["height_mm"] for p in pulses if p is not None]
+                    speed_p = [p["width_mm"] / 0.2 for p in pulses if p is not None]
+                    break
     if gain is None:
         gain, flag = _vote(gain_p, _STD_GAINS, 10.0)
         if flag:
             flags["gain_" + flag] = True
     if speed is None:
-        speed, flag = _vote(speed_p, _STD_SPEEDS, 25.0)
+        # the pulse is 5 mm wide against 10 mm high, so its width reads twice as coarsely,
+        # and standard speeds are a factor 2 apart: a wider snap is safe
+        speed, flag = _vote(speed_p, _STD_SPEEDS, 25.0, tol=0.1)
         if flag:
             flags["speed_" + flag] = True
     pxps = ppx * float(speed)
-    windows, x0, duration = _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags)
+    windows, x0, duration = _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags,
+                                          float(fs))
     n_out = int(round(duration * fs))
     sig = np.full((12, n_out), np.nan, np.float32)
     conf = {name: 0.0 for name in STANDARD_12}
@@ -252,10 +309,18 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
             c1 = int(np.ceil(bx + _TICK_MM * ppx)) + 1 - xa_i
             sub[:, max(0, c0):max(0, c1)] = 0.0
         path_rows, total = dp_trace(sub, float(rows[ri] - r0), 0.5 * pitch, 0.3, 0.5, 0.01)
-        xs, ys, good, on_ink = column_points(sub, path_rows, 0.45,
+        wsub = np.ascontiguousarray(wt[r0:r1, xa_i:xb_i])
+        for bx in blank:
+            c0 = int(np.floor(bx - _TICK_MM * ppx)) - xa_i
+            c1 = int(np.ceil(bx + _TICK_MM * ppx)) + 1 - xa_i
+            wsub[:, max(0, c0):max(0, c1)] = 0.0
+        xs, ys, good, on_ink = column_points(sub, wsub, path_rows, 0.45,
                                              max(0.0, (thickness - 1) / 2), _ENVELOPE)
         if good.sum() >= 2:   # interpolate over paper gaps instead of trusting them
             xs, ys = xs[good], ys[good]
+        # samples before the first / after the last point read from ink are unknown (a
+        # separator tick or a clipped edge): NaN, not a flat extrapolation of a QRS edge
+        x_lo, x_hi = float(xs[0]) + xa_i, float(xs[-1]) + xa_i
         frac = float(on_ink.mean())
         cost[name] = float(total) / sub.shape[1]
         xs = xs + xa_i
@@ -264,6 +329,9 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         # pulse foot off the trace's baseline, so the foot is not used)
         pr = np.rint(ys).astype(np.int64)
         rb = float(np.bincount(pr - pr.min()).argmax() + pr.min())
+        near = np.abs(ys - rb) <= 1.0   # sub-pixel: the mean of the points at that level
+        if near.any():
+            rb = float(ys[near].mean())
         t = (xs - xorg) / pxps
         ta, tb = (xa - xorg) / pxps, (xb - xorg) / pxps
         k0 = max(0, int(np.ceil(ta * fs - 1e-6)))
@@ -273,6 +341,8 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         tk = np.arange(k0, k1) / fs
         v = (rb - ys) / (ppy * float(gain))
         vals = np.interp(tk, t, v)
+        xk = xorg + tk * pxps
+        vals[(xk < x_lo - 0.5) | (xk > x_hi + 0.5)] = np.nan
         i = STANDARD_12.index(name)
         if frac < 0.3:
             flags[f"lead_{name}_unreadable"] = True
@@ -286,7 +356,8 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         raise DigitizeError("no ECG traces could be followed on the page", path)
     meta = {"source_kind": "raster", "layout": layout, "speed": float(speed),
             "gain": float(gain), "px_per_mm": (float(ppx), float(ppy)), "scale_source": grid_src,
-            "rotation_deg": float(angle), "confidence": conf, "path_cost": cost,
+            "rotation_deg": float(angle), "x_origin_px": float(x0), "confidence": conf,
+            "path_cost": cost,
             "pulses": sum(p is not None for p in pulses), "digitize_flags": flags,
             "format": "image"}
     if flags:
@@ -295,24 +366,25 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
                   source=os.fspath(path) if path is not None else None)
 
 
-def _vote(values, standard, default):
+def _vote(values, standard, default, tol=0.06):
     """Setting most pulses agree on: each pulse snapped to a standard value, then the mode."""
-    snapped = [_snap(v, standard, default) for v in values]
+    snapped = [_snap(v, standard, default, tol) for v in values]
     if not snapped:
         return default, "assumed"
     std = [round(v, 3) for v, f in snapped if f is None]
     if not std:   # no pulse reads as a standard setting: use the median measurement
-        return _snap(float(np.median(values)), standard, default)
+        return _snap(float(np.median(values)), standard, default, tol)
     return float(max(set(std), key=lambda k: (std.count(k), k == default))), None
 
 
-def _snap(value, standard, default):
-    """Nearest standard setting within 6 %; the measured value otherwise; flags say which."""
+def _snap(value, standard, default, tol=0.06):
+    """Nearest standard setting within ``tol`` (relative); the measured value otherwise;
+    flags say which."""
     if value is None or not np.isfinite(value) or value <= 0:
         return default, "assumed"
     std = np.asarray(standard)
     j = int(np.argmin(np.abs(std / value - 1)))
-    if abs(std[j] / value - 1) < 0.06:
+    if abs(std[j] / value - 1) < tol:
         return float(std[j]), None
     return float(value), "nonstandard"
 
@@ -336,6 +408,7 @@ def _find_rows(binary, ppy, path):
                           prominence=0.1 * top)
     if len(peaks) == 0:
         raise DigitizeError("no ECG trace rows found", path)
+    peaks = _add_weak_rows(binary, cover, list(peaks), top, ppy)
     # refine to the most inked image row near each peak: the isoelectric line
     proj = binary.sum(axis=1, dtype=np.int64)
     half = int(3 * ppy)
@@ -344,6 +417,46 @@ def _find_rows(binary, ppy, path):
         a, b = max(0, p - half), min(h, p + half + 1)
         out.append(a + int(np.argmax(proj[a:b])))
     return np.array(sorted(set(out)), np.int64)
+
+
+def _add_weak_rows(binary, cover, rows, top, ppy):
+    """Rows whose trace wanders (baseline drift, large waves) spread their ink over many
+    image rows, so their coverage peak is low. Layouts space rows evenly: a weaker peak
+    is a trace row when it continues the lattice of the strong rows (one pitch from an
+    accepted row, within 15 %) and a continuous ink line runs through its band."""
+    from scipy.ndimage import binary_closing
+    from scipy.signal import find_peaks
+
+    if len(rows) < 2:
+        return np.asarray(rows)
+    rows = sorted(int(r) for r in rows)
+    pitch = float(np.median(np.diff(rows)))
+    weak, props = find_peaks(cover, height=max(0.08, 0.15 * top), distance=max(2, int(8 * ppy)),
+                             prominence=0.05 * top)
+    h, w = binary.shape
+    # the strong rows' longest continuous ink run, as the yardstick of a trace line
+    def longest(r):
+        a, b = max(0, int(r - 0.35 * pitch)), min(h, int(r + 0.35 * pitch) + 1)
+        occ = binary_closing(binary[a:b].any(axis=0), np.ones(max(3, int(ppy)), bool))
+        if not occ.any():
+            return 0
+        d = np.diff(np.concatenate([[0], occ.astype(np.int8), [0]]))
+        return int((np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).max())
+    ref = np.median([longest(r) for r in rows])
+    order = np.argsort(-props["peak_heights"])
+    changed = True
+    while changed:
+        changed = False
+        for j in order:
+            p = int(weak[j])
+            dist = np.abs(np.asarray(rows) - p)
+            if dist.min() < 0.6 * pitch or not (0.85 * pitch <= dist.min() <= 1.15 * pitch):
+                continue
+            if longest(p) >= 0.5 * ref:
+                rows.append(p)
+                rows.sort()
+                changed = True
+    return np.asarray(rows)
 
 
 def _stroke_thickness(binary, rows, pitch):
@@ -400,8 +513,12 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
     less half a stroke), so stroke thickness does not bias the gain.
     """
     w = band.shape[1]
+    # the pulse may stand apart from the trace (its top outside the trace band, so the
+    # row's first long ink run starts at its falling edge): search from 12 mm before
+    x_lo = max(0, int(xs - 12 * ppx))
     c1 = min(w, int(xs + 16 * ppx))
-    win = band[:, xs:c1]
+    win = band[:, x_lo:c1]
+    xs = x_lo
     cnt = win.sum(axis=0)
     tall = cnt >= 2.0 * ppy
     if not tall.any():
@@ -409,18 +526,21 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
     idx = np.flatnonzero(tall)
     cuts = np.flatnonzero(np.diff(idx) > 1)
     groups = np.split(idx, cuts + 1)
-    if len(groups) < 2:
-        return None
-    e1, e2 = groups[0], groups[1]
-    width_px = float(e2.mean() - e1.mean())
-    if not (1.5 * ppx <= width_px <= 12 * ppx):
-        return None
-    inner = win[:, int(e1[-1]) + 1:int(e2[0])]
-    if inner.shape[1] < 2:
-        return None
-    proj = inner.sum(axis=1)
-    top = int(np.argmax(proj))
-    if proj[top] < 0.8 * inner.shape[1]:   # no flat top line: not a pulse
+    # the first pair of tall edges joined by a flat top line is the pulse (text and QRS
+    # complexes make tall columns too, but no top line of the pair's width)
+    for g in range(len(groups) - 1):
+        e1, e2 = groups[g], groups[g + 1]
+        width_px = float(e2.mean() - e1.mean())
+        if not (1.5 * ppx <= width_px <= 12 * ppx):
+            continue
+        inner = win[:, int(e1[-1]) + 1:int(e2[0])]
+        if inner.shape[1] < 2:
+            continue
+        proj = inner.sum(axis=1)
+        top = int(np.argmax(proj))
+        if proj[top] >= 0.8 * inner.shape[1]:
+            break
+    else:
         return None
     # the foot: where the ink run of the tallest edge column, from the top line down, ends
     feet = []
@@ -430,7 +550,9 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
         col = col | np.roll(col, 1) | np.roll(col, -1)   # bridge one-pixel breaks
         off = np.flatnonzero(~col[top:])
         feet.append(top + (int(off[0]) if len(off) else len(col) - top) - 1)
-    foot_px = int(np.median(feet))
+    # an edge run can only be lengthened (a trace leaving the pulse downwards joins it),
+    # never shortened: the shorter edge ends at the foot
+    foot_px = int(min(feet))
     # stroke thickness from the top line's vertical extent
     run = top
     while run + 1 < len(proj) and proj[run + 1] >= 0.5 * proj[top]:
@@ -449,8 +571,16 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
             "width_mm": width_px / ppx}
 
 
-def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags):
-    """(lead, row index, x_start, x_end, separator columns) per drawn lead; x0; duration."""
+def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500.0):
+    """(lead, row index, x_start, x_end, separator columns) per drawn lead; x0; duration.
+
+    Time is anchored on the end of the ink: the trace's start may be hidden by the
+    calibration pulse's tail or sit an unknown distance after it, its end is clean.
+    A page of duration D drawn at ``fs`` ends with the sample at D - 1/fs (renderers put
+    sample i at i / fs), which is 2 px at 100 Hz and 200 dpi, half a sample: enough to
+    cost several dB on QRS edges, so that last sample period is taken off.
+    """
+    tail = 1.0 / fs
     starts = []
     for (xs, xe, _), p in zip(extents, pulses):
         if p is not None:
@@ -458,15 +588,15 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags):
             starts.append(p["x_end"] + 0.5 * ppx)
         else:
             starts.append(xs)
-    x_end = float(max(e[1] for e in extents))
+    x_end = _row_end(extents, ppx)
     if layout == "6x2":
-        return _windows_6x2(extents, starts, pxps, ppx, flags)
+        return _windows_6x2(extents, starts, pxps, ppx, flags, tail)
     x0_raw = float(np.median(starts))
-    dur_raw = (x_end - x0_raw) / pxps
+    dur_raw = (x_end - x0_raw) / pxps + tail
     dur = round(dur_raw * 2) / 2
     if dur > 0 and abs(dur - dur_raw) < 0.3 and any(p is not None for p in pulses):
         # a pulse's tail hides where the trace starts: trust a round duration from the end
-        x0 = x_end - dur * pxps
+        x0 = x_end - (dur - tail) * pxps
     else:
         x0, dur = x0_raw, dur_raw
         flags.setdefault("duration_unrounded", True) if abs(dur - round(dur * 2) / 2) > 0.05 \
@@ -478,7 +608,7 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags):
         for ri in range(3):
             for c, name in enumerate(_COLS_3x4[ri]):
                 xa, xb = x0 + c * cw, x0 + (c + 1) * cw
-                blank = [xa] if c > 0 else []
+                blank = ([xa] if c > 0 else []) + ([xb] if c < 3 else [])
                 out.append((name, ri, xa, xb if c < 3 else x0 + span, blank, x0))
         if layout == "3x4+II":
             flags["rhythm_lead_assumed"] = rhythm_lead
@@ -489,25 +619,56 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags):
     return out, x0, dur
 
 
-def _windows_6x2(extents, starts, pxps, ppx, flags):
+def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002):
     """6x2: limb leads left, chest leads right. Halves separated by a visible gap are drawn
     simultaneously (each from t = 0, as ecgcore.plot does); contiguous halves continue the
-    time axis (the right half starts where the left one ends)."""
-    x0 = float(np.median(starts))
-    x_end = float(max(e[1] for e in extents))
+    time axis (the right half starts where the left one ends). Times are anchored on the
+    ends of the ink (see :func:`_lead_windows`)."""
+    x0_raw = float(np.median(starts))
+    x_end = _row_end(extents, ppx)
     two = [e[2] for e in extents if len(e[2]) >= 2]
     out = []
     if len(two) >= len(extents) // 2 and two:
         left_end = float(np.median([r[0][1] for r in two]))
         right_start = float(np.median([r[1][0] for r in two]))
-        dur = max(left_end - x0, x_end - right_start) / pxps
+        # the right half starts on clean ink (no pulse): its length sets the duration
+        d_raw = (x_end - right_start) / pxps + tail
+        dur = round(d_raw * 2) / 2
+        if not (dur > 0 and abs(dur - d_raw) < 0.3):
+            dur = max(left_end - x0_raw, x_end - right_start) / pxps + tail
+            flags["duration_unrounded"] = True
+        x0 = left_end - (dur - tail) * pxps
+        xr = x_end - (dur - tail) * pxps
         for ri in range(6):
             out.append((STANDARD_12[ri], ri, x0, left_end, [], x0))
-            out.append((STANDARD_12[6 + ri], ri, right_start, x_end, [], right_start))
+            out.append((STANDARD_12[6 + ri], ri, xr, x_end, [], xr))
         flags["6x2_halves_simultaneous"] = True
         return out, x0, dur
-    mid = 0.5 * (x0 + x_end)
+    d_raw = (x_end - x0_raw) / pxps + tail
+    dur = round(d_raw * 2) / 2
+    if dur > 0 and abs(dur - d_raw) < 0.3:
+        x0 = x_end - (dur - tail) * pxps
+    else:
+        x0, dur = x0_raw, d_raw
+        flags["duration_unrounded"] = True
+    mid = x0 + 0.5 * dur * pxps
     for ri in range(6):
-        out.append((STANDARD_12[ri], ri, x0, mid, [], x0))
+        out.append((STANDARD_12[ri], ri, x0, mid, [mid], x0))
         out.append((STANDARD_12[6 + ri], ri, mid, x_end, [mid], x0))
-    return out, x0, (x_end - x0) / pxps
+    return out, x0, dur
+
+
+
+
+
+
+def _row_end(extents, ppx):
+    """Last trace column of the page. Every row of the standard layouts ends at the same
+    time, but a faint or blurred row's last ink fades early and renderers may stop some
+    rows one sample short, so the latest row end is the reading; unless it stands more
+    than 1 mm beyond the next one (a speck or a stroke of handwriting joined to that
+    row's end), then it is dropped."""
+    ends = sorted((float(e[1]) for e in extents), reverse=True)
+    while len(ends) > 1 and ends[0] - ends[1] > ppx:
+        ends.pop(0)
+    return ends[0]
