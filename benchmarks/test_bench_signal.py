@@ -30,6 +30,7 @@ def test_bench_resample_poly(benchmark, rec):
 
 
 def test_bench_median_baseline(benchmark, rec):
+    # k = 201 (ECGFounder): the zmm block-sort kernel on AVX-512 machines
     assert benchmark(S.median_baseline, rec, 500, 0.4).shape == rec.shape
 
 
@@ -38,5 +39,16 @@ def test_bench_zscore(benchmark, rec):
 
 
 def test_bench_running_median_long_window(benchmark, rec):
-    # k = 501 (1 s at 500 Hz) runs the block-sort kernel
+    # k = 501 (1 s at 500 Hz): the zmm block sort (512-sample blocks) on AVX-512 machines
     assert benchmark(S.running_median, rec, 501).shape == rec.shape
+
+
+def test_bench_running_median_very_long_window(benchmark, rec):
+    # k = 1001 (2 s): beyond the zmm kernel's 511, the scalar radix block sort
+    assert benchmark(S.running_median, rec, 1001).shape == rec.shape
+
+
+def test_bench_ecgfounder_preset(benchmark, rec):
+    from ecgcore import presets
+    batch = np.repeat(rec[None], 8, axis=0)
+    assert benchmark(presets.preprocess_batch, batch, 500, "ecgfounder").shape == (8, 1, 12, 5000)

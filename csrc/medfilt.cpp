@@ -6,7 +6,10 @@
 // medkern_body.hpp (compiled for AVX-512, AVX2 and portable, picked at run
 // time; up to 4 vectors it sweeps branch-free, beyond it branches on the sign
 // of in - out); longer ones the block-sort kernel of medblock_body.hpp
-// (Suomela's algorithm with a rank bit mask). The older sorted-buffer path (two
+// (Suomela's algorithm with a rank bit mask). On AVX-512 machines, float32
+// windows of MS_MIN_K_F32..511 samples run medsort_body.hpp instead: the same
+// algorithm with bitonic sorting and merging networks in zmm registers, blocks
+// of 256 / 512 samples and interleaved median walks (ECGFounder's k = 201). The older sorted-buffer path (two
 // branch-free binary searches plus a short memmove per step) stays as the
 // fallback when the register kernel has no build for the window size, and as
 // method 2 for tests.
@@ -15,16 +18,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
 
 #include "blockkern.hpp"
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 
 #ifndef MB_MIN_K_F32
 #define MB_MIN_K_F32 301
+#endif
+#ifndef MS_MIN_K_F32
+#define MS_MIN_K_F32 129
 #endif
 #ifndef MB_MIN_K_F64
 #define MB_MIN_K_F64 401
@@ -53,6 +64,7 @@ namespace avx2 {
 namespace avx512 {
 #include "medkern_body.hpp"
 #include "medblock_body.hpp"
+#include "medsort_body.hpp"
 }
 #pragma GCC pop_options
 #undef ECGK_MB_PDEP
@@ -100,8 +112,9 @@ static void median_row_block(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t 
 
 // Kernel choice: 0 = automatic, 1 = sorted window in registers (branch-free
 // sweep up to 4 vectors, else the branchy one), 2 = sorted buffer with memmove,
-// 3 = block sort, 4 / 5 = register window forced branch-free / branchy.
-// 1..5 exist for tests and A/B timings; 2 is also the fallback of 1, 4 and 5
+// 3 = block sort, 4 / 5 = register window forced branch-free / branchy,
+// 6 = zmm block sort (float32 on AVX-512; elsewhere it runs 3).
+// 1..6 exist for tests and A/B timings; 2 is also the fallback of 1, 4 and 5
 // beyond 32 vectors.
 template <class T>
 static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
@@ -110,6 +123,13 @@ static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
     // k = 300 (float32) / 400 (float64); the block sort costs O(log k)
     return k >= (sizeof(T) == 4 ? MB_MIN_K_F32 : MB_MIN_K_F64) && n > 1;
 }
+
+// Sorted-block kernel (medsort_body.hpp; float32 on AVX-512 only). Its cost per
+// sample hardly depends on k (one 256- or 512-entry block sort and merge per 256
+// or 512 outputs, plus a constant walk), while the register window's grows with
+// k: measured crossover on the AVX-512 VM near k = 130 (benchmarks/results/
+// signal.md). Rows shorter than a block would pay for a whole block pair.
+static bool use_sorted(std::ptrdiff_t k, std::ptrdiff_t n) { return k >= MS_MIN_K_F32 && k <= 511 && n >= 256; }
 
 // Branch-free lower_bound: the comparisons compile to conditional moves, so the
 // random outcome of each step costs no misprediction.
@@ -133,7 +153,15 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
         for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<T>::quiet_NaN();
         return;
     }
-    if (method == 3 || (method == 0 && use_block<T>(k, n))) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if constexpr (sizeof(T) == 4) {
+        if ((method == 6 || (method == 0 && use_sorted(k, n))) && block_level() == 2 && k <= 511 && n > 1) {
+            ecgk::avx512::median_rows_sorted_f32(x, y, n, k, subtract);
+            return;
+        }
+    }
+#endif
+    if (method == 3 || method == 6 || (method == 0 && use_block<T>(k, n))) {
         median_row_block(x, y, n, k, subtract);
         return;
     }
@@ -172,7 +200,7 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
 
 template <class T>
 static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::ptrdiff_t k, bool subtract, int method) {
-    if (method < 0 || method > 5) throw std::invalid_argument("method must be 0..5");
+    if (method < 0 || method > 6) throw std::invalid_argument("method must be 0..6");
     if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
     if (k < 1 || k % 2 == 0) throw std::invalid_argument("kernel size must be odd and positive");
     const std::ptrdiff_t R = x.shape(0), N = x.shape(1);

@@ -573,8 +573,10 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
                                       "median_beats"):
             sig = _signal()
         if op == "nan_to_num":
-            x = np.nan_to_num(x, nan=float(step["value"]), posinf=float(step["value"]),
-                              neginf=float(step["value"]))
+            # most records are finite: one reduction is cheaper than always building a copy
+            if not np.isfinite(x).all():
+                x = np.nan_to_num(x, nan=float(step["value"]), posinf=float(step["value"]),
+                                  neginf=float(step["value"]))
         elif op == "scale":
             x = x * np.float32(step["factor"])
         elif op == "resample":

@@ -363,3 +363,12 @@ def test_interim_median_beat_route_without_delineation(rng, monkeypatch):
     assert c > 0.9, c
     with pytest.raises(PreprocessError, match="beats"):
         ecgcore.preprocess(Record(np.zeros((8, 5000)), 500, STANDARD_8), "lvh")
+
+
+@pytest.mark.parametrize("preset", ["ecgfm", "ecgfounder", "ecgfounder_ptbxl_eval", "ccta", "lvh"])
+def test_preprocess_leaves_the_record_untouched(preset):
+    # nan_to_num skips its copy on finite input, so no later step may write into the record
+    for rec in ecgcore.simulate(n=2, seed=3):
+        before = rec.signal.copy()
+        ecgcore.preprocess(rec, preset)
+        np.testing.assert_array_equal(rec.signal, before)

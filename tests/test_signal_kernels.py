@@ -243,7 +243,9 @@ def test_running_median_many_rows_nan_row_and_even_k(rng):
 # --- kernel paths of the running median, each against scipy.signal.medfilt -------------
 # method: 1 = sorted window in vector registers (automatic choice of sweep), 2 = sorted
 # buffer + memmove, 3 = block sort (Suomela's algorithm with a rank bit mask; automatic
-# for long windows), 4 / 5 = register window with the branch-free / branchy sweep.
+# for long windows), 4 / 5 = register window with the branch-free / branchy sweep,
+# 6 = block sort with bitonic networks in zmm registers and interleaved median walks
+# (float32, k <= 511, AVX-512 machines; elsewhere it falls back to 3).
 
 def _kernel_median(x, k, method, subtract=False):
     from ecgcore._kernels import medfilt as _mf
@@ -251,16 +253,19 @@ def _kernel_median(x, k, method, subtract=False):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k", [1, 3, 5, 31, 63, 65, 127, 201, 301, 401, 1001])
+@pytest.mark.parametrize("k", [1, 3, 5, 31, 63, 65, 127, 201, 255, 257, 301, 401, 511, 1001])
 def test_running_median_block_kernel_sizes(rng, dtype, k):
     # the block length is k, so these lengths put the signal end before, on and
     # after block boundaries (n = k - 1, k, k + 1, 3k + 7) and give 1-word and
-    # many-word rank masks (2k bits)
-    for n in sorted({1, 2, max(1, k - 1), k, k + 1, 3 * k + 7, 1500}):
+    # many-word rank masks (2k bits); 255 / 257 and 511 are the largest windows of
+    # the two network sizes of method 6 (256- and 512-entry blocks); 1500 and 5000
+    # samples give odd and even numbers of block pairs for its two interleaved walks
+    for n in sorted({1, 2, max(1, k - 1), k, k + 1, 3 * k + 7, 1500, 5000}):
         x = np.cumsum(rng.standard_normal((2, n)), axis=-1).astype(dtype)
         ref = _medfilt_rows(x, k)
-        np.testing.assert_array_equal(_kernel_median(x, k, 3), ref)
-        np.testing.assert_array_equal(_kernel_median(x, k, 3, True), x - ref)
+        for method in (3, 6):
+            np.testing.assert_array_equal(_kernel_median(x, k, method), ref)
+            np.testing.assert_array_equal(_kernel_median(x, k, method, True), x - ref)
     if k <= 401:
         x = np.cumsum(rng.standard_normal((3, 900)), axis=-1).astype(dtype)
         ref = _medfilt_rows(x, k)
@@ -269,7 +274,7 @@ def test_running_median_block_kernel_sizes(rng, dtype, k):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k", [3, 33, 201, 401])
+@pytest.mark.parametrize("k", [3, 33, 201, 401, 511])
 def test_running_median_block_kernel_ties_infinities_signs(rng, dtype, k):
     # exact ties (across the two blocks of a pair as well), values equal to the
     # zero padding, +/-inf, negative numbers and -0.0 (keys order -0.0 below
@@ -281,7 +286,7 @@ def test_running_median_block_kernel_ties_infinities_signs(rng, dtype, k):
     x[4, ::3] = -0.0
     x[4, 1::5] = rng.standard_normal(260) * 1e-30  # tiny values of both signs
     ref = _medfilt_rows(x, k)
-    for method in (1, 3, 4, 5):
+    for method in (1, 3, 4, 5, 6):
         np.testing.assert_array_equal(_kernel_median(x, k, method), ref)
 
 
@@ -304,6 +309,6 @@ def test_running_median_kernel_method_errors(rng):
     from ecgcore._kernels import medfilt as _mf
     x = rng.standard_normal((2, 50))
     with pytest.raises(ValueError):
-        _mf.running_median(x, 5, False, 6)
+        _mf.running_median(x, 5, False, 7)
     with pytest.raises(ValueError):
         _mf.running_median(x, 4, False, 3)

@@ -7,15 +7,19 @@ near the edges; ECGFounder relies on it, so it is reproduced). The kernel size i
 ``k = int(window_s * fs)``, made odd by adding one when even: 0.4 s at 500 Hz gives
 201, ECGFounder's ``int(0.4 * fs) + 1``.
 
-The running median is a C++ kernel with two exact algorithms. Windows below
-about 300 samples (float32; 400 for float64) keep the sorted window in vector
-registers and update every slot per step with min/max against the entering and
-leaving sample (O(k / vector width) per sample, no searches). Longer windows use
-Suomela's block sort (J. Suomela, "Median filtering is equivalent to sorting",
-arXiv:1406.1717, 2014): each block of k samples is sorted once, two adjacent
-sorted blocks are merged into ranks, and the window's median is the (k/2)-th set
-bit of a 2k-bit rank mask (O(log k) per sample). Both select samples, so they
-equal scipy bit for bit (``-0.0`` and ``+0.0`` compare equal, as in scipy).
+The running median is a C++ kernel with exact algorithms only. Short windows
+keep the sorted window in vector registers and update every slot per step with
+min/max against the entering and leaving sample (O(k / vector width) per
+sample, no searches). Longer windows use Suomela's block sort (J. Suomela,
+"Median filtering is equivalent to sorting", arXiv:1406.1717, 2014): each block
+is sorted once, two adjacent sorted blocks are merged into ranks, and the
+window's median is the (k/2)-th set bit of a rank bit mask, which moves by at
+most one set bit per step. On AVX-512 machines float32 windows of 129 to 511
+samples (ECGFounder's 201 included) run it with bitonic sorting and merging
+networks in zmm registers on blocks of 256 or 512 samples and two interleaved
+median walks; longer windows, float64 (from about 400 samples) and other
+machines use a scalar radix-sort version. All select samples, so they equal
+scipy bit for bit (``-0.0`` and ``+0.0`` compare equal, as in scipy).
 A lead containing NaN returns NaN throughout (a median is not
 defined with NaN; scipy's result is unspecified there).
 """
