@@ -1,4 +1,4 @@
-"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--subgroup COL] [--figures] [--out DIR]``.
+"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--subgroup COL] [--time COL --event COL] [--figures] [--out DIR]``.
 
 Predicts every record of a preprocessed dataset with a training checkpoint
 (segments aggregated per record), joins the labels and writes
@@ -15,6 +15,11 @@ PNGs; per classification task, saliency overlays on the ECG of the
 predicted high- vs low-risk groups). A multiclass task with 2 classes is
 scored as binary (probability of class 1); with more classes its
 probabilities are written to predictions.csv and it is listed as not scored.
+``--time COL --event COL`` (follow-up time and event 0/1 in the labels CSV)
+add, per binary task, Kaplan-Meier cumulative incidence by predicted-risk
+group (split at the threshold chosen on validation) with a log-rank test and,
+with figures, the incidence curves; rows with an event but no time are
+dropped, not counted as non-events.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ def add_parser(sub):
                         "(with figures; 0 = none; default 3)")
     p.add_argument("--saliency-method", default="gradient", choices=("gradient", "integrated_gradients"),
                    help="input gradient (DL-AtCM) or integrated gradients (default gradient)")
+    p.add_argument("--time", dest="time_col", default=None, metavar="COL",
+                   help="labels-CSV column of follow-up time (with --event): Kaplan-Meier incidence by "
+                        "predicted-risk group (split at the validation threshold) and a log-rank test")
+    p.add_argument("--event", dest="event_col", default=None, metavar="COL",
+                   help="labels-CSV column of the event indicator 0/1 (with --time)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -66,7 +76,8 @@ def _subgroup_columns(path, id_col, columns) -> dict:
 
 
 def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figures=None, device="cpu",
-                     subgroups=None, saliency_records: int = 3, saliency_method: str = "gradient"):
+                     subgroups=None, saliency_records: int = 3, saliency_method: str = "gradient",
+                     time_col=None, event_col=None):
     """Library form of the command; returns the metrics dict."""
     import numpy as np
     from ecgcore.errors import ConfigError
@@ -141,6 +152,17 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
         sg = _subgroup_columns(labels, cfg["data"]["id_col"], subgroups)
         for c in subgroups:
             data_cols[c] = np.asarray([sg.get(r, {}).get(c, "") or "missing" for r in ids], dtype=object)
+    if time_col or event_col:   # risk stratification: one survival task per scored binary task
+        if not (time_col and event_col and labels):
+            raise ConfigError("--time and --event go together and need a labels CSV (--labels)")
+        te = read_record_labels(labels, cfg["data"]["id_col"], [time_col, event_col])
+        for key, k in (("_time", 0), ("_event", 1)):
+            data_cols[key] = np.array([te[r][0][k] if r in te else np.nan for r in ids], np.float64)
+        for spec in [s for s in tasks if s["type"] == "binary"]:
+            # groups split at the threshold chosen on validation in training; else test tertiles (warned)
+            tasks.append({"name": f"{spec['name']}_risk_groups", "type": "survival", "time": "_time",
+                          "event": "_event", "p": spec["p"],
+                          **({"cuts": [spec["threshold"]]} if "threshold" in spec else {})})
     if figures is None:
         figures = bool(cfg["evaluate"]["figures"])
     if not tasks:
@@ -296,7 +318,8 @@ def run(args) -> int:
     try:
         res = evaluate_dataset(args.checkpoint, args.data, args.labels, args.out, args.n_boot,
                                args.figures, args.device, subgroups=args.subgroup,
-                               saliency_records=args.saliency_records, saliency_method=args.saliency_method)
+                               saliency_records=args.saliency_records, saliency_method=args.saliency_method,
+                               time_col=args.time_col, event_col=args.event_col)
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore evaluate: {exc}", file=sys.stderr)
         return 2

@@ -3,8 +3,10 @@
 Trains the model described by a YAML config (see ``configs/`` and
 ``ecgcore.models.train.config``) and writes ``DIR/metrics.json``,
 ``DIR/checkpoints/{best,last}.pt``, ``DIR/log.csv``, ``DIR/predictions.csv``
-(validation and test records) and, when tensorboard is installed,
-``DIR/tensorboard``. The config is validated before anything is built: an
+(validation and test records), ``DIR/best.safetensors`` (the best weights as
+a plain model file: ``ecgcore.models.load`` or ``model.pretrained`` of a
+follow-up config; not with ``data.aggregate: attention``) and, when
+tensorboard is installed, ``DIR/tensorboard``. The config is validated before anything is built: an
 unknown key or a wrong type exits 2 naming the key. Runs under
 ``torchrun --nproc_per_node=N -m ecgcore train ...`` for DDP.
 """
@@ -38,14 +40,16 @@ def run(args) -> int:
     if args.check:
         print(f"ecgcore train: {args.config}: config OK", file=sys.stderr)
         return 0
+    main = True
     try:
         result = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
+        main = ddp.is_main()   # read before teardown: afterwards every process reports rank 0
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore train: {exc}", file=sys.stderr)
         return 2
     finally:
         ddp.teardown()
-    if ddp.rank() == 0:
+    if main:
         print(f"ecgcore train: best epoch {result['best_epoch']} ({result['monitor']} = "
               f"{result['best_value']}); metrics in {args.out}/metrics.json", file=sys.stderr)
     return 0

@@ -46,3 +46,5 @@ evaluate: {n_boot: 10}
     assert ck["trainer"]["epoch"] == 2
     # rank 0 alone wrote the log: one row per epoch
     assert len((out / "log.csv").read_text().strip().splitlines()) == 3
+    # and rank 0 alone reports the result (both ranks ran to the end: the log says 2 epochs)
+    assert res.stderr.count("ecgcore train: best epoch") == 1, res.stderr[-2000:]

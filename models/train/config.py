@@ -50,6 +50,8 @@ _PHASE = {
     "early_stopping": ((int, type(None)), None, None),
     "select_best": (bool, True, None),
     "reload_best": (bool, False, None),
+    # DL-AtCM ran the frozen backbone under no_grad; here frozen parameters have requires_grad=False,
+    # so a frozen prefix of the network records no autograd graph whatever this flag says
     "frozen_no_grad": (bool, True, None),
 }
 SCHEMA = {

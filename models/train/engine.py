@@ -365,7 +365,8 @@ class Trainer:
         sampler = None
         if ddp.is_distributed():
             sampler = torch.utils.data.distributed.DistributedSampler(
-                ds, shuffle=train, seed=self.cfg["seed"], drop_last=False)
+                ds, num_replicas=ddp.world_size(), rank=ddp.rank(), shuffle=train, seed=self.cfg["seed"],
+                drop_last=False)
             sampler.set_epoch(self.state["epoch"])
         return torch.utils.data.DataLoader(
             ds, batch_size=d["batch_size"] if train else d["eval_batch_size"],
@@ -497,11 +498,13 @@ class Trainer:
                 task_l = list(self.uw.task_losses(torch.stack(losses)).unbind())
             else:
                 task_l = [w * l for w, l in zip(weights, losses)]
+            # scaled like the plain path: scaler.step unscales every gradient (PCGrad is scale-equivariant)
+            task_l = [self.scaler.scale(l) for l in task_l]
             params = [p for p in self.model.parameters() if p.requires_grad]
             pcgrad_backward(task_l, params, order=lw["pcgrad_order"], generator=None)
             ddp.all_reduce_grads(params)
             if self.uw is not None:
-                self.uw.weight_loss(torch.stack(losses)).backward()
+                self.scaler.scale(self.uw.weight_loss(torch.stack(losses))).backward()
         else:
             if self.uw is not None:
                 total = self.uw(torch.stack(losses))
@@ -598,7 +601,9 @@ class Trainer:
              "clinical_cols": list(self.cfg["data"]["clinical"]),
              "clinical_scaler": self.clinical_scaler.state() if self.clinical_scaler else None,
              "pos_weight": dict(self.pos_weight), "thresholds": dict(self.thresholds),
-             "epoch": self.state["epoch"], "monitor": self.monitor, "best": self.state["best"],
+             # best.pt holds the best epoch's weights (finish() reloads them): say which epoch that was
+             "epoch": self.state["epoch"] if full else (self.state["best_epoch"] or self.state["epoch"]),
+             "best_epoch": self.state["best_epoch"], "monitor": self.monitor, "best": self.state["best"],
              "uw": self.uw.state_dict() if self.uw is not None else None}
         if full:
             p.update({"optimizer": self.optimizer.state_dict(),
@@ -779,6 +784,11 @@ class Trainer:
         self._save("best.pt", full=False)   # now with the validation thresholds
         if ddp.is_main():
             self._write_predictions(preds)
+            if not self.record_level:   # the attention pool is not part of the registry model
+                # the best weights as a plain model file, the model.pretrained of a follow-up config
+                # (lvh_external_tune starts from runs/lvh_fcn/best.safetensors)
+                from ecgcore.models.checkpoint import save as save_model
+                save_model(self.model, os.path.join(self.out, "best.safetensors"))
         return {"name": self.cfg["name"], "model": self.cfg["model"]["name"],
                 "monitor": self.monitor, "mode": self.mode, "best_epoch": self.state["best_epoch"],
                 "best_value": self.state["best"], "epochs_run": self.state["epoch"],
@@ -788,7 +798,9 @@ class Trainer:
                 "thresholds": self.thresholds, "thresholds_chosen_on": "val",
                 "val": metrics.get("val"), "test": metrics.get("test"), "baselines": base,
                 "checkpoints": {"best": os.path.join(self.ckdir, "best.pt"),
-                                "last": os.path.join(self.ckdir, "last.pt")}}
+                                "last": os.path.join(self.ckdir, "last.pt"),
+                                **({} if self.record_level else
+                                   {"model": os.path.join(self.out, "best.safetensors")})}}
 
     def _write_predictions(self, preds):
         path = os.path.join(self.out, "predictions.csv")
