@@ -232,6 +232,7 @@ def raster(tmp):
         "clean 200 dpi": ({}, {}),
         "clean 200 dpi, 3x4 (no strip)": ({"layout": "3x4"}, {}),
         "clean 200 dpi, 6x2 (halves side by side)": ({"layout": "6x2"}, {}),
+        "clean 200 dpi, 6x2c (contiguous, as carts print)": ({"layout": "6x2c"}, {}),
         "clean 200 dpi, 12x1": ({"layout": "12x1"}, {}),
         "clean 200 dpi, 50 mm/s 20 mm/mV": ({"speed": 50, "gain": 20}, {}),
         "grey grid (B/W)": ({"grid_color": "grey"}, {}),

@@ -11,7 +11,12 @@ Layouts
 ``"3x4+II"``  three rows of four 2.5-s columns (I II III | aVR aVL aVF | V1 V2 V3 |
               V4 V5 V6), plus a full-length lead-II rhythm strip (the standard page)
 ``"3x4"``     the same without the rhythm strip
-``"6x2"``     six rows of two columns (limb leads left, chest leads right), full length
+``"6x2"``     six rows of two columns (limb leads left, chest leads right), each the full
+              record, the halves side by side (both from t = 0)
+``"6x2c"``    six rows of two contiguous columns, as carts print them: limb leads over the
+              first half of the record (0-5 s of a 10-s record), chest leads over the
+              second half (5-10 s) continuing the same time axis, a separator tick at the
+              join
 ``"12x1"``    one full-length row per lead
 """
 
@@ -26,7 +31,7 @@ from .record import Record, STANDARD_12
 
 __all__ = ["plot", "PlotResult", "LAYOUTS"]
 
-LAYOUTS = ("3x4+II", "3x4", "6x2", "12x1")
+LAYOUTS = ("3x4+II", "3x4", "6x2", "6x2c", "12x1")
 _MARK_COLOURS = {"P": "#1f77b4", "QRS": "#d62728", "T": "#2ca02c"}
 
 
@@ -85,6 +90,13 @@ def _panels_for(layout: str, leads, duration: float):
         for i, name in enumerate(STANDARD_12[6:]):
             out.append((name, i, 0.0, duration, False))
         return out, 6
+    if layout == "6x2c":
+        half = duration / 2
+        for i, name in enumerate(STANDARD_12[:6]):
+            out.append((name, i, 0.0, half, False))
+        for i, name in enumerate(STANDARD_12[6:]):
+            out.append((name, i, half, duration, False))
+        return out, 6
     if layout == "12x1":
         for i, name in enumerate(leads):
             out.append((name, i, 0.0, duration, False))
@@ -113,7 +125,9 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     path_or_ax : str, path, matplotlib Axes or None
         A file (``.png``, ``.svg``, ``.pdf``, ``.jpg``) to write, an Axes to draw
         into, or None to only return the figure.
-    layout : {"3x4+II", "3x4", "6x2", "12x1"}
+    layout : {"3x4+II", "3x4", "6x2", "6x2c", "12x1"}
+        Page layout (see the module docstring); ``"6x2c"`` is the contiguous 6x2
+        of carts (limb leads 0 to D/2, chest leads D/2 to D).
     speed : float
         Paper speed, mm/s (25 or 50 are usual).
     gain : float
@@ -149,7 +163,8 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     specs, n_rows = _panels_for(layout, rec.leads, duration)
     n_cols_mm = duration * speed if layout != "6x2" else 2 * duration * speed + 10
     margin_l, margin_r, margin_t, margin_b = 15.0, 5.0, 12.0 if title else 6.0, 6.0
-    pitch = max(25.0, 3.0 * gain) if layout in ("6x2", "12x1") else max(30.0, 4.0 * gain)
+    pitch = max(25.0, 3.0 * gain) if layout in ("6x2", "6x2c", "12x1") \
+        else max(30.0, 4.0 * gain)
     cal_w = 0.2 * speed + 4.0 if calibration else 0.0
     width_mm = margin_l + cal_w + n_cols_mm + margin_r
     height_mm = margin_t + n_rows * pitch + margin_b
@@ -222,7 +237,7 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         # pixel ground truth: paper mm -> image pixels (rows from the top)
         result.panels.append(Panel(name, t0, min(t1, duration), idx, x_mm * px_per_mm,
                                    y_mm * px_per_mm, base_mm * px_per_mm, x0_mm, rhythm))
-        if layout in ("3x4+II", "3x4") and not rhythm and t0 > 0:
+        if layout in ("3x4+II", "3x4", "6x2c") and not rhythm and t0 > 0:
             # separator tick between columns, as on carts
             ax.vlines(x0_mm, base_mm - 2.5, base_mm + 2.5, colors="black", lw=line_width)
     traces = LineCollection(trace_segments, colors="black", linewidths=line_width,

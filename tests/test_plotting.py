@@ -68,3 +68,33 @@ def test_missing_leads_blank_and_nan_not_drawn(tmp_path):
     assert np.isnan(iii[(idx >= 100) & (idx < 200)]).all()
     assert np.isfinite(iii[(idx < 100) | (idx >= 200)]).all()
     assert np.isnan(pos["I"][1][100:200]).all() and np.isfinite(pos["I"][1][:100]).all()
+
+
+def test_contiguous_6x2_layout(tmp_path):
+    """layout="6x2c": limb leads over the first half, chest leads over the second half of
+    the record on the same time axis (a chest lead starts where its row's limb lead
+    ends), a separator tick at the join, every drawn sample on the trace."""
+    rec = ecgcore.simulate(1, seed=8, noise="none")[0]
+    out = tmp_path / "p6c.png"
+    res = ecgcore.plot(rec, out, layout="6x2c", dpi=100, line_width=1.0)
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (res.height_px, res.width_px)
+    assert len(res.panels) == 12
+    by = {p.lead: p for p in res.panels}
+    n, fs = rec.n_samples, rec.fs
+    px_mm = 100 / 25.4
+    for limb, chest in zip(ecgcore.STANDARD_12[:6], ecgcore.STANDARD_12[6:]):
+        a, b = by[limb], by[chest]
+        assert a.t0 == 0 and a.t1 == pytest.approx(rec.duration / 2)
+        assert b.t0 == pytest.approx(rec.duration / 2) and b.t1 == pytest.approx(rec.duration)
+        assert a.samples[0] == 0 and b.samples[-1] == n - 1
+        assert b.samples[0] == n // 2
+        assert a.baseline_px == b.baseline_px                      # same row
+        # one time axis: sample k of either lead sits at x0 + k / fs * speed
+        x0 = a.x_px[0]
+        np.testing.assert_allclose(b.x_px, x0 + b.samples / fs * 25 * px_mm, rtol=0, atol=1e-9)
+        for p in (a, b):
+            assert np.mean(_darkness_at(img, p) < 0.55) > 0.97, p.lead
+    # narrower than the side-by-side 6x2, which draws both halves over the full record
+    wide = ecgcore.plot(rec, layout="6x2", dpi=100)
+    assert res.width_px < wide.width_px - 25 * rec.duration * px_mm * 0.9

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["background", "estimate_skew", "rotate", "grid_period", "trace_ink"]
+__all__ = ["background", "estimate_skew", "rotate", "grid_period", "refine_period", "trace_ink"]
 
 
 def _block_reduce_mean(a: np.ndarray, k: int) -> np.ndarray:
@@ -217,6 +217,63 @@ def grid_period(profile: np.ndarray, page_len_px: int, hint: float | None = None
         major = pk / m
         m *= 2
     return major / 5.0, float(strength)
+
+
+def refine_period(profile: np.ndarray, px_per_mm: float, n_parts: int = 6,
+                  iterations: int = 2) -> float:
+    """Sub-pixel grid period from the drift of the grid's phase along the page.
+
+    The profile's Fourier component at the 1-mm period is measured in
+    ``n_parts`` stretches of the page; a period that is slightly off makes
+    that phase drift linearly along the page, and the slope of the (unwrapped,
+    amplitude-weighted) phase corrects it. Each stretch holds tens of grid
+    lines, so pixel snapping of single lines (renderers round line positions
+    to the pixel grid) averages out; over a 2000-px page the period comes out
+    to about 0.002 % (0.04 px of drift end to end), 3-5 times tighter than the
+    autocorrelation peak of :func:`grid_period`.
+
+    Parameters
+    ----------
+    profile : 1-D array, mean darkness per image column (or row).
+    px_per_mm : float, the period to refine (px per mm), within ~1 % of the truth.
+    n_parts : int, number of stretches the page is cut into.
+    iterations : int, refinement passes.
+
+    Returns
+    -------
+    float
+        px per mm; the input unchanged when the phase is not measurable (a
+        profile too short, no grid component, or a correction above 1 %).
+    """
+    p = np.asarray(profile, np.float64)
+    n = len(p)
+    per = float(px_per_mm)
+    if not (per > 1.0) or n < 8 * n_parts * per:
+        return per
+    k = max(1, int(round(per)))
+    # remove the slow trend (shading, trace rows) so only the line lattice remains
+    p = p - np.convolve(p, np.ones(k) / k, mode="same")
+    x = np.arange(n, dtype=np.float64)
+    edges = np.linspace(0, n, n_parts + 1).astype(np.int64)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    new = per
+    for _ in range(iterations):
+        z = np.array([np.sum(p[a:b] * np.exp(-2j * np.pi * x[a:b] / new))
+                      for a, b in zip(edges[:-1], edges[1:])])
+        amp = np.abs(z)
+        # without a lattice the phasors add like a random walk (|z| ~ the stretch's
+        # rms x sqrt(length)); a grid's lines add coherently, sqrt(lines) times more
+        noise = np.sqrt([np.sum(p[a:b] ** 2) for a, b in zip(edges[:-1], edges[1:])])
+        if np.any(amp < 3.0 * noise):
+            return per
+        ph = np.unwrap(np.angle(z))
+        # lines at x = phi + j P: the phase at trial period T drifts by -2 pi (P/T - 1) / P
+        # per px, so the slope s gives P = T (1 - s T / (2 pi)) to first order
+        slope = float(np.polyfit(centres, ph, 1, w=amp)[0])
+        new = new * (1.0 - slope * new / (2 * np.pi))
+    if abs(new / per - 1) > 0.01:
+        return per
+    return float(new)
 
 
 def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False):

@@ -8,7 +8,8 @@ Steps (facts/digitization.md §7):
    projection profile of the grid and traces;
 3. scale: px/mm from the autocorrelation of the grid's row and column profiles
    (x and y separately; when they disagree, the shorter period is looked for on
-   both); without a grid the file's dpi, flagged;
+   both), refined by the drift of the grid's phase along the page (0.002-0.007 %
+   instead of ~0.01 %); without a grid the file's dpi, flagged;
 4. trace ink: dark in every channel, low chroma, minus the per-row/column
    level of grey grid lines;
 5. rows: peaks of the share of columns that hold ink near each image row (a
@@ -21,7 +22,10 @@ Steps (facts/digitization.md §7):
    re-read at the period the pulse implies;
 7. layout from the row count (3x4+II: 4 rows, 3x4: 3, 6x2: 6, 12x1: 12) and the
    standard lead order; time anchored on the end of the ink (the last drawn
-   sample is at D - 1/fs); leads in column c start at c x (duration / 4);
+   sample is at D - 1/fs, a cap-style-neutral ``lw / 4`` inside the ink's end; the
+   mean over the latest rows); leads in column c start at c x (duration / 4); when
+   a sample spans >= 1.2 px (100 Hz at 200 dpi) the origin is then moved onto the
+   lattice of the polyline's vertices (the bends of the traced line);
 8. per lead a dynamic-programming path through the ink map
    (:mod:`._trace_kernels`, numba) that follows ink, pays for vertical moves
    through paper and stays near its own baseline, so traces that cross or
@@ -284,9 +288,15 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         speed, flag = _vote(speed_p, _STD_SPEEDS, 25.0, tol=0.1)
         if flag:
             flags["speed_" + flag] = True
+    if grid_ok:
+        # the autocorrelation peak leaves ~0.01 % (0.2 px over a 10-s row, half a sample
+        # at 500 Hz); the drift of the grid's phase along the page pins it 3-5x tighter
+        ppx = G.refine_period(prof_x, ppx)
+        ppy = G.refine_period(prof_y, ppy)
     pxps = ppx * float(speed)
+    thickness = _stroke_thickness(binary, rows, pitch)
     windows, x0, duration = _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags,
-                                          float(fs))
+                                          float(fs), thickness)
     n_out = int(round(duration * fs))
     sig = np.full((12, n_out), np.nan, np.float32)
     conf = {name: 0.0 for name in STANDARD_12}
@@ -294,9 +304,8 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
     from ._trace_kernels import column_points, dp_trace
 
     h = ink.shape[0]
-    thickness = _stroke_thickness(binary, rows, pitch)
+    traced = []
     for name, ri, xa, xb, blank, xorg in windows:
-        rb = float(rows[ri])
         r0 = int(max(0, rows[ri] - 0.95 * pitch))
         r1 = int(min(h, rows[ri] + 0.95 * pitch))
         xa_i, xb_i = int(np.floor(xa)), int(np.ceil(xb)) + 1
@@ -318,13 +327,19 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
                                              max(0.0, (thickness - 1) / 2), _ENVELOPE)
         if good.sum() >= 2:   # interpolate over paper gaps instead of trusting them
             xs, ys = xs[good], ys[good]
+        cost[name] = float(total) / sub.shape[1]
+        traced.append((name, xa, xb, xorg, xs + xa_i, ys + r0, float(on_ink.mean())))
+    # sub-sample time origin from the polyline's vertices (low sampling rates only)
+    shift = _vertex_phase(traced, x0, pxps / float(fs))
+    if shift is not None:
+        flags["time_origin_from_vertices"] = round(float(shift), 3)
+        x0 += shift
+        traced = [(n, xa + shift, xb + shift, xo + shift, xs, ys, fr)
+                  for n, xa, xb, xo, xs, ys, fr in traced]
+    for name, xa, xb, xorg, xs, ys, frac in traced:
         # samples before the first / after the last point read from ink are unknown (a
         # separator tick or a clipped edge): NaN, not a flat extrapolation of a QRS edge
-        x_lo, x_hi = float(xs[0]) + xa_i, float(xs[-1]) + xa_i
-        frac = float(on_ink.mean())
-        cost[name] = float(total) / sub.shape[1]
-        xs = xs + xa_i
-        ys = ys + r0
+        x_lo, x_hi = float(xs[0]), float(xs[-1])
         # 0 mV = the isoelectric level, the modal path row (some renderers draw the
         # pulse foot off the trace's baseline, so the foot is not used)
         pr = np.rint(ys).astype(np.int64)
@@ -364,6 +379,53 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         meta["quality_flags"] = {"digitize_assumptions": True}
     return Record(sig, float(fs), list(STANDARD_12), meta=meta,
                   source=os.fspath(path) if path is not None else None)
+
+
+def _vertex_phase(traced, x0, pxs):
+    """Sub-sample correction (px) of the time origin from the polyline's vertices.
+
+    Every renderer draws a lead as straight segments between its samples, so the
+    traced centre line bends only at ``x_org + k * pxs``. When a sample spans at
+    least 1.2 px (100 Hz at 200 dpi: 1.97 px) the bends are visible: the phase of
+    the traced line's |second difference| at the sample period, summed over all
+    leads, gives the vertices' offset from the assumed lattice, to a small fraction
+    of a pixel (ink ends only give the origin to +-0.5 px, which at 100 Hz is a
+    quarter sample: several dB on every QRS edge).
+
+    Parameters
+    ----------
+    traced : list of (name, xa, xb, x_org, xs, ys, frac) per lead, page px.
+    x0 : float, current page origin (px); pxs : float, px per sample.
+
+    Returns
+    -------
+    float or None
+        The shift (px, within half a sample) to add to every lead's origin; None
+        when samples are too close together or the vertex lattice is not clear.
+    """
+    if not (pxs >= 1.2):
+        return None
+    z, tot = 0j, 0.0
+    for name, xa, xb, xorg, xs, ys, frac in traced:
+        if frac < 0.5 or len(xs) < 16:
+            continue
+        c = np.arange(int(np.ceil(xs[0])) + 1, int(np.floor(xs[-1])) - 1, dtype=np.float64)
+        if len(c) < 8:
+            continue
+        y = np.interp(c, xs, ys)
+        d2 = np.abs(y[2:] - 2.0 * y[1:-1] + y[:-2])
+        # a kink between two columns shares its second difference between them in
+        # proportion to its distance, so the weighted phase is sub-pixel; the largest
+        # bends (QRS tips) are clipped so that a few do not outvote the lattice
+        d2 = np.minimum(d2, np.percentile(d2, 95))
+        ph = np.exp(-2j * np.pi * (c[1:-1] - xorg) / pxs)
+        z += np.sum(d2 * ph)
+        tot += float(np.sum(d2 * d2))
+    # with no lattice the phasors add up like a random walk, |z| ~ sqrt(sum d2^2): ask
+    # for a resultant well above that (6 sigma) before trusting its phase
+    if not (tot > 0 and abs(z) > 6.0 * np.sqrt(tot)):
+        return None
+    return float(-np.angle(z) / (2 * np.pi) * pxs)
 
 
 def _vote(values, standard, default, tol=0.06):
@@ -571,7 +633,8 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
             "width_mm": width_px / ppx}
 
 
-def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500.0):
+def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500.0,
+                  thickness=2.0):
     """(lead, row index, x_start, x_end, separator columns) per drawn lead; x0; duration.
 
     Time is anchored on the end of the ink: the trace's start may be hidden by the
@@ -579,6 +642,15 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500
     A page of duration D drawn at ``fs`` ends with the sample at D - 1/fs (renderers put
     sample i at i / fs), which is 2 px at 100 Hz and 200 dpi, half a sample: enough to
     cost several dB on QRS edges, so that last sample period is taken off.
+
+    The last ink column is not the last sample either: the stroke's cap reaches past
+    it by 0 (butt cap) to half the line width (round or projecting cap), and the ink
+    mask keeps a pixel once about 0.31 of it is covered. With the cap style unknown,
+    the middle of that range is taken. The mask's vertical run of a stroke of width
+    ``lw`` holds on average ``lw + 1 - 2 x 0.31`` pixels, so ``lw = thickness - 0.38``
+    and the last sample sits ``lw / 4 - 0.31`` px before the last ink column (0.34 px
+    for a 3-px run; at most ~0.4 px off for any cap, against up to 1.2 px when the cap
+    is ignored).
     """
     tail = 1.0 / fs
     starts = []
@@ -588,9 +660,10 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500
             starts.append(p["x_end"] + 0.5 * ppx)
         else:
             starts.append(xs)
-    x_end = _row_end(extents, ppx)
+    cap = max(0.0, (float(thickness) - 0.38) / 4.0 - 0.31)
+    x_end = _row_end(extents, ppx) - cap
     if layout == "6x2":
-        return _windows_6x2(extents, starts, pxps, ppx, flags, tail)
+        return _windows_6x2(extents, starts, pxps, ppx, flags, tail, cap)
     x0_raw = float(np.median(starts))
     dur_raw = (x_end - x0_raw) / pxps + tail
     dur = round(dur_raw * 2) / 2
@@ -619,17 +692,17 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, rhythm_lead, flags, fs=500
     return out, x0, dur
 
 
-def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002):
+def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0):
     """6x2: limb leads left, chest leads right. Halves separated by a visible gap are drawn
     simultaneously (each from t = 0, as ecgcore.plot does); contiguous halves continue the
     time axis (the right half starts where the left one ends). Times are anchored on the
     ends of the ink (see :func:`_lead_windows`)."""
     x0_raw = float(np.median(starts))
-    x_end = _row_end(extents, ppx)
+    x_end = _row_end(extents, ppx) - cap
     two = [e[2] for e in extents if len(e[2]) >= 2]
     out = []
     if len(two) >= len(extents) // 2 and two:
-        left_end = float(np.median([r[0][1] for r in two]))
+        left_end = float(np.median([r[0][1] for r in two])) - cap
         right_start = float(np.median([r[1][0] for r in two]))
         # the right half starts on clean ink (no pulse): its length sets the duration
         d_raw = (x_end - right_start) / pxps + tail
@@ -665,10 +738,14 @@ def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002):
 def _row_end(extents, ppx):
     """Last trace column of the page. Every row of the standard layouts ends at the same
     time, but a faint or blurred row's last ink fades early and renderers may stop some
-    rows one sample short, so the latest row end is the reading; unless it stands more
-    than 1 mm beyond the next one (a speck or a stroke of handwriting joined to that
-    row's end), then it is dropped."""
+    rows one sample short, so the reading comes from the latest rows: the mean of the
+    row ends within 1 mm of the latest one. Each end is a whole pixel, but the rows'
+    last segments leave the pixel grid at different slopes and heights, so their mean
+    dithers below a pixel (the latest end alone is up to a pixel off: half a sample at
+    500 Hz and 50 mm/s). A latest end more than 1 mm beyond the next one (a speck or a
+    stroke of handwriting joined to that row's end) is dropped first."""
     ends = sorted((float(e[1]) for e in extents), reverse=True)
     while len(ends) > 1 and ends[0] - ends[1] > ppx:
         ends.pop(0)
-    return ends[0]
+    late = [e for e in ends if ends[0] - e <= ppx]
+    return float(np.mean(late))
