@@ -50,7 +50,10 @@ def digitize(path, layout: str = "auto", fs: float = 500.0, **kwargs) -> Record:
     path : str or path-like
         A PDF (vector or scanned) or an image (PNG, JPEG, TIFF, BMP).
     layout : {"auto", "3x4+II", "3x4", "6x2", "12x1"}
-        The page layout; ``"auto"`` detects it (vector PDFs never need it).
+        The page layout; ``"auto"`` detects it (vector PDFs never need it). ``"6x2"``
+        covers both 6x2 prints: columns side by side in time (each lead 10 s) and the
+        contiguous print (limb leads 0-5 s, chest leads 5-10 s, ``ecgcore.plot``'s
+        ``"6x2c"``); the output ``meta["layout"]`` says ``"6x2"`` for both.
     fs : float
         Output sampling rate, Hz.
     **kwargs
