@@ -3,6 +3,8 @@ Delineation API, annotation files, and bad input."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -422,3 +424,138 @@ def test_apply_p_envelope_strong_leads_keep_a_slightly_later_own_offset():
     keep[1, 0] = False
     waves._apply_p_envelope(out, keep, env, fs, amp, np.ones(4))
     assert out[1, 0, 2] == 530
+
+
+# ---------------------------------------------------------------- kernels vs numpy references
+def _same(a, b):
+    """Bit-identical outputs (NaN equal to NaN), recursing into tuples and dicts."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) and not isinstance(a, str):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def _decide_inputs(x, fs):
+    xc, usable = waves._clean_rows(x)
+    r = waves.detect_qrs(xc, fs, leads_usable=usable)
+    marks, feats, extra, _ = waves._delineate_block(xc, usable, fs, r, lazy=False)
+    return marks, feats, extra, usable, r
+
+
+def test_decide_kernels_match_numpy_reference(rng):
+    """``_decide`` (numba kernels) gives exactly the outputs of ``_decide_numpy`` (the
+    numpy code it replaced) on simulated rhythms and on randomly damaged per-lead marks
+    (missing waves and QRS, moved boundaries, weak and unusable leads)."""
+    fs = 500.0
+    recs = [_sim(rh, seed=s)[0] for rh, s in (("sinus", 31), ("af", 32), ("flutter", 33), ("lbbb", 34))]
+    n_checked = 0
+    for rec in recs:
+        marks, feats, extra, usable, r = _decide_inputs(rec.signal.astype(float), rec.fs)
+        for trial in range(4):
+            m, f, e, u = marks.copy(), feats.copy(), extra.copy(), usable.copy()
+            if trial:
+                L, nb, _ = m.shape
+                m[rng.random(m.shape) < 0.1] = -1                           # missing marks
+                shift = rng.integers(-40, 41, m.shape) * (rng.random(m.shape) < 0.2)
+                m = np.where(m >= 0, np.maximum(m + shift, 0), -1)           # moved marks
+                f[..., :2] *= np.exp(rng.normal(0, 1.0, (L, nb, 2)))        # weak / strong waves
+                e[..., 1] *= np.exp(rng.normal(0, 1.0, (L, nb)))
+                e[..., 3] = rng.uniform(0, 1, (L, nb))                       # template projections
+                e[..., 6] = np.where(rng.random(nb) < 0.7, m[0, :, 2] + rng.integers(-10, 10, nb), -1)[None, :]
+                e[..., 2] = (rng.random(nb) < 0.5)[None, :]                  # template members
+                u[rng.integers(0, L)] = False
+            got = waves._decide(m.copy(), f.copy(), u, r, fs, e.copy())
+            ref = waves._decide_numpy(m.copy(), f.copy(), u, r, fs, e.copy())
+            assert _same(got, ref), (rec.meta.get("rhythm"), trial)
+            n_checked += 1
+    assert n_checked == 16
+
+
+def test_median_windows_network_matches_numpy_median(rng):
+    """The sorting-network median of beat windows equals ``np.median`` over the beats,
+    for 1 to 30 beats, with ties, and falls back (same values) for windows with NaN."""
+    y = rng.standard_normal((3, 3000))
+    y[1] = np.round(y[1] * 2)                       # many ties
+    leads = np.array([0, 1, 2])
+    for nm in range(1, 31):
+        starts = rng.integers(0, 2500, nm)
+        ref = np.median(np.stack([y[:, s:s + 301] for s in starts]), axis=0)
+        assert np.array_equal(waves._median_windows(y, leads, starts, 301), ref), nm
+    y[2, 100] = np.nan
+    starts = np.array([0, 50, 80])
+    ref = waves._qk.median_windows(y, leads, starts, 200)
+    assert _same(waves._median_windows(y, leads, starts, 200), ref)
+
+
+def test_smoothing_kernels_match_cumulative_sum_formula(rng):
+    """``smooth`` / ``smooth_rows`` (edge loops split, four running sums at once) give
+    the centred moving average of the cumulative-sum formula bit for bit, also for
+    leads shorter than the window."""
+    from ecgcore.delineation import _wave_kernels as wk
+    for n, w in ((5000, 11), (7, 11), (12, 5), (1, 3)):
+        y = rng.standard_normal((6, n))
+        h = w // 2
+        i = np.arange(n)
+        a, z = np.maximum(i - h, 0), np.minimum(i + h + 1, n)
+        c = np.concatenate((np.zeros((6, 1)), np.cumsum(y, axis=1)), axis=1)
+        ref = (c[:, z] - c[:, a]) / (z - a)
+        usable = np.array([True, True, False, True, True, True])
+        rows = wk.smooth_rows(y, usable, w)
+        for l in range(6):
+            assert np.array_equal(wk.smooth(y[l], w), ref[l]), (n, w, l)
+            assert np.array_equal(rows[l], ref[l] if usable[l] else np.zeros(n)), (n, w, l)
+
+
+def test_envelope_inputs_kernel_matches_numpy(rng):
+    """``p_offset_envelope_marks`` takes the same inputs from the marks as the numpy
+    code it replaced (earliest usable QRS onset, median P onset/offset over usable
+    leads, truncated)."""
+    from ecgcore.delineation import _wave_kernels as wk
+    rec = _sim(seed=41)[0]
+    marks, feats, extra, usable, r = _decide_inputs(rec.signal.astype(float), rec.fs)
+    y = waves._qk.sos_filtfilt_rows(waves._clean_rows(rec.signal.astype(float))[0],
+                                    waves._band_sos(rec.fs), int(rec.fs))
+    for trial in range(3):
+        m = marks.copy()
+        if trial:
+            m[rng.random(m.shape) < 0.3] = -1
+            usable = usable.copy()
+            usable[rng.integers(0, 12)] = False
+        u = usable[:, None]
+        big = np.iinfo(np.int64).max
+        qon = np.where(u & (m[:, :, 3] >= 0), m[:, :, 3], big).min(axis=0)
+        qon = np.where(qon == big, -1, qon).astype(np.int64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN beats are expected
+            lo = np.nanmedian(np.where(u & (m[:, :, 0] >= 0), m[:, :, 0], np.nan), axis=0)
+            hi = np.nanmedian(np.where(u & (m[:, :, 2] >= 0), m[:, :, 2], np.nan), axis=0)
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        lo = np.where(ok, lo, -1).astype(np.int64)
+        hi = np.where(ok, hi, -1).astype(np.int64)
+        ref = wk.p_offset_envelope(y, usable, np.ascontiguousarray(feats[:, :, 2]), qon, lo, hi,
+                                   rec.fs, waves.PARAMS["smooth_s"], waves.P_ENVELOPE["alpha"])
+        got = wk.p_offset_envelope_marks(y, usable, m, feats, rec.fs, waves.PARAMS["smooth_s"],
+                                         waves.P_ENVELOPE["alpha"])
+        assert np.array_equal(got, ref)
+
+
+def test_template_middle_beat_only_matches_full_kernel():
+    """The median-beat stage delineates only the middle beat of its three: its marks and
+    features equal those of the full per-lead kernel."""
+    from ecgcore.delineation import _wave_kernels as wk
+    rec = _sim(seed=43)[0]
+    xc, usable = waves._clean_rows(rec.signal.astype(float))
+    y = waves._qk.sos_filtfilt_rows(xc, waves._band_sos(rec.fs), int(rec.fs))
+    r = waves.detect_qrs(xc, rec.fs)[2:5]
+    p = waves._params_array()
+    _, _, on, off = wk.qrs_bounds_multilead(y, usable, r, rec.fs, 0.1, 0.02, 0.005)
+    m_all, f_all = wk.delineate_leads(y, usable, r, rec.fs, p, on, off)
+    m1, f1 = wk.delineate_leads_only(y, usable, r, rec.fs, p, on, off, 1)
+    assert (m_all[:, 1] >= 0).sum() > 60
+    assert np.array_equal(m1[:, 1], m_all[:, 1]) and np.array_equal(f1[:, 1], f_all[:, 1])

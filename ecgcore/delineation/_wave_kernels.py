@@ -1,10 +1,13 @@
 """numba kernels for per-lead wave delineation (P, QRS, T) around known R fiducials.
 
-Each kernel handles one lead and all its beats; the caller (``waves.py``) loops
-over leads and decides presence, fusion and flags. The kernels always return
-*candidate* boundaries; whether a wave is really there is decided from the
-features they also return (amplitudes, noise), so that the thresholds live in
-Python where a researcher can read and change them.
+The per-lead kernel handles one lead and all its beats (``delineate_leads`` runs it
+over the leads in one call); it always returns *candidate* boundaries, and whether a
+wave is really there is decided from the features it also returns (amplitudes,
+noise). The presence decisions, multi-lead consistency and fusion of ``waves._decide``
+run here too (``decide_presence``, ``decide_p``, ``decide_rest``), but their
+thresholds are arguments taken from the dicts in ``waves.py``, where a researcher can
+read and change them; ``waves._decide_numpy`` is the same logic in numpy (the
+reference the kernels are tested against, bit for bit).
 
 Indices in the output: 0 P_on, 1 P_peak, 2 P_off, 3 QRS_on, 4 R, 5 QRS_off,
 6 T_on, 7 T_peak, 8 T_off (-1 = not found).
@@ -23,6 +26,24 @@ N_FEATS = 6
 
 
 @njit(cache=True)
+def _smooth_from_cumsum(c, out, h):
+    """out[i] = mean of the samples within h of i (edges shrink), from the cumulative
+    sum ``c`` (c[0] = 0). The edges are separate loops so the middle one has no
+    branches; its divisor is the same number (2h + 1) as a float."""
+    n = out.shape[0]
+    e0 = min(h, n)
+    for i in range(e0):
+        z = min(i + h + 1, n)
+        out[i] = (c[z] - c[0]) / z
+    wf = float(2 * h + 1)
+    for i in range(e0, n - h - 1 + 1):
+        out[i] = (c[i + h + 1] - c[i - h]) / wf
+    for i in range(max(e0, n - h), n):
+        a = max(i - h, 0)
+        out[i] = (c[n] - c[a]) / (n - a)
+
+
+@njit(cache=True)
 def smooth(y, w):
     """Centred moving average of width w (odd), edges shrink."""
     n = y.shape[0]
@@ -31,15 +52,54 @@ def smooth(y, w):
     c[0] = 0.0
     for i in range(n):
         c[i + 1] = c[i] + y[i]
+    _smooth_from_cumsum(c, out, w // 2)
+    return out
+
+
+@njit(cache=True)
+def smooth_rows(y, usable, w):
+    """:func:`smooth` of every usable row of ``y`` (L, n) (others: zeros). The running
+    sums of four rows advance in the same loop: each sum is a chain of dependent
+    additions, four independent chains overlap (same additions, same values)."""
+    L, n = y.shape
+    out = np.zeros((L, n))
+    rows = np.flatnonzero(usable)
+    c = np.empty((4, n + 1))
     h = w // 2
-    for i in range(n):
-        a = i - h
-        z = i + h + 1
-        if a < 0:
-            a = 0
-        if z > n:
-            z = n
-        out[i] = (c[z] - c[a]) / (z - a)
+    for g in range(0, rows.shape[0], 4):
+        k = min(4, rows.shape[0] - g)
+        if k == 4:
+            y0 = y[rows[g]]
+            y1 = y[rows[g + 1]]
+            y2 = y[rows[g + 2]]
+            y3 = y[rows[g + 3]]
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            c[0, 0] = 0.0
+            c[1, 0] = 0.0
+            c[2, 0] = 0.0
+            c[3, 0] = 0.0
+            for i in range(n):
+                a0 = a0 + y0[i]
+                a1 = a1 + y1[i]
+                a2 = a2 + y2[i]
+                a3 = a3 + y3[i]
+                c[0, i + 1] = a0
+                c[1, i + 1] = a1
+                c[2, i + 1] = a2
+                c[3, i + 1] = a3
+        else:
+            for j in range(k):
+                yj = y[rows[g + j]]
+                a = 0.0
+                c[j, 0] = 0.0
+                for i in range(n):
+                    a = a + yj[i]
+                    c[j, i + 1] = a
+        for j in range(k):
+            _smooth_from_cumsum(c[j], out[rows[g + j]], h)
     return out
 
 
@@ -50,6 +110,14 @@ def deriv(y):
     for i in range(1, n - 1):
         d[i] = 0.5 * (y[i + 1] - y[i - 1])
     return d
+
+
+@njit(cache=True)
+def _dv(v, i):
+    """``deriv(v)[i]``: central difference, zero at both ends."""
+    if i <= 0 or i >= v.shape[0] - 1:
+        return 0.0
+    return 0.5 * (v[i + 1] - v[i - 1])
 
 
 @njit(cache=True)
@@ -79,18 +147,21 @@ def _argmax_abs_extremum(v, a, z, sign):
     best = -1
     bv = 0.0
     for i in range(a + 1, z):
-        is_max = v[i] >= v[i - 1] and v[i] > v[i + 1]
-        is_min = v[i] <= v[i - 1] and v[i] < v[i + 1]
-        if not (is_max or is_min):
-            continue
-        if sign > 0 and not is_max:
-            continue
-        if sign < 0 and not is_min:
-            continue
+        # the size test first: once the largest extremum is passed it fails at once
         s = abs(v[i])
         if s > bv:
-            bv = s
-            best = i
+            vi = v[i]
+            is_max = vi >= v[i - 1] and vi > v[i + 1]
+            is_min = vi <= v[i - 1] and vi < v[i + 1]
+            if sign > 0:
+                ok = is_max
+            elif sign < 0:
+                ok = is_min
+            else:
+                ok = is_max or is_min
+            if ok:
+                bv = s
+                best = i
     return best
 
 
@@ -111,7 +182,17 @@ def _opposite_lobe(v, k, a, z, frac):
 
 @njit(cache=True)
 def delineate_lead(y, r, fs, p, qon, qoff):
-    """Delineate one lead.
+    """Delineate one lead (see :func:`_delineate_lead_ys`)."""
+    w_s = max(3, int(p[3] * fs) | 1)
+    return _delineate_lead_ys(y, smooth(y, w_s), r, fs, p, qon, qoff, -1)
+
+
+@njit(cache=True)
+def _delineate_lead_ys(y, ys, r, fs, p, qon, qoff, only):
+    """Delineate one lead; ``ys`` is ``smooth(y, max(3, int(p[3] * fs) | 1))``. With
+    ``only >= 0`` the P and T waves are delineated only where beat ``only`` needs them
+    (its own, and the previous beat's T end that bounds its P search); the QRS of every
+    beat is still delineated (its neighbours' QRS bound its T search).
 
     Parameters
     ----------
@@ -133,10 +214,7 @@ def delineate_lead(y, r, fs, p, qon, qoff):
     theta_sig = p[0]
     xi_on = p[1]
     xi_off = p[2]
-    w_s = max(3, int(p[3] * fs) | 1)
-    ys = smooth(y, w_s)
-    d = deriv(y)
-    dsm = deriv(ys)
+    # derivatives (``deriv``) are computed where they are read, not for the whole lead
     # median RR for the first and last beat
     if nb > 1:
         rr_med = float(np.median(np.diff(r)))
@@ -155,43 +233,43 @@ def delineate_lead(y, r, fs, p, qon, qoff):
             continue
         m = 0.0
         for i in range(c_lo, c_hi + 1):
-            if abs(d[i]) > m:
-                m = abs(d[i])
+            if abs(_dv(y, i)) > m:
+                m = abs(_dv(y, i))
         if m <= 0.0:
             continue
         # earliest significant slope before R, then its local slope peak
         i1 = -1
         for i in range(max(lo, rb - int(0.12 * fs)), rb + 1):
-            if abs(d[i]) > theta_sig * m:
+            if abs(_dv(y, i)) > theta_sig * m:
                 i1 = i
                 break
         if i1 < 0:
             i1 = rb
         pk = i1
-        while pk + 1 <= hi and abs(d[pk + 1]) >= abs(d[pk]) and abs(d[pk + 1]) > 0:
+        while pk + 1 <= hi and abs(_dv(y, pk + 1)) >= abs(_dv(y, pk)) and abs(_dv(y, pk + 1)) > 0:
             pk += 1
-            if (d[pk] > 0) != (d[i1] > 0):
+            if (_dv(y, pk) > 0) != (_dv(y, i1) > 0):
                 break
-        thr = xi_on * abs(d[pk])
+        thr = xi_on * abs(_dv(y, pk))
         on = pk
-        while on - 1 >= lo and abs(d[on]) > thr:
+        while on - 1 >= lo and abs(_dv(y, on)) > thr:
             on -= 1
         # latest significant slope after R, then its local slope peak
         i2 = -1
         for i in range(min(hi, rb + int(0.14 * fs)), rb - 1, -1):
-            if abs(d[i]) > theta_sig * m:
+            if abs(_dv(y, i)) > theta_sig * m:
                 i2 = i
                 break
         if i2 < 0:
             i2 = rb
         pk2 = i2
-        while pk2 - 1 >= lo and abs(d[pk2 - 1]) >= abs(d[pk2]) and abs(d[pk2 - 1]) > 0:
+        while pk2 - 1 >= lo and abs(_dv(y, pk2 - 1)) >= abs(_dv(y, pk2)) and abs(_dv(y, pk2 - 1)) > 0:
             pk2 -= 1
-            if (d[pk2] > 0) != (d[i2] > 0):
+            if (_dv(y, pk2) > 0) != (_dv(y, i2) > 0):
                 break
-        thr2 = xi_off * abs(d[pk2])
+        thr2 = xi_off * abs(_dv(y, pk2))
         off = pk2
-        while off + 1 <= hi and abs(d[off]) > thr2:
+        while off + 1 <= hi and abs(_dv(y, off)) > thr2:
             off += 1
         if qon[b] >= 0 and qoff[b] > qon[b]:
             on = qon[b]
@@ -278,7 +356,7 @@ def delineate_lead(y, r, fs, p, qon, qoff):
         xm = t_off_pk
         bs = 0.0
         for i in range(t_off_pk, lim + 1):
-            s = -sgn * dsm[i]
+            s = -sgn * _dv(ys, i)
             if s > bs:
                 bs = s
                 xm = i
@@ -296,7 +374,7 @@ def delineate_lead(y, r, fs, p, qon, qoff):
         xm = tp
         bs = 0.0
         for i in range(tp, lim0 - 1, -1):
-            s = sgn * dsm[i]
+            s = sgn * _dv(ys, i)
             if s > bs:
                 bs = s
                 xm = i
@@ -309,6 +387,8 @@ def delineate_lead(y, r, fs, p, qon, qoff):
     for b in range(nb):
         on = marks[b, 3]
         if on < 0:
+            continue
+        if only >= 0 and b != only:
             continue
         rr_prev = r[b] - r[b - 1] if b > 0 else rr_med
         pa = on - int(p[8] * fs)
@@ -348,7 +428,7 @@ def delineate_lead(y, r, fs, p, qon, qoff):
         xm = p_off_pk
         bs = 0.0
         for i in range(p_off_pk, lim + 1):
-            s = -sgn * dsm[i]
+            s = -sgn * _dv(ys, i)
             if s > bs:
                 bs = s
                 xm = i
@@ -359,7 +439,7 @@ def delineate_lead(y, r, fs, p, qon, qoff):
         xm = p_on_pk
         bs = 0.0
         for i in range(p_on_pk, lim0 - 1, -1):
-            s = sgn * dsm[i]
+            s = sgn * _dv(ys, i)
             if s > bs:
                 bs = s
                 xm = i
@@ -391,30 +471,29 @@ def qrs_bounds_multilead(y, usable, r, fs, alpha, beta, lead_pad_s):
     off = -np.ones((L, nb), np.int64)
     if nb == 0 or n < 16:
         return g_on, g_off, on, off
-    d = np.zeros((L, n))
-    for l in range(L):
-        if not usable[l]:
-            continue
-        for i in range(1, n - 1):
-            d[l, i] = abs(y[l, i + 1] - y[l, i - 1])
-    # lead scale: median over beats of the peak slope within +-60 ms of R
+    # |y[i+1] - y[i-1]| is recomputed where needed (zero at the two ends) instead of
+    # being stored for every lead and sample
     h60 = int(0.06 * fs)
     pk = np.zeros(nb)
     sv = np.zeros(n)
     for l in range(L):
         if not usable[l]:
             continue
+        yl = y[l]
         for b in range(nb):
             m = 0.0
             for i in range(max(0, r[b] - h60), min(n, r[b] + h60 + 1)):
-                if d[l, i] > m:
-                    m = d[l, i]
+                v = abs(yl[i + 1] - yl[i - 1]) if 0 < i < n - 1 else 0.0
+                if v > m:
+                    m = v
             pk[b] = m
         s = np.median(pk)
         if s <= 0.0:
             continue
-        for i in range(n):
-            sv[i] += d[l, i] / s
+        sv[0] += 0.0 / s
+        for i in range(1, n - 1):
+            sv[i] += abs(yl[i + 1] - yl[i - 1]) / s
+        sv[n - 1] += 0.0 / s
     w = max(1, int(0.01 * fs)) | 1
     svs = smooth(sv, w)
     rr_med = float(np.median(np.diff(r))) if nb > 1 else 0.8 * fs
@@ -458,48 +537,24 @@ def qrs_bounds_multilead(y, usable, r, fs, alpha, beta, lead_pad_s):
                 continue
             a0 = max(1, a - pad)
             z0 = min(n - 2, z + pad)
+            yl = y[l]
             mm = 0.0
             for i in range(a0, z0 + 1):
-                if d[l, i] > mm:
-                    mm = d[l, i]
+                v = abs(yl[i + 1] - yl[i - 1])
+                if v > mm:
+                    mm = v
             if mm <= 0.0:
                 continue
             th = beta * mm
             i = a0
-            while i < z0 and d[l, i] <= th:
+            while i < z0 and abs(yl[i + 1] - yl[i - 1]) <= th:
                 i += 1
             on[l, b] = i
             i = z0
-            while i > a0 and d[l, i] <= th:
+            while i > a0 and abs(yl[i + 1] - yl[i - 1]) <= th:
                 i -= 1
             off[l, b] = i
     return g_on, g_off, on, off
-
-
-@njit(cache=True)
-def median_template(y, leads, starts, w):
-    """Sample-wise median over beats of windows ``y[l, s:s+w]`` for each lead in ``leads``
-    and each start in ``starts`` (all windows inside the record). Insertion sort: the
-    beat count is small (a 10-s record has about 10)."""
-    nl = leads.shape[0]
-    nm = starts.shape[0]
-    out = np.empty((nl, w))
-    buf = np.empty(nm)
-    for li in range(nl):
-        l = leads[li]
-        for i in range(w):
-            for k in range(nm):
-                v = y[l, starts[k] + i]
-                j = k
-                while j > 0 and buf[j - 1] > v:
-                    buf[j] = buf[j - 1]
-                    j -= 1
-                buf[j] = v
-            if nm % 2 == 1:
-                out[li, i] = buf[nm // 2]
-            else:
-                out[li, i] = 0.5 * (buf[nm // 2 - 1] + buf[nm // 2])
-    return out
 
 
 @njit(cache=True)
@@ -606,16 +661,52 @@ def delineate_leads(y, usable, r, fs, p, qon, qoff):
     """:func:`delineate_lead` for every usable lead in one call (one dispatch instead of
     one per lead). Returns marks (L, nb, 9), feats (L, nb, N_FEATS); -1 / 0 for unusable
     leads."""
+    return delineate_leads_only(y, usable, r, fs, p, qon, qoff, -1)
+
+
+@njit(cache=True)
+def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
+    """:func:`delineate_leads`; with ``only >= 0`` the marks of beat ``only`` are the
+    same as in the full call, the other beats' P and T marks are not all computed (the
+    median-beat stage reads only the middle beat of its three)."""
     L = y.shape[0]
     nb = r.shape[0]
     marks = -np.ones((L, nb, N_MARKS), np.int64)
     feats = np.zeros((L, nb, N_FEATS))
+    if nb == 0:
+        return marks, feats
+    ys = smooth_rows(y, usable, max(3, int(p[3] * fs) | 1))
     for l in range(L):
         if usable[l]:
-            m, f = delineate_lead(y[l], r, fs, p, qon[l], qoff[l])
+            m, f = _delineate_lead_ys(y[l], ys[l], r, fs, p, qon[l], qoff[l], only)
             marks[l] = m
             feats[l] = f
     return marks, feats
+
+
+@njit(cache=True)
+def gather_windows(y, leads, starts, w):
+    """(len(leads), len(starts), w) copy of the windows ``y[l, s:s+w]``."""
+    out = np.empty((leads.shape[0], starts.shape[0], w))
+    for li in range(leads.shape[0]):
+        for k in range(starts.shape[0]):
+            out[li, k, :] = y[leads[li], starts[k]:starts[k] + w]
+    return out
+
+
+@njit(cache=True)
+def assign_template_marks(marks, feats, tm, tf, leads, beats, r, c, cols):
+    """In place: the template beat's marks ``tm`` (L, 9) (relative to its R at ``c``)
+    and P/T amplitudes ``tf`` (L, :2) given to the member ``beats`` in ``leads``."""
+    for li in range(leads.shape[0]):
+        l = leads[li]
+        for bi in range(beats.shape[0]):
+            b = beats[bi]
+            for ci in range(cols.shape[0]):
+                k = cols[ci]
+                marks[l, b, k] = r[b] + (tm[l, k] - c) if tm[l, k] >= 0 else -1
+            feats[l, b, 0] = tf[l, 0]
+            feats[l, b, 1] = tf[l, 1]
 
 
 @njit(cache=True, fastmath=True)
@@ -773,4 +864,659 @@ def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
         while j < z - a - 1 and env[j] > th:
             j += 1
         out[b] = a + j
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# Presence decisions, multi-lead consistency and fusion (``waves._decide``) over the
+# (leads, beats) arrays. These replace dozens of small numpy calls per record; each
+# value is computed with the same operations in the same order as the numpy code they
+# replace (``waves._decide_numpy``), so the outputs are bit-identical.
+
+
+@njit(cache=True)
+def _nanmedian_buf(buf, k):
+    """Median of buf[:k] (sorted in place) as ``waves._nanmedian_rows``: the mean of
+    the two middle values (the same value twice for odd k); NaN when k == 0."""
+    if k == 0:
+        return np.nan
+    for i in range(1, k):
+        v = buf[i]
+        j = i
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+    return 0.5 * (buf[(k - 1) // 2] + buf[k // 2])
+
+
+@njit(cache=True)
+def _median_np(buf, k):
+    """``np.median`` of buf[:k] (sorted in place; k > 0, no NaN)."""
+    for i in range(1, k):
+        v = buf[i]
+        j = i
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+    if k % 2 == 1:
+        return buf[k // 2]
+    return (buf[k // 2 - 1] + buf[k // 2]) / 2.0
+
+
+@njit(cache=True)
+def _sign(v):
+    if v > 0.0:
+        return 1.0
+    if v < 0.0:
+        return -1.0
+    if v == 0.0:
+        return 0.0
+    return np.nan
+
+
+@njit(cache=True)
+def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_noise, tol_lag):
+    """First part of the presence decision (per lead and beat).
+
+    Returns ``lead_qpp`` (L,) the lead's median QRS peak-to-peak (0 when none),
+    ``t_ok`` (L, nb) T present, ``p_keep`` (L, nb) P present and consistent with the
+    lead's other beats (same polarity, P-peak-to-QRS time within ``tol_lag``),
+    ``live`` (L,) usable leads with a QRS, their count ``n_live``, ``aa`` the median
+    over the best half of the live leads of the fraction of their QRS beats with a
+    consistent atrial wave, and ``irr`` the RR irregularity (median |dRR| / median RR;
+    NaN with fewer than 3 intervals)."""
+    L, nb, _ = marks.shape
+    lead_qpp = np.zeros(L)
+    t_ok = np.zeros((L, nb), np.bool_)
+    p_keep = np.zeros((L, nb), np.bool_)
+    score = np.zeros(L)
+    n_q = np.zeros(L, np.int64)
+    buf = np.empty(max(nb, 1))
+    lag = np.empty(nb)
+    p_any = np.zeros(nb, np.bool_)
+    for l in range(L):
+        k = 0
+        for b in range(nb):
+            if marks[l, b, 3] >= 0:
+                n_q[l] += 1
+                v = feats[l, b, 2]
+                if not np.isnan(v):
+                    buf[k] = v
+                    k += 1
+        q = _nanmedian_buf(buf, k) if nb else 0.0
+        if not np.isfinite(q):
+            q = 0.0
+        lead_qpp[l] = q
+        thr_t = t_rel * q
+        thr_p = p_rel * q
+        thr_a = aa_rel * q
+        k = 0
+        pol = 0.0
+        for b in range(nb):
+            t_ok[l, b] = marks[l, b, 7] >= 0 and abs(feats[l, b, 1]) >= thr_t
+            a = abs(extra[l, b, 1])
+            cand = extra[l, b, 0] >= 0 and marks[l, b, 3] >= 0
+            noise = p_noise * feats[l, b, 4]
+            p_keep[l, b] = cand and a >= thr_p and a >= noise
+            p_any[b] = cand and a >= thr_a and a >= noise
+            if p_any[b]:
+                lag[b] = marks[l, b, 3] - extra[l, b, 0]
+                if not np.isnan(lag[b]):
+                    buf[k] = lag[b]
+                    k += 1
+                s = _sign(extra[l, b, 1])
+                if not np.isnan(s):
+                    pol += s
+        med_lag = _nanmedian_buf(buf, k)
+        pol = _sign(pol)
+        c = 0
+        for b in range(nb):
+            ok = p_any[b] and abs(lag[b] - med_lag) <= tol_lag and _sign(extra[l, b, 1]) == pol
+            if ok:
+                c += 1
+            p_keep[l, b] = p_keep[l, b] and ok
+        score[l] = c / max(n_q[l], 1) if n_q[l] > 0 else 0.0
+    irr = np.nan
+    nr = nb - 1
+    if nr >= 3:
+        a = np.empty(nr)
+        for i in range(nr):
+            a[i] = float(r[i + 1] - r[i])
+        d = np.empty(nr - 1)
+        for i in range(nr - 1):
+            d[i] = abs(a[i + 1] - a[i])
+        irr = _median_np(d, nr - 1) / _median_np(a, nr)
+    # atrial-wave consistency of the record: median of the best half of the live leads'
+    # scores (as ``np.median(np.sort(score[live])[::-1][:max(1, n_live // 2)])``)
+    live = np.zeros(L, np.bool_)
+    sc = np.empty(max(L, 1))
+    n_live = 0
+    for l in range(L):
+        live[l] = usable[l] and n_q[l] > 0
+        if live[l]:
+            sc[n_live] = score[l]
+            n_live += 1
+    aa = 0.0
+    if n_live:
+        top = np.sort(sc[:n_live])[::-1][:max(1, n_live // 2)].copy()
+        aa = _median_np(top, top.shape[0])
+    return lead_qpp, t_ok, p_keep, live, n_live, aa, irr
+
+
+@njit(cache=True)
+def decide_p(marks, feats, extra, usable, lead_qpp, p_keep0, t_ok, need, no_aa,
+             tmpl_p_rel, p_proj_min, tol_p, fill_p, min_leads, weak_rel, tol_weak, weak_cols):
+    """P waves per beat: template members take the template's decision, a beat has a P
+    wave when at least ``need`` leads keep one (none with ``no_aa``); then the
+    multi-lead consistency of the P boundaries (``consensus_marks``) and the weak-lead
+    pull (``waves._pull_weak_leads``). Returns ``out`` (marks with absent P and T set to
+    -1, unusable leads -1), ``p_keep``, ``p_amp`` and ``lead_ok`` (L, nb)."""
+    L, nb, _ = marks.shape
+    p_keep = np.zeros((L, nb), np.bool_)
+    p_amp = np.empty((L, nb))
+    beat_p = np.zeros(nb, np.bool_)
+    for b in range(nb):
+        member = extra[0, b, 2] > 0
+        cnt = 0
+        for l in range(L):
+            if member:
+                k = abs(extra[l, b, 4]) >= tmpl_p_rel * lead_qpp[l] and marks[l, b, 1] >= 0 \
+                    and extra[l, b, 3] >= p_proj_min
+                p_amp[l, b] = feats[l, b, 0]
+            else:
+                k = p_keep0[l, b]
+                p_amp[l, b] = extra[l, b, 1]
+            p_keep[l, b] = k
+            if k:
+                cnt += 1
+        beat_p[b] = cnt >= need and not no_aa
+    out = marks.copy()
+    lead_ok = np.zeros((L, nb), np.bool_)
+    keep_ok = np.zeros((L, nb), np.bool_)
+    for l in range(L):
+        for b in range(nb):
+            if not beat_p[b]:
+                p_keep[l, b] = False
+            if not usable[l]:
+                for c in range(9):
+                    out[l, b, c] = -1
+            else:
+                if not p_keep[l, b]:
+                    out[l, b, 0] = -1
+                    out[l, b, 1] = -1
+                    out[l, b, 2] = -1
+                if not t_ok[l, b]:
+                    out[l, b, 6] = -1
+                    out[l, b, 7] = -1
+                    out[l, b, 8] = -1
+            lead_ok[l, b] = marks[l, b, 3] >= 0 and usable[l]
+            keep_ok[l, b] = p_keep[l, b] and lead_ok[l, b]
+    p_keep = consensus_marks(out, marks, keep_ok, lead_ok, beat_p, np.array([0, 2], np.int64),
+                             tol_p, fill_p, min_leads)
+    if weak_rel > 0:
+        _pull_weak(out, p_keep, p_amp, lead_qpp, weak_rel, tol_weak, weak_cols)
+    return out, p_keep, p_amp, lead_ok
+
+
+@njit(cache=True)
+def _pull_weak(out, keep, amp, lead_qpp, weak_rel, tol, cols):
+    """``waves._pull_weak_leads`` (in place on ``out``)."""
+    L, nb = keep.shape
+    rel = np.empty((L, nb))
+    buf = np.empty(max(L, 1))
+    med_rel = np.empty(nb)
+    for b in range(nb):
+        k = 0
+        for l in range(L):
+            if keep[l, b]:
+                rel[l, b] = abs(amp[l, b]) / max(lead_qpp[l], 1e-12)
+                if not np.isnan(rel[l, b]):
+                    buf[k] = rel[l, b]
+                    k += 1
+            else:
+                rel[l, b] = np.nan
+        med_rel[b] = _nanmedian_buf(buf, k)
+    weak = np.zeros((L, nb), np.bool_)
+    anyw = False
+    for b in range(nb):
+        for l in range(L):
+            weak[l, b] = keep[l, b] and rel[l, b] < weak_rel * med_rel[b]
+            anyw = anyw or weak[l, b]
+    if not anyw:
+        return
+    v = np.empty(L)
+    for ci in range(cols.shape[0]):
+        c = cols[ci]
+        for b in range(nb):
+            k = 0
+            for l in range(L):
+                if keep[l, b] and out[l, b, c] >= 0:
+                    v[l] = float(out[l, b, c])
+                    buf[k] = v[l]
+                    k += 1
+                else:
+                    v[l] = np.nan
+            med = _nanmedian_buf(buf, k)
+            if not np.isfinite(med):
+                continue
+            rm = np.int64(np.round(med))
+            for l in range(L):
+                if weak[l, b] and abs(v[l] - med) > tol:
+                    out[l, b, c] = rm
+
+
+@njit(cache=True)
+def _robust_extreme_k(out, col, ok, earliest, tol):
+    """``waves._robust_extreme`` of ``out[:, :, col]`` (int64 (nb,))."""
+    L, nb = ok.shape
+    big = np.iinfo(np.int64).max
+    res = -np.ones(nb, np.int64)
+    for b in range(nb):
+        cnt = 0
+        # first and second of the sorted (earliest) or reverse-sorted (latest) column
+        f1 = big if earliest else -1
+        f2 = f1
+        for l in range(L):
+            if ok[l, b]:
+                w = out[l, b, col]
+                cnt += 1
+            else:
+                w = big if earliest else np.int64(-1)
+            if l == 0:
+                f1 = w
+            elif l == 1:
+                if (w < f1) if earliest else (w > f1):
+                    f2 = f1
+                    f1 = w
+                else:
+                    f2 = w
+            elif (w < f1) if earliest else (w > f1):
+                f2 = f1
+                f1 = w
+            elif (w < f2) if earliest else (w > f2):
+                f2 = w
+        if cnt == 0:
+            continue
+        first = f1
+        if L > 1 and cnt >= 3 and abs(f1 - f2) > tol:
+            first = f2
+        res[b] = first
+    return res
+
+
+@njit(cache=True)
+def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_ok0, lead_ok,
+                need, fs, env_mode, env_tol, tol_t, fill_t, min_leads, sh_qon, sh_qoff,
+                sh_pon, sh_poff, sh_toff, irregular):
+    """Rest of ``waves._decide`` after the P consistency step (``out`` in place): the
+    envelope P offsets (``waves._apply_p_envelope``; env_mode 0 off, 1 set, 2 strong),
+    the T consistency step, peaks inside their boundaries, global marks, beat classes,
+    quality and per-lead features. Needs nb > 0 and L > 0."""
+    L, nb, _ = marks.shape
+    # -- envelope P offsets
+    if env_mode != 0:
+        buf = np.empty(L)
+        rel = np.empty(L)
+        for b in range(nb):
+            e = np.int64(extra[0, b, 6])
+            k = 0
+            for l in range(L):
+                sel = p_keep[l, b] and e >= 0 and out[l, b, 2] >= 0
+                rel[l] = np.nan
+                if sel and env_mode == 2:
+                    rel[l] = abs(p_amp[l, b]) / max(lead_qpp[l], 1e-12)
+                    if not np.isnan(rel[l]):
+                        buf[k] = rel[l]
+                        k += 1
+            med = _nanmedian_buf(buf, k) if env_mode == 2 else 0.0
+            for l in range(L):
+                sel = p_keep[l, b] and e >= 0 and out[l, b, 2] >= 0
+                if not sel:
+                    continue
+                own = False
+                if env_mode == 2:
+                    d = out[l, b, 2] - e
+                    own = rel[l] >= med and d >= 0 and d <= env_tol
+                if not own:
+                    out[l, b, 2] = e
+    # -- T consistency
+    beat_t = np.zeros(nb, np.bool_)
+    keep_t = np.zeros((L, nb), np.bool_)
+    for b in range(nb):
+        cnt = 0
+        for l in range(L):
+            if t_ok0[l, b]:
+                cnt += 1
+            keep_t[l, b] = t_ok0[l, b] and lead_ok[l, b]
+        beat_t[b] = cnt >= need
+    t_ok = consensus_marks(out, marks, keep_t, lead_ok, beat_t, np.array([8], np.int64), tol_t,
+                           fill_t, min_leads)
+    # -- peaks: filled leads take their own candidate (else the middle of the wave),
+    # peaks stay inside their boundaries; P ends before this lead's QRS
+    for l in range(L):
+        for b in range(nb):
+            for a, pk, z in ((0, 1, 2), (6, 7, 8)):
+                oa = out[l, b, a]
+                oz = out[l, b, z]
+                v = out[l, b, pk]
+                if v < 0 and oa >= 0 and oz >= 0:
+                    v = marks[l, b, pk] if marks[l, b, pk] >= 0 else (oa + oz) // 2
+                if v >= 0:
+                    v = min(max(v, oa), max(oa, oz))
+                else:
+                    v = -1
+                out[l, b, pk] = v
+            if out[l, b, 2] >= 0 and out[l, b, 3] >= 0:
+                out[l, b, 2] = min(out[l, b, 2], out[l, b, 3] - 1)
+    # -- global marks
+    g = -np.ones((nb, 9), np.int64)
+    q_ok = np.zeros((L, nb), np.bool_)
+    pk_ok = np.zeros((L, nb), np.bool_)
+    tk_ok = np.zeros((L, nb), np.bool_)
+    for l in range(L):
+        for b in range(nb):
+            q_ok[l, b] = out[l, b, 3] >= 0 and usable[l]
+            pk_ok[l, b] = out[l, b, 0] >= 0
+            tk_ok[l, b] = out[l, b, 8] >= 0
+    tol_s = int(0.02 * fs)
+    big = 10 ** 9 * fs
+    g3 = _robust_extreme_k(out, 3, q_ok, True, big)
+    g5 = _robust_extreme_k(out, 5, q_ok, False, big)
+    g0 = _robust_extreme_k(out, 0, pk_ok, True, tol_s)
+    g2 = _robust_extreme_k(out, 2, pk_ok, False, tol_s)
+    g6 = _robust_extreme_k(out, 6, tk_ok, True, tol_s)
+    g8 = _robust_extreme_k(out, 8, tk_ok, False, 2 * tol_s)
+    for b in range(nb):
+        g[b, 4] = r[b]
+        g[b, 3] = max(g3[b] + sh_qon, 0) if g3[b] >= 0 else -1
+        g[b, 5] = g5[b] + sh_qoff if g5[b] >= 0 else -1
+        g[b, 0] = max(g0[b] + sh_pon, 0) if g0[b] >= 0 else -1
+        v = g2[b]
+        if env_mode != 0:
+            env = np.int64(extra[0, b, 6])
+            if v >= 0 and env >= 0:
+                v = env + sh_poff
+        if v >= 0 and g[b, 3] >= 0:
+            v = min(v, g[b, 3] - 1)
+        g[b, 2] = v
+        g[b, 6] = g6[b]
+        g[b, 8] = g8[b] + sh_toff if g8[b] >= 0 else -1
+        # peaks: from the lead with the largest |amplitude| relative to its QRS size
+        for col, fc in ((1, 0), (7, 1)):
+            best = 0
+            bs = -np.inf
+            anyok = False
+            for l in range(L):
+                ok = pk_ok[l, b] if col == 1 else tk_ok[l, b]
+                s = abs(feats[l, b, fc]) / max(lead_qpp[l], 1e-12) if ok else -1.0
+                anyok = anyok or ok
+                if np.isnan(s):
+                    best = l
+                    break
+                if l == 0 or s > bs:
+                    bs = s
+                    best = l
+            g[b, col] = out[best, b, col] if anyok else -1
+    # -- quality and beat classes
+    n_use = 0
+    for l in range(L):
+        if usable[l]:
+            n_use += 1
+    n_use = max(1, n_use)
+    quality = np.empty(nb)
+    cls = np.zeros(nb, np.int8)
+    nr = nb - 1
+    rbuf = np.empty(9)
+    for b in range(nb):
+        c = 0
+        for l in range(L):
+            if q_ok[l, b]:
+                c += 1
+        quality[b] = c / n_use
+        qrs_ms = (g[b, 5] - g[b, 3]) * 1000.0 / fs
+        if g[b, 3] >= 0 and qrs_ms > 120:
+            cls[b] = 1
+        if nb >= 3 and not irregular and b >= 1 and cls[b] == 0:
+            # premature: RR below 0.8 of the median of the 9 intervals around it
+            i = b - 1
+            k = 0
+            for j in range(max(0, i - 4), min(nr, i + 5)):
+                rbuf[k] = float(r[j + 1] - r[j])
+                k += 1
+            local = _nanmedian_buf(rbuf, k)
+            if float(r[b] - r[b - 1]) < 0.8 * local:
+                cls[b] = 2
+        if quality[b] < 0.5:
+            cls[b] = 3
+        if g[b, 3] < 0:
+            cls[b] = 4
+    f_p = np.empty((L, nb))
+    f_t = np.empty((L, nb))
+    f_r = np.empty((L, nb))
+    f_q = np.empty((L, nb))
+    f_i = np.empty((L, nb))
+    for l in range(L):
+        for b in range(nb):
+            f_p[l, b] = p_amp[l, b] if p_keep[l, b] else np.nan
+            f_t[l, b] = feats[l, b, 1] if t_ok[l, b] else np.nan
+            f_r[l, b] = feats[l, b, 5] if q_ok[l, b] else np.nan
+            f_q[l, b] = feats[l, b, 2] if q_ok[l, b] else np.nan
+            f_i[l, b] = feats[l, b, 3]
+    return g, cls, quality, t_ok, f_p, f_t, f_r, f_q, f_i
+
+
+def median_network(n):
+    """Comparators (k, 2) of a Batcher odd-even merge sorting network for ``n`` inputs,
+    pruned to those the two middle outputs depend on (``median_windows_net``).
+
+    The network for the next power of two is cut to the first ``n`` wires: inputs beyond
+    ``n`` act as +inf and never move, so comparators touching them can be dropped."""
+    m = 1
+    while m < n:
+        m *= 2
+    comps = []
+    p = 1
+    while p < m:
+        k = p
+        while k >= 1:
+            for j in range(k % p, m - k, 2 * k):
+                for i in range(min(k, m - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        comps.append((a, b))
+            k //= 2
+        p *= 2
+    need = {(n - 1) // 2, n // 2}
+    keep = []
+    for a, b in reversed(comps):
+        if a in need or b in need:
+            keep.append((a, b))
+            need.update((a, b))
+    return np.array(keep[::-1], np.int64).reshape(-1, 2)
+
+
+@njit(cache=True)
+def median_windows_net(y, leads, starts, w, comps):
+    """Sample-wise median over beats of the windows ``y[l, s:s+w]`` (as
+    ``_qrs_kernels.median_windows``: same values, the median of a set does not depend on
+    how it is found) with a sorting network applied to blocks of samples at once: the
+    compare-exchange steps have no data-dependent branches, so they run on whole
+    vectors of samples. ``comps`` from :func:`median_network` for ``len(starts)``.
+    Returns (out, ok); ok is False when a window holds NaN (then ``out`` is not valid:
+    min/max steps do not order NaN as a sort does)."""
+    nl = leads.shape[0]
+    nm = starts.shape[0]
+    out = np.empty((nl, w))
+    B = 256
+    buf = np.empty((nm, B))
+    lo = (nm - 1) // 2
+    hi = nm // 2
+    nc = comps.shape[0]
+    for li in range(nl):
+        l = leads[li]
+        for i0 in range(0, w, B):
+            m = min(B, w - i0)
+            bad = False
+            for k in range(nm):
+                row = buf[k]
+                src = y[l, starts[k] + i0:starts[k] + i0 + m]
+                for t in range(m):
+                    v = src[t]
+                    row[t] = v
+                    bad |= v != v
+            if bad:
+                return out, False
+            for c in range(nc):
+                ra = buf[comps[c, 0]]
+                rb = buf[comps[c, 1]]
+                for t in range(m):
+                    u = ra[t]
+                    v = rb[t]
+                    ra[t] = min(u, v)
+                    rb[t] = max(u, v)
+            o = out[li, i0:i0 + m]
+            if lo == hi:
+                for t in range(m):
+                    o[t] = buf[lo, t]
+            else:
+                for t in range(m):
+                    o[t] = 0.5 * (buf[lo, t] + buf[hi, t])
+    return out, True
+
+
+@njit(cache=True)
+def drop_marks_in_gaps(marks, x, offset):
+    """In place: marks (L, nb, k) whose sample of their own lead in ``x`` (L, n) is NaN
+    or inf become -1 (``waves._drop_marks_in_gaps``: only the marked samples are
+    looked at, not the whole record)."""
+    L, nb, k = marks.shape
+    for l in range(L):
+        for b in range(nb):
+            for c in range(k):
+                m = marks[l, b, c]
+                if m >= 0 and not np.isfinite(x[l, m - offset]):
+                    marks[l, b, c] = -1
+
+
+@njit(cache=True)
+def p_offset_envelope_marks(y, usable, marks, feats, fs, smooth_s, alpha):
+    """:func:`p_offset_envelope` with its inputs taken from the per-lead marks: the PR
+    level before the earliest usable lead's QRS onset, the P maximum searched between
+    the medians over usable leads of the candidate P onsets and offsets (truncated to
+    samples, as ``waves._p_offset_envelope``)."""
+    L, nb, _ = marks.shape
+    qon = -np.ones(nb, np.int64)
+    lo = -np.ones(nb, np.int64)
+    hi = -np.ones(nb, np.int64)
+    buf = np.empty(max(L, 1))
+    for b in range(nb):
+        q = np.iinfo(np.int64).max
+        for l in range(L):
+            if usable[l] and marks[l, b, 3] >= 0 and marks[l, b, 3] < q:
+                q = marks[l, b, 3]
+        if q != np.iinfo(np.int64).max:
+            qon[b] = q
+        k = 0
+        for l in range(L):
+            if usable[l] and marks[l, b, 0] >= 0:
+                buf[k] = float(marks[l, b, 0])
+                k += 1
+        a = _nanmedian_buf(buf, k)
+        k = 0
+        for l in range(L):
+            if usable[l] and marks[l, b, 2] >= 0:
+                buf[k] = float(marks[l, b, 2])
+                k += 1
+        z = _nanmedian_buf(buf, k)
+        if np.isfinite(a) and np.isfinite(z):
+            lo[b] = np.int64(a)
+            hi[b] = np.int64(z)
+    scale = np.ascontiguousarray(feats[:, :, 2])
+    return p_offset_envelope(y, usable, scale, qon, lo, hi, fs, smooth_s, alpha)
+
+
+@njit(cache=True)
+def template_members(r, n, rr_tol):
+    """Median-beat stage, step 1: the median RR ``rr_med`` (as ``int(np.median(rr))``),
+    the template's R position ``c`` and length ``w`` (three RR), and the beats whose
+    window lies inside the record and whose RR before and after are within ``rr_tol``
+    of the median (the first and last beat count the median as their missing RR)."""
+    nb = r.shape[0]
+    rr = np.empty(nb - 1)
+    for i in range(nb - 1):
+        rr[i] = r[i + 1] - r[i]
+    buf = rr.copy()
+    rr_med = int(_median_np(buf, nb - 1))
+    c = int(1.5 * rr_med)
+    w = 3 * rr_med + 1
+    member = np.zeros(nb, np.bool_)
+    for b in range(nb):
+        inside = r[b] - c >= 0 and r[b] - c + (w - 1) < n
+        rp = (rr[b - 1] if b > 0 else rr_med) / rr_med
+        rn = (rr[b] if b < nb - 1 else rr_med) / rr_med
+        member[b] = inside and abs(rp - 1) < rr_tol and abs(rn - 1) < rr_tol
+    return rr_med, c, w, member
+
+
+@njit(cache=True)
+def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, sh):
+    """Median-beat stage, step 2: the template (usable leads ``use``, others zero) is
+    delineated as three beats at ``c - rr_med``, ``c``, ``c + rr_med`` (QRS bounds from
+    the multi-lead spatial velocity, onsets shifted by ``sh`` samples); returns the
+    middle beat's marks (L, 9) and features (L, N_FEATS)."""
+    w = tmpl.shape[1]
+    full = np.zeros((n_leads, w))
+    u = np.zeros(n_leads, np.bool_)
+    for li in range(use.shape[0]):
+        full[use[li]] = tmpl[li]
+        u[use[li]] = True
+    rt = np.empty(3, np.int64)
+    rt[0] = c - rr_med
+    rt[1] = c
+    rt[2] = c + rr_med
+    _, _, on, off = qrs_bounds_multilead(full, u, rt, fs, alpha, beta, pad)
+    for l in range(n_leads):
+        for b in range(3):
+            if on[l, b] >= 0:
+                on[l, b] = max(on[l, b] + sh, 0)
+    m3, f3 = delineate_leads_only(full, u, rt, fs, p, on, off, 1)
+    return m3[:, 1].copy(), f3[:, 1].copy()
+
+
+@njit(cache=True)
+def delineate_block(y, usable, r, fs, p, alpha, beta, pad, sh, n_extra):
+    """Per-lead stage of one block in one call: multi-lead QRS bounds (onsets shifted by
+    ``sh`` samples), :func:`delineate_leads`, and the working array ``extra``
+    (L, nb, n_extra) with the per-beat P candidates (0 peak, 1 amplitude) kept before
+    the median-beat stage overwrites the member beats' marks, columns 5 and 6 set to -1
+    (not computed), the others zero. Returns g_on, g_off, marks, feats, extra."""
+    g_on, g_off, on, off = qrs_bounds_multilead(y, usable, r, fs, alpha, beta, pad)
+    L, nb = on.shape
+    for l in range(L):
+        for b in range(nb):
+            if on[l, b] >= 0:
+                on[l, b] = max(on[l, b] + sh, 0)
+    marks, feats = delineate_leads(y, usable, r, fs, p, on, off)
+    extra = np.zeros((L, nb, n_extra))
+    for l in range(L):
+        for b in range(nb):
+            extra[l, b, 0] = marks[l, b, 1]
+            extra[l, b, 1] = feats[l, b, 0]
+            extra[l, b, 5] = -1.0
+            extra[l, b, 6] = -1.0
+    return g_on, g_off, marks, feats, extra
+
+
+@njit(cache=True)
+def live_beats(x, r):
+    """Per R fiducial: True when at least one lead of ``x`` (L, n) is finite there."""
+    nb = r.shape[0]
+    out = np.zeros(nb, np.bool_)
+    for b in range(nb):
+        for l in range(x.shape[0]):
+            if np.isfinite(x[l, r[b]]):
+                out[b] = True
+                break
     return out

@@ -154,7 +154,14 @@ def _flutter_scores(y, usable, fs, g_on, g_off):
 
 
 def _params_array():
-    return np.array(list(PARAMS.values()), dtype=np.float64)
+    return _params_cached(tuple(PARAMS.values()))
+
+
+@lru_cache(maxsize=8)
+def _params_cached(values):
+    a = np.array(values, dtype=np.float64)
+    a.flags.writeable = False       # shared between calls
+    return a
 
 
 def _delineate_block(x, usable, fs, r, lazy=False):
@@ -171,17 +178,12 @@ def _delineate_block(x, usable, fs, r, lazy=False):
         return marks, feats, np.zeros((n_leads, 0, N_EXTRA)), {}
     y = _qk.sos_filtfilt_rows(x, _band_sos(fs), int(fs))
     p = _params_array()
-    g_on, g_off, on, off = _wk.qrs_bounds_multilead(y, usable, r, fs, PARAMS["qrs_sv_alpha"],
-                                                    PARAMS["qrs_lead_beta"], PARAMS["qrs_lead_pad_s"])
-    sh = int(round(PARAMS["qrs_on_shift_s"] * fs))
-    on = np.where(on >= 0, np.maximum(on + sh, 0), -1)
-    marks, feats = _wk.delineate_leads(y, usable, r, fs, p, on, off)
-    # per-beat atrial candidates, kept for the rhythm decision before the template
-    # stage overwrites the marks of its member beats
-    extra = np.zeros((n_leads, nb, N_EXTRA))
-    extra[:, :, 5:7] = -1.0          # not computed (yet)
-    extra[:, :, 0] = marks[:, :, 1]
-    extra[:, :, 1] = feats[:, :, 0]
+    # QRS bounds, per-lead kernels and the working array in one call; ``extra`` keeps the
+    # per-beat atrial candidates for the rhythm decision before the template stage
+    # overwrites the marks of its member beats
+    g_on, g_off, marks, feats, extra = _wk.delineate_block(
+        y, np.ascontiguousarray(usable, dtype=np.bool_), r, float(fs), p, PARAMS["qrs_sv_alpha"],
+        PARAMS["qrs_lead_beta"], PARAMS["qrs_lead_pad_s"], int(round(PARAMS["qrs_on_shift_s"] * fs)), N_EXTRA)
     tinfo = _template_stage(y, usable, fs, r, marks, feats, p)
     if tinfo is not None:
         extra[:, :, 2] = tinfo["member"][None, :]
@@ -205,20 +207,26 @@ def _p_offset_envelope(y, usable, fs, marks, feats):
     """Multi-lead P offset per beat (``_wave_kernels.p_offset_envelope``): the envelope's
     maximum is searched between the median over leads of the candidate P onsets and
     offsets, the PR level is taken before the earliest lead QRS onset."""
-    u = usable[:, None]
-    big = np.iinfo(np.int64).max
     if not len(usable):
         return -np.ones(marks.shape[1], np.int64)
-    qon = np.where(u & (marks[:, :, 3] >= 0), marks[:, :, 3], big).min(axis=0)
-    qon = np.where(qon == big, -1, qon).astype(np.int64)
-    on = np.where(u & (marks[:, :, 0] >= 0), marks[:, :, 0], np.nan).T
-    off = np.where(u & (marks[:, :, 2] >= 0), marks[:, :, 2], np.nan).T
-    lo, hi = _nanmedian_rows(on), _nanmedian_rows(off)
-    ok = np.isfinite(lo) & np.isfinite(hi)
-    lo = np.where(ok, lo, -1).astype(np.int64)
-    hi = np.where(ok, hi, -1).astype(np.int64)
-    return _wk.p_offset_envelope(y, usable, np.ascontiguousarray(feats[:, :, 2]), qon, lo, hi, fs,
-                                 PARAMS["smooth_s"], P_ENVELOPE["alpha"])
+    return _wk.p_offset_envelope_marks(y, np.ascontiguousarray(usable, dtype=np.bool_), marks, feats,
+                                       float(fs), PARAMS["smooth_s"], P_ENVELOPE["alpha"])
+
+
+@lru_cache(maxsize=64)
+def _median_net(nm: int) -> np.ndarray:
+    return _wk.median_network(nm)
+
+
+def _median_windows(y, use, starts, w):
+    """Sample-wise median of beat windows (``_qrs_kernels.median_windows``, same values):
+    a sorting network over blocks of samples for the usual beat counts of a 10-s record,
+    the nearly-sorted insertion sort for many beats or windows with NaN."""
+    if 2 <= starts.size <= 24:
+        out, ok = _wk.median_windows_net(y, use, starts, w, _median_net(int(starts.size)))
+        if ok:
+            return out
+    return _qk.median_windows(y, use, starts, w)
 
 
 def _template_stage(y, usable, fs, r, marks, feats, p):
@@ -236,16 +244,7 @@ def _template_stage(y, usable, fs, r, marks, feats, p):
     nb = r.size
     if nb < TEMPLATE["min_beats"]:
         return None
-    rr = np.diff(r)
-    rr_med = int(np.median(rr))
-    c = int(1.5 * rr_med)
-    w = 3 * rr_med + 1
-    idx = r[:, None] - c + np.arange(w)[None, :]
-    inside = (idx[:, 0] >= 0) & (idx[:, -1] < n)
-    rr_prev = np.concatenate(([rr_med], rr)) / rr_med
-    rr_next = np.concatenate((rr, [rr_med])) / rr_med
-    tol = TEMPLATE["rr_tol"]
-    member = inside & (np.abs(rr_prev - 1) < tol) & (np.abs(rr_next - 1) < tol)
+    rr_med, c, w, member = _wk.template_members(r, n, TEMPLATE["rr_tol"])
     if member.sum() < TEMPLATE["min_beats"]:
         return None
     use = np.flatnonzero(usable)
@@ -253,8 +252,8 @@ def _template_stage(y, usable, fs, r, marks, feats, p):
     # QRS shape check against the median QRS (only the QRS window is needed for it, so
     # the full-length template is computed once, from the beats that pass)
     h = int(0.06 * fs)
-    tq = _wk.median_template(y, use, starts + (c - h), 2 * h + 1)
-    q = y[use][:, starts[:, None] + np.arange(c - h, c + h + 1)[None, :]]   # (Lu, nm, 2h+1)
+    tq = _median_windows(y, use, starts + (c - h), 2 * h + 1)
+    q = _wk.gather_windows(y, use, starts + (c - h), 2 * h + 1)          # (Lu, nm, 2h+1)
     q = q - q.mean(axis=2, keepdims=True)
     tq = tq - tq.mean(axis=1, keepdims=True)
     num = np.einsum("lbw,lw->b", q, tq)
@@ -262,25 +261,15 @@ def _template_stage(y, usable, fs, r, marks, feats, p):
     like = num / den >= TEMPLATE["qrs_corr"]
     if like.sum() < TEMPLATE["min_beats"]:
         return None
-    tmpl = _wk.median_template(y, use, starts[like], w)       # (Lu, w)
+    tmpl = _median_windows(y, use, starts[like], w)       # (Lu, w)
     if not like.all():
         member[np.flatnonzero(member)[~like]] = False
-    full = np.zeros((n_leads, w))
-    full[use] = tmpl
-    rt = np.array([c - rr_med, c, c + rr_med], np.int64)
-    u = np.zeros(n_leads, np.bool_)
-    u[use] = True
-    _, _, on, off = _wk.qrs_bounds_multilead(full, u, rt, fs, PARAMS["qrs_sv_alpha"],
-                                             PARAMS["qrs_lead_beta"], PARAMS["qrs_lead_pad_s"])
-    sh = int(round(PARAMS["qrs_on_shift_s"] * fs))
-    on = np.where(on >= 0, np.maximum(on + sh, 0), -1)
-    m3, f3 = _wk.delineate_leads(full, u, rt, fs, p, on, off)
-    tm, tf = m3[:, 1].copy(), f3[:, 1].copy()
+    tm, tf = _wk.template_delineate(tmpl, use, n_leads, c, rr_med, float(fs), p, PARAMS["qrs_sv_alpha"],
+                                    PARAMS["qrs_lead_beta"], PARAMS["qrs_lead_pad_s"],
+                                    int(round(PARAMS["qrs_on_shift_s"] * fs)))
     mb = np.flatnonzero(member)
-    cols = np.arange(9) if TEMPLATE["qrs_from_template"] else np.array([0, 1, 2, 6, 7, 8])
-    tmu = tm[use][:, None, cols]                         # (Lu, 1, k)
-    marks[np.ix_(use, mb, cols)] = np.where(tmu >= 0, r[mb][None, :, None] + (tmu - c), -1)
-    feats[np.ix_(use, mb, [0, 1])] = tf[use][:, None, :2]
+    cols = np.arange(9) if TEMPLATE["qrs_from_template"] else np.array([0, 1, 2, 6, 7, 8], np.int64)
+    _wk.assign_template_marks(marks, feats, tm, tf, use, mb, r, c, cols)
     # projection of every beat's P wave onto the template P (per lead)
     p_proj = _wk.p_projection(y, tmpl, use, tm[use, 0].copy(), tm[use, 2].copy(), r, c,
                               max(1, int(0.02 * fs)))
@@ -361,7 +350,57 @@ def _pull_weak_leads(out, keep, amp, lead_qpp, fs):
 
 
 def _decide(marks, feats, usable, r, fs, extra, deferred=None):
-    """Presence decisions, atrial-activity decision, beat classes and global marks."""
+    """Presence decisions, atrial-activity decision, beat classes and global marks.
+
+    The per-(lead, beat) work runs in three numba kernels (``_wave_kernels.decide_*``);
+    between them stay the record-level rhythm decision (which may trigger the deferred
+    flutter test) and the deferred envelope P offsets. Same outputs, bit for bit, as
+    :func:`_decide_numpy` (the reference, also used for records without beats)."""
+    n_leads, nb, _ = marks.shape
+    if nb == 0 or n_leads == 0:
+        return _decide_numpy(marks, feats, usable, r, fs, extra, deferred)
+    usable = np.ascontiguousarray(usable, dtype=np.bool_)
+    lead_qpp, t_ok, p_keep, live, n_live, aa, irr = _wk.decide_presence(
+        marks, feats, extra, usable, r, PRESENCE["t_rel"], PRESENCE["p_rel"], PRESENCE["aa_rel"],
+        PRESENCE["p_noise"], PRESENCE["p_pr_tol_s"] * fs)
+    flags = {}
+    irregular = bool(irr > PRESENCE["rr_irregular"])
+    fl = float("nan")
+    if n_live and aa < PRESENCE["aa_consistency_irreg"]:
+        if deferred and "flutter" in deferred:
+            deferred["flutter"]()
+        fq = np.quantile(extra[live, :, 5], PRESENCE["flutter_lead_q"], axis=0)
+        fl = float(np.median(fq))
+    flutter = bool(fl >= PRESENCE["flutter_score"])
+    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"])
+                 or flutter)
+    flags["rr_irregular"] = irregular
+    flags["atrial_periodicity"] = round(fl, 3)
+    flags["atrial_flutter"] = bool(flutter and nb >= 3)
+    flags["atrial_consistency"] = round(aa, 3)
+    flags["no_atrial_activity"] = no_aa if nb >= 3 else False
+    need = max(1, int(np.ceil(PRESENCE["p_lead_frac"] * max(1, n_live))))
+    out, p_keep, p_amp, lead_ok = _wk.decide_p(
+        marks, feats, extra, usable, lead_qpp, p_keep, t_ok, need, flags["no_atrial_activity"],
+        TEMPLATE["p_rel"], TEMPLATE["p_proj_min"], int(round(CONSENSUS["tol_p_s"] * fs)),
+        CONSENSUS["fill_p"], CONSENSUS["min_leads"], float(CONSENSUS["weak_rel"]),
+        CONSENSUS["tol_weak_s"] * fs, np.array(CONSENSUS["weak_cols"], np.int64))
+    mode = {"off": 0, "set": 1, "strong": 2}[P_ENVELOPE["mode"]]
+    if deferred and "p_env" in deferred and mode and p_keep.any():
+        deferred["p_env"]()
+    g, cls, quality, t_ok, f_p, f_t, f_r, f_q, f_i = _wk.decide_rest(
+        out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_ok, lead_ok, need, float(fs),
+        mode, P_ENVELOPE["tol_s"] * fs, int(round(CONSENSUS["tol_t_s"] * fs)), CONSENSUS["fill_t"],
+        CONSENSUS["min_leads"], int(round(GLOBAL["qrs_on_shift_s"] * fs)),
+        int(round(GLOBAL["qrs_off_shift_s"] * fs)), int(round(GLOBAL["p_on_shift_s"] * fs)),
+        int(round(GLOBAL["p_off_shift_s"] * fs)), int(round(GLOBAL["t_off_shift_s"] * fs)), irregular)
+    feat_out = {"p_amp": f_p, "t_amp": f_t, "r_amp": f_r, "qrs_p2p": f_q, "iso": f_i}
+    return out, g, cls, quality, flags, feat_out
+
+
+def _decide_numpy(marks, feats, usable, r, fs, extra, deferred=None):
+    """Reference numpy version of :func:`_decide` (records without beats or leads, and
+    the regression test of the kernels)."""
     n_leads, nb, _ = marks.shape
     member = extra[0, :, 2] > 0 if n_leads else np.zeros(nb, bool)
     flags = {}
@@ -543,6 +582,12 @@ def _drop_marks_in_gaps(marks, x, offset):
     """In place: marks that fall into a NaN gap of their lead are not marks."""
     if marks.size == 0:
         return
+    x = np.asarray(x)
+    if x.dtype.kind in "iub":
+        return                       # integers are always finite
+    if x.dtype in (np.float32, np.float64) and marks.dtype == np.int64:
+        _wk.drop_marks_in_gaps(marks, x, offset)
+        return
     bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
     if not bad.any():
         return
@@ -609,7 +654,9 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
         usable &= np.asarray(leads_usable, bool)
     flags = {"too_short": n < int(2 * fs), "unusable_leads": [names[i] for i in np.flatnonzero(~usable)]}
     r = detect_qrs(x if long else xc, fs, leads_usable=usable)
-    if r.size:
+    if r.size and n_leads and not long and isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64):
+        r = r[_wk.live_beats(x, r)]       # no beat whose complex sits in a gap in every lead
+    elif r.size:
         # no beat whose complex sits in a gap in every lead
         dead = np.zeros(r.size, bool)
         for a0 in range(0, n, step):
