@@ -80,21 +80,12 @@ def add_parser(sub):
 # --------------------------------------------------------------------------- config
 def load_study_config(name, path, overrides=()) -> dict:
     """Read, override and validate a study config; paths resolved against the file."""
-    import yaml
+    from ecgcore._yamlio import load_mapping
     from ecgcore.errors import ConfigError
     from ecgcore.models.train.config import apply_overrides
     if name not in SCHEMAS:
         raise ConfigError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror or exc}", path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path) from None
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ConfigError("the study config must be a YAML mapping", path)
+    raw = load_mapping(path, "study config")
     raw = apply_overrides(raw, overrides)
     if raw.get("study") not in (None, name):     # a config for another study: say so first
         raise ConfigError(f"this config is for study {raw['study']!r}, not {name!r}", path)

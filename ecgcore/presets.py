@@ -216,18 +216,9 @@ _REGISTRY: dict[str, dict] = {}
 # ---------------------------------------------------------------------------
 
 def _load_yaml(path: str) -> dict:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - pyyaml is a declared dependency
-        raise ConfigError("reading a preset from YAML needs pyyaml", path) from None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read preset file: {exc.strerror or exc}", path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", path) from None
-    if not isinstance(data, dict):
+    from ._yamlio import load_mapping
+    data = load_mapping(path, "preset file")
+    if not data:
         raise ConfigError("a preset file must hold a mapping with 'name' and 'steps'", path)
     return data
 

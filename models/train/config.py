@@ -333,19 +333,9 @@ def apply_overrides(cfg: dict, overrides) -> dict:
 
 def load_config(path, overrides=()) -> dict:
     """Read a YAML config, apply ``--set`` overrides, validate; paths are resolved against the file."""
-    import yaml
+    from ecgcore._yamlio import load_mapping
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror or exc}", path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("the config must be a YAML mapping", path)
+    raw = load_mapping(path, "config")
     raw = apply_overrides(raw, overrides)
     try:
         cfg = validate(raw)
