@@ -1,5 +1,10 @@
 """``ecgcore convert-checkpoint IN OUT``: rewrite an official or ecgcore checkpoint as plain safetensors.
 
+IN may also be a ``best.pt`` / ``last.pt`` of ``ecgcore train`` (loaded with
+``weights_only``; the model is rebuilt from its stored spec and weights, the
+training state is left out). Runs with ``data.aggregate: attention`` are
+refused: their attention pool is not part of a plain model.
+
 The output holds the weights under ecgcore's names and, in its header
 metadata, the model name, its configuration (JSON) and a SHA-256 of the
 tensor data, so ``ecgcore.models.load(OUT)`` rebuilds the model without
@@ -15,7 +20,8 @@ import sys
 def add_parser(sub):
     p = sub.add_parser("convert-checkpoint", help="convert a model checkpoint to safetensors",
                        description=__doc__)
-    p.add_argument("input", metavar="IN", help="ECG-FM .pt, ECGFounder .pth, DL-AtCM .pt or ecgcore .safetensors")
+    p.add_argument("input", metavar="IN", help="ECG-FM .pt, ECGFounder .pth, DL-AtCM .pt, ecgcore .safetensors or an "
+                        "'ecgcore train' best.pt/last.pt")
     p.add_argument("output", metavar="OUT", help="output .safetensors path")
     p.add_argument("--model", default=None,
                    help="registry name (default: detected from the checkpoint; see ecgcore.models.list_models())")

@@ -1,4 +1,4 @@
-"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--subgroup COL] [--time COL --event COL] [--figures] [--out DIR]``.
+"""``ecgcore evaluate --checkpoint CKPT --data DATASET [--labels CSV] [--subgroup COL] [--time COL --event COL] [--split test|val] [--figures] [--out DIR]``.
 
 Predicts every record of a preprocessed dataset with a training checkpoint
 (segments aggregated per record), joins the labels and writes
@@ -20,6 +20,17 @@ add, per binary task, Kaplan-Meier cumulative incidence by predicted-risk
 group (split at the threshold chosen on validation) with a log-rank test and,
 with figures, the incidence curves; rows with an event but no time are
 dropped, not counted as non-events.
+
+Held-out records only: a training checkpoint stores the record ids of its
+train/validation/test splits. When the dataset holds any of them, each row is
+marked ``train``, ``val``, ``test`` or ``other`` (not in any split, e.g. records
+added later) and only the ``evaluate.split`` records of the config (``test`` by
+default, ``--split val`` for the validation records) plus the ``other`` ones
+are scored; training records never are. The saliency overlays and mean
+waveforms are drawn from the scored records only, predictions.csv has a
+``split`` column for every row and metrics.json says what was scored
+(``scored``). A dataset with none of the checkpoint's records (an external
+cohort) is scored whole.
 """
 
 from __future__ import annotations
@@ -55,6 +66,9 @@ def add_parser(sub):
                         "predicted-risk group (split at the validation threshold) and a log-rank test")
     p.add_argument("--event", dest="event_col", default=None, metavar="COL",
                    help="labels-CSV column of the event indicator 0/1 (with --time)")
+    p.add_argument("--split", default=None, choices=("test", "val"),
+                   help="on the training dataset, score these held-out records (default: the config's "
+                        "evaluate.split, test); records in no split are always scored, training records never")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -77,8 +91,13 @@ def _subgroup_columns(path, id_col, columns) -> dict:
 
 def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figures=None, device="cpu",
                      subgroups=None, saliency_records: int = 3, saliency_method: str = "gradient",
-                     time_col=None, event_col=None):
-    """Library form of the command; returns the metrics dict."""
+                     time_col=None, event_col=None, split=None):
+    """Library form of the command; returns the metrics dict.
+
+    ``split`` (``"test"`` or ``"val"``; default the config's ``evaluate.split``)
+    selects the held-out records scored when the dataset holds records of the
+    checkpoint's splits (see the module docstring).
+    """
     import numpy as np
     from ecgcore.errors import ConfigError
     from ecgcore.models.train.data import ECGDatasetRows, read_record_labels
@@ -106,6 +125,16 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
                            batch_size=cfg["data"]["eval_batch_size"])
     data_cols = {"record_id": np.asarray(ids, dtype=object)}
     data_cols["patient_id"] = np.asarray([(table.get(r) or (None, None))[1] or r for r in ids], dtype=object)
+    want = split or cfg["evaluate"]["split"]
+    if want not in ("test", "val"):
+        raise ConfigError(f"--split must be 'test' or 'val', not {want!r}")
+    role, scored, scope = _split_roles(ck, ids, want)
+    if role is not None:
+        data_cols["split"] = role
+    if not scored.any():
+        raise ConfigError(f"none of the {len(ids)} records of this dataset is in the checkpoint's "
+                          f"{want!r} split or outside its splits: there is nothing held out to score "
+                          f"(records per split: {scope['records_by_split']})", data)
     tasks = []
     thresholds = ck.get("thresholds") or {}
     not_scored = {}
@@ -131,7 +160,7 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
                 "y": f"{t['name']}_true", "p": f"{t['name']}_pred"}
         if spec["type"] == "binary" and t["name"] in thresholds:
             spec["threshold"] = thresholds[t["name"]]
-        if np.isfinite(y).sum() >= 3:
+        if np.isfinite(y[scored]).sum() >= 3:
             tasks.append(spec)
     if out is None:
         base = os.path.dirname(os.path.abspath(checkpoint if not os.path.isdir(checkpoint)
@@ -166,26 +195,65 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     if figures is None:
         figures = bool(cfg["evaluate"]["figures"])
     if not tasks:
-        result = {"n_records": len(ids), "note": "no labelled records: predictions only"}
+        result = {"n_records": len(ids), "note": "no labelled records: predictions only", "scored": scope}
         with open(os.path.join(out, "metrics.json"), "w") as f:
             json.dump(result, f, indent=1)
         return result
-    mask = np.ones(len(ids), bool)
-    result = stats.evaluate_predictions({k: v[mask] for k, v in data_cols.items()}, tasks,
-                                        groups="patient_id", out_dir=out,
+    # rows handed to the statistics: the scored ones as "test"; when the test records are scored, the
+    # validation records come along as "val" (validation quantiles for risk groups without a stored
+    # threshold); training records never
+    ev_role = np.full(len(ids), "", dtype=object)
+    if role is not None and want == "test":
+        ev_role[role == "val"] = "val"
+    ev_role[scored] = "test"
+    mask = ev_role != ""
+    sub = {k: v[mask] for k, v in data_cols.items() if k != "split"}
+    sub["_eval_split"] = ev_role[mask]
+    result = stats.evaluate_predictions(sub, tasks, groups="patient_id", out_dir=out,
+                                        split="_eval_split", val_label="val", test_label="test",
                                         n_boot=n_boot if n_boot is not None else cfg["evaluate"]["n_boot"],
                                         seed=cfg["seed"], figures=figures, subgroups=subgroups)
     result.pop("rows", None)
+    result["scored"] = scope
     if not_scored:
         result["not_scored"] = not_scored
     if figures:
         extra = _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device,
-                                saliency_records, saliency_method, cfg["seed"])
+                                saliency_records, saliency_method, cfg["seed"], scored)
         result["signal_figures"] = extra
-    if not_scored or figures:
-        _update_metrics_json(os.path.join(out, "metrics.json"),
-                             {k: result[k] for k in ("not_scored", "signal_figures") if k in result})
+    _update_metrics_json(os.path.join(out, "metrics.json"),
+                         {k: result[k] for k in ("scored", "not_scored", "signal_figures") if k in result})
     return result
+
+
+def _split_roles(ck, ids, want):
+    """Each dataset row's split in the checkpoint (train/val/test, 'other' when in none), which rows
+    are scored, and the ``scored`` entry of metrics.json.
+
+    Without split membership in the checkpoint (older files) every row is scored and ``role`` is
+    None; when no dataset record is in any split (an external dataset) every row is 'other' and
+    scored.
+    """
+    import numpy as np
+    splits = ck.get("splits") or {}
+    split_of = {str(r): k for k, v in splits.items() for r in v}
+    n = len(ids)
+    if not splits:
+        return None, np.ones(n, bool), {"split": "all", "n_records": n, "n_scored": n,
+                                        "records_by_split": {"unknown": n},
+                                        "reason": "the checkpoint stores no split membership"}
+    role = np.asarray([split_of.get(str(r), "other") for r in ids], dtype=object)
+    if (role == "other").all():
+        return role, np.ones(n, bool), {
+            "split": "all", "n_records": n, "n_scored": n, "records_by_split": {"other": n},
+            "reason": "no record of this dataset is in the checkpoint's splits (an external dataset)"}
+    scored = (role == want) | (role == "other")
+    by = {k: int((role == k).sum()) for k in ("train", "val", "test", "other")}
+    return role, scored, {
+        "split": want, "n_records": n, "n_scored": int(scored.sum()), "records_by_split": by,
+        "reason": f"records of the checkpoint's {want!r} split and records in none of its splits are "
+                  f"scored; training records never"
+                  + ("" if want == "val" else ", validation records only feed validation-based choices")}
 
 
 def _update_metrics_json(path, extra):
@@ -222,9 +290,11 @@ def _record_beat(seg, fs):
     return mb.signal if mb.meta.get("n_beats", 0) > 0 else None
 
 
-def _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device, k_top, method, seed):
+def _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device, k_top, method, seed,
+                    scored=None):
     """Saliency overlays of the top-scoring records and high- vs low-risk mean waveforms, per
-    classification task. Returns a dict of what was drawn (and why not, where nothing was)."""
+    classification task, drawn from the ``scored`` rows only (all rows when None). Returns a dict
+    of what was drawn (and why not, where nothing was)."""
     import numpy as np
     import torch
     from ecgcore.models.explain import task_saliency
@@ -255,7 +325,7 @@ def _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, d
         name = t["name"]
         p = np.asarray(data_cols[t["p"]], np.float64)
         entry = {"saliency": [], "method": method}
-        ok = np.flatnonzero(np.isfinite(p))
+        ok = np.flatnonzero(np.isfinite(p) & (True if scored is None else np.asarray(scored, bool)))
         top = ok[np.argsort(-p[ok], kind="stable")][:max(0, int(k_top))]
         for rank, i in enumerate(top):
             x = segs(i)
@@ -319,7 +389,7 @@ def run(args) -> int:
         res = evaluate_dataset(args.checkpoint, args.data, args.labels, args.out, args.n_boot,
                                args.figures, args.device, subgroups=args.subgroup,
                                saliency_records=args.saliency_records, saliency_method=args.saliency_method,
-                               time_col=args.time_col, event_col=args.event_col)
+                               time_col=args.time_col, event_col=args.event_col, split=args.split)
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore evaluate: {exc}", file=sys.stderr)
         return 2

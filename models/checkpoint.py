@@ -13,7 +13,13 @@ Accepted files:
   numpy scalar, ...}`` or a bare state dict (also the CCTA ``{'model', 'uw'}`` layout);
 * DL-AtCM state dicts (``backbone.*`` + ``regression_heads.*``);
 * ecgcore checkpoints: safetensors with the model name, its config and a
-  SHA-256 of the tensor data in the header metadata.
+  SHA-256 of the tensor data in the header metadata;
+* ecgcore training checkpoints (``best.pt`` / ``last.pt`` of ``ecgcore train``,
+  format ``ecgcore-train/1``): the model is rebuilt from the stored
+  ``model_spec`` (registry name, config, head spec) and ``model_state``; the
+  optimiser, RNG and other training state in the file are ignored. A run with
+  ``data.aggregate: attention`` is refused: its attention pool is not part of
+  the registry model (use ``ecgcore predict`` with the checkpoint).
 
 Security: ``torch.load`` always runs with ``weights_only=True``.  The only
 extra globals allowed are numpy's scalar and dtype reconstructors, which the
@@ -41,6 +47,7 @@ from .registry import ECGModel, model_entry
 __all__ = ["read_checkpoint", "load_into", "save", "load", "detect_model", "check_state_dict"]
 
 _FORMAT = "ecgcore-model-1"
+_TRAIN_FORMAT = "ecgcore-train/1"    # ecgcore.models.train.checkpointing.FORMAT
 _HASH_PLACEHOLDER = "0" * 64
 
 
@@ -143,6 +150,10 @@ def read_checkpoint(path) -> dict:
     obj = _torch_load(path, kind)
     if not isinstance(obj, dict):
         raise CheckpointError(f"top level is a {type(obj).__name__}, not a dict", path)
+    if obj.get("format") == _TRAIN_FORMAT:
+        out["state_dict"], out["ecgcore"] = _from_training_checkpoint(obj, path)
+        out["kind"] += "/ecgcore-train"
+        return out
     if "model" in obj and "cfg" in obj:  # fairseq(-signals) trainer file
         sd = obj["model"]
         cfg = obj.get("cfg") or {}
@@ -165,6 +176,36 @@ def read_checkpoint(path) -> dict:
                               f"(e.g. {bad[:3]!r})", path)
     out["state_dict"] = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
     return out
+
+
+def _from_training_checkpoint(obj: dict, path: str):
+    """State dict and rebuild info of an ``ecgcore train`` checkpoint (already loaded weights-only)."""
+    spec, sd = obj.get("model_spec"), obj.get("model_state")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(sd, dict):
+        raise CheckpointError(f"training checkpoint ({_TRAIN_FORMAT}) without a model_spec or model_state",
+                              path)
+    if not isinstance(spec.get("config"), dict):
+        raise CheckpointError("training checkpoint: model_spec['config'] is not a dict", path)
+    bad = [k for k, v in sd.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(f"training checkpoint: model_state has {len(bad)} entries that are not "
+                              f"named tensors (e.g. {bad[:3]!r})", path)
+    pool = [k for k in sd if k.startswith("segment_pool.")]
+    if pool:
+        # the attention pool combines segment features before the head: dropping it would silently
+        # turn the model into a mean of per-segment heads, which is not what was trained
+        raise CheckpointError("this training run pools segments with attention (data.aggregate: attention); "
+                              f"its {len(pool)} segment_pool tensors are not part of the registry model "
+                              f"{spec['name']!r}, so it cannot be converted to a plain model file: predict "
+                              "with 'ecgcore predict --checkpoint' or ecgcore.ECGClassifier instead", path)
+    try:
+        model_entry(spec["name"])
+    except ConfigError:
+        raise CheckpointError(f"training checkpoint names model {spec['name']!r}, which is not in the "
+                              f"registry", path) from None
+    info = {"name": spec["name"], "config": dict(spec["config"]), "heads": spec.get("heads"),
+            "source": _TRAIN_FORMAT, "epoch": obj.get("epoch"), "best_epoch": obj.get("best_epoch")}
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}, info
 
 
 def detect_model(ck: dict) -> str:

@@ -262,6 +262,82 @@ def test_convert_checkpoint_cli(tmp_path, rng):
     assert main(["convert-checkpoint", str(tmp_path / "nope.pt"), str(out)]) == 1
 
 
+@pytest.fixture(scope="module")
+def train_run(tmp_path_factory):
+    """A 1-epoch ``ecgcore train`` run of fcn_lvh_small (two tasks) on 16 simulated records."""
+    from ecgcore.models.train import train
+    from ecgcore.models.train.config import validate
+    cfg = validate({"seed": 3, "threads": 1, "model": {"name": "fcn_lvh_small", "options": {"n_clinical": 0}},
+                    "data": {"source": "simulated", "simulate": {"n": 16, "seed": 5}, "batch_size": 8},
+                    "tasks": [{"name": "qrs_duration_ms"}, {"name": "tachycardia", "type": "binary"}],
+                    "train": {"epochs": 1, "tensorboard": False}, "evaluate": {"n_boot": 10}})
+    out = tmp_path_factory.mktemp("ckrun")
+    train(cfg, out, progress=False)
+    return out
+
+
+def test_training_checkpoint_loads_as_a_model_and_converts(train_run, tmp_path, rng):
+    """best.pt / last.pt of 'ecgcore train' rebuild the trained model (model_spec + model_state) through
+    models.create(pretrained=...) and convert-checkpoint, equal to the engine's own inference loader."""
+    from ecgcore.cli import main
+    from ecgcore.models.train.predict import load_for_inference
+    ref, ckd = load_for_inference(train_run / "checkpoints" / "best.pt")
+    x = _input(ref, rng, batch=3)
+    with torch.no_grad():
+        want = ref(x)
+    for name in ("best.pt", "last.pt"):
+        m = models.create("fcn_lvh_small", pretrained=train_run / "checkpoints" / name)
+        assert m.load_report["kind"] == "torch-zip/ecgcore-train" and m.load_report["head_from_file"]
+        sd = torch.load(train_run / "checkpoints" / name, weights_only=True)["model_state"]
+        assert all(torch.equal(v, sd[k]) for k, v in m.state_dict().items())
+    m = models.load(train_run / "checkpoints" / "best.pt")          # the architecture is detected
+    with torch.no_grad():
+        assert torch.equal(m(x), want)
+    out = tmp_path / "best.safetensors"
+    assert main(["convert-checkpoint", str(train_run / "checkpoints" / "best.pt"), str(out)]) == 0
+    conv = models.load(out)
+    with torch.no_grad():
+        assert torch.equal(conv(x), want)
+    # the same tensors as the run's own best.safetensors
+    own = models.load(train_run / "best.safetensors")
+    assert all(torch.equal(v, conv.state_dict()[k]) for k, v in own.state_dict().items())
+    # a new head on the trained backbone (fine-tuning a follow-up task)
+    m3 = models.create("fcn_lvh_small", pretrained=train_run / "checkpoints" / "best.pt", heads=3)
+    assert not m3.load_report["head_from_file"]
+    assert torch.equal(m3.in1[0].weight, ref.in1[0].weight)
+    # a training checkpoint is not one of another family
+    with pytest.raises(CheckpointError, match="not of the"):
+        models.create("net1d_tiny", pretrained=train_run / "checkpoints" / "best.pt")
+
+
+def test_training_checkpoint_is_loaded_safely(train_run, tmp_path):
+    from ecgcore.models.checkpoint import read_checkpoint
+    from ecgcore.cli import main
+    ck = torch.load(train_run / "checkpoints" / "best.pt", weights_only=True)
+    # an object smuggled into a training checkpoint is never unpickled
+    evil = tmp_path / "evil.pt"
+    torch.save({**ck, "note": _Evil()}, evil)
+    with pytest.raises(CheckpointError, match="refused to unpickle"):
+        read_checkpoint(evil)
+    assert main(["convert-checkpoint", str(evil), str(tmp_path / "e.safetensors")]) == 1
+    assert not (tmp_path / "e.safetensors").exists()
+    # attention-pooled runs: the pool is not part of the registry model, refused with the reason
+    pooled = tmp_path / "pooled.pt"
+    torch.save({**ck, "model_state": {**ck["model_state"], "segment_pool.attn.weight": torch.zeros(1, 4)}},
+               pooled)
+    with pytest.raises(CheckpointError, match="aggregate: attention"):
+        read_checkpoint(pooled)
+    # damaged spec / state
+    for name, bad, msg in (("nospec.pt", {**ck, "model_spec": None}, "without a model_spec"),
+                           ("badstate.pt", {**ck, "model_state": {**ck["model_state"], "x": 1}},
+                            "not named tensors"),
+                           ("unknown.pt", {**ck, "model_spec": {**ck["model_spec"], "name": "nope"}},
+                            "not in the registry")):
+        torch.save(bad, tmp_path / name)
+        with pytest.raises(CheckpointError, match=msg):
+            read_checkpoint(tmp_path / name)
+
+
 @pytest.mark.slow
 def test_forward_has_no_graph_breaks(rng):
     import torch._dynamo as dynamo

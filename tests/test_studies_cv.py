@@ -8,6 +8,7 @@ import csv
 import json
 
 import numpy as np
+import torch
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -134,7 +135,9 @@ def test_evaluate_cli_subgroup_and_figures(cv_dataset, tmp_path):
     assert cli_main(["evaluate", "--checkpoint", str(ck), "--data", ds, "--labels", labels,
                      "--subgroup", "normal_ecg", "--figures", "--n-boot", "30", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["n_test"] == N
+    # the training dataset itself: only the held-out test records are scored
+    test = torch.load(ck, weights_only=True)["splits"]["test"]
+    assert m["n_test"] == m["scored"]["n_scored"] == len(test) < N
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {"normal_ecg=True", "normal_ecg=False", "all"} <= {r["subgroup"] for r in rows}

@@ -2,7 +2,8 @@
 
 A small FCN is trained on simulated sinus vs LBBB records (preset lvh). Follow-up times are drawn
 with a higher hazard for LBBB; ``ecgcore evaluate --time --event`` must split the records at the
-threshold chosen on validation during training and report Kaplan-Meier groups and a log-rank test
+threshold chosen on validation during training, on the test-split records only (the dataset is the
+training one), and report Kaplan-Meier groups and a log-rank test
 equal to scipy's on the same predictions; a row with an event but no time is dropped, never counted
 as a non-event. Record predictions are the mean (or max) of segment predictions, as pandas computes.
 """
@@ -38,7 +39,7 @@ def run(tmp_path_factory):
         ecgcore.write(Record(rec.signal, rec.fs, rec.leads), str(p), format="wfdb")
         paths.append(str(p) + ".hea")
         wide = int(i >= N // 2)
-        t = rng.exponential(80.0 if wide else 600.0)
+        t = rng.exponential(30.0 if wide else 3000.0)   # a strong contrast: 12 test records must show it
         event = int(t < 300)
         t = min(t, 300.0)
         time = "" if i == 7 else f"{t:.3f}"          # record 7: an event without follow-up time
@@ -77,11 +78,13 @@ def test_evaluate_km_groups_and_logrank_match_scipy(run):
     thr = torch.load(ck, weights_only=True)["thresholds"]["wide"]
     assert res["cuts"] == [pytest.approx(thr)] and res["cuts_chosen_on"] == "given"
     with open(out / "predictions.csv") as f:
-        pred = {r["record_id"]: float(r["wide_pred"]) for r in csv.DictReader(f)}
+        pred = {r["record_id"]: float(r["wide_pred"]) for r in csv.DictReader(f) if r["split"] == "test"}
+    test = set(torch.load(ck, weights_only=True)["splits"]["test"])
+    assert set(pred) == test and m["scored"]["n_scored"] == len(test)   # held-out records only
     with open(labels) as f:
-        lab = list(csv.DictReader(f))
+        lab = [r for r in csv.DictReader(f) if r["record_id"] in test]
     keep = [r for r in lab if r["days"] != ""]                      # record 7 dropped
-    assert res["n"] == len(keep) == N - 1
+    assert res["n"] == len(keep) == len(test) - ("r007" in test)
     t = np.array([float(r["days"]) for r in keep])
     e = np.array([int(r["mace"]) for r in keep])
     hi = np.array([pred[r["record_id"]] >= thr for r in keep])

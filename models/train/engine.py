@@ -513,6 +513,8 @@ class Trainer:
             else:
                 total = sum(w * l for w, l in zip(weights, losses)) / sum(weights)
             self.scaler.scale(total).backward()
+        if self.uw is not None:   # the task weights live outside the DDP module: average them by hand
+            ddp.all_reduce_grads(list(self.uw.parameters()))
         if c["optim"]["clip_grad_norm"]:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trainable, c["optim"]["clip_grad_norm"])
@@ -584,6 +586,12 @@ class Trainer:
         return {k: v[recs] for k, v in pred.items()}, val_loss
 
     def _validate(self):
+        if ddp.is_distributed():
+            # every rank validates the model rank 0 checkpoints: BatchNorm running statistics
+            # are per rank under DDP, so take rank 0's
+            import torch.distributed as dist
+            for b in self.model.buffers():
+                dist.broadcast(b, 0)
         pred, loss = self.predict_split("val")
         tgt = self.store.targets[self.splits["val"]]
         metrics = _task_metrics(pred, tgt, self.tasks)
@@ -604,7 +612,10 @@ class Trainer:
              # best.pt holds the best epoch's weights (finish() reloads them): say which epoch that was
              "epoch": self.state["epoch"] if full else (self.state["best_epoch"] or self.state["epoch"]),
              "best_epoch": self.state["best_epoch"], "monitor": self.monitor, "best": self.state["best"],
-             "uw": self.uw.state_dict() if self.uw is not None else None}
+             "uw": self.uw.state_dict() if self.uw is not None else None,
+             # record ids per split: 'ecgcore evaluate' on the training dataset then scores only the
+             # held-out records, never the ones the weights or the thresholds were fitted on
+             "splits": {k: [str(self.store.record_ids[i]) for i in v] for k, v in self.splits.items()}}
         if full:
             p.update({"optimizer": self.optimizer.state_dict(),
                       "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
