@@ -14,6 +14,9 @@ ecgfounder_ccta.md section 1.4: per-channel loops of ``filtfilt`` (notch, then t
 (b, a) band-pass) and ``medfilt``, then the whole-array z-score, on float64 as
 ``wfdb.rdsamp`` returns it) and the same steps vectorised over the leads.
 
+Chain kernel A/B (``--ab-old OLD.so``): this build's chain kernel against an older build of
+``ecgcore/_kernels/chain*.so`` loaded in the same process, alternating.
+
 Running-median A/B: the automatic kernel choice against the kernel it replaced, in the
 same process, alternating (``running_median(x, k, False, method)``: 0 automatic, 1 the
 register window, 3 the scalar block sort).
@@ -89,6 +92,40 @@ def median_ab(x, ks=(201, 255, 301, 401, 511), rounds=5, repeats=3):
     return out
 
 
+def chain_kernel_ab(batch, old_so, rounds=9):
+    """Chain kernel of this build against another build's ``chain`` extension, in one process.
+
+    ``old_so``: path of an older ``ecgcore/_kernels/chain*.so`` (e.g. built from ``git archive
+    HEAD``). Both run the same plan (band-pass + notch + resample 500 -> 250, float32 rows,
+    float64 state), alternating, best of ``rounds``; prints CPU us per record and the ratio.
+    """
+    import importlib
+    import importlib.util
+    from ecgcore._kernels import chain as new
+    spec = importlib.util.spec_from_file_location("chain", old_so)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    F = importlib.import_module("ecgcore.signal.filters")
+    R = importlib.import_module("ecgcore.signal.resample")
+    stages = [F.butter_stage(FS, "bandpass", (0.5, 40.0)), F.notch_stage(FS, 50.0, 30.0)]
+    plan = R.resample_plan(batch.shape[-1], FS, 250.0, "poly", batch.dtype)
+    rows = batch.reshape(-1, batch.shape[-1])
+    err = float(np.abs(new.run(rows, stages, plan, True) - old.run(rows, stages, plan, True)).max())
+    cases = [("chain kernel, batch", lambda k: k.run(rows, stages, plan, True)),
+             ("chain kernel, one record per call", lambda k: [k.run(r, stages, plan, True) for r in batch])]
+    for name, fn in cases:
+        best = {"old": np.inf, "new": np.inf}
+        for _ in range(rounds):
+            for lab, k in (("old", old), ("new", new)):
+                t = time.process_time()
+                fn(k)
+                best[lab] = min(best[lab], time.process_time() - t)
+        n = len(batch)
+        print(f"A/B {name:<34s} old {best['old'] / n * 1e6:7.1f} us/record, this build "
+              f"{best['new'] / n * 1e6:7.1f} us/record, x{best['old'] / best['new']:.2f} "
+              f"(max |new - old| {err:.2e})", flush=True)
+
+
 def per_record(fn, batch, repeats):
     """Best CPU seconds per record over `repeats` runs of fn(batch)."""
     best = np.inf
@@ -103,6 +140,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--records", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ab-old", default=None, metavar="SO",
+                    help="also time the chain kernel against this older chain*.so, alternating")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     t = np.arange(5000) / FS
@@ -126,6 +165,8 @@ def main(argv=None):
     row(f"chain, batch of {args.records} records per call", ours_batch, sc)
     print(f"  chain vs plain copy: {ours_rec / copy:.1f}x (per record call), {ours_batch / copy:.1f}x (batch) "
           f"the time of a float32 copy")
+    if args.ab_old:
+        chain_kernel_ab(batch, args.ab_old)
     kern = [
         ("bandpass 0.5-40 (sosfiltfilt)", lambda b: S.bandpass(b, FS, 0.5, 40), lambda b: ss.sosfiltfilt(SOS, b)),
         ("notch 50 Hz (filtfilt)", lambda b: S.notch(b, FS), lambda b: ss.filtfilt(NB, NA, b)),

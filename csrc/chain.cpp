@@ -5,13 +5,105 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "blockkern.hpp"
 
+namespace ecgk {
+// Optional z-score of each output row (ecgcore.signal.zscore, scope="lead").
+struct ZPost {
+    bool on = false;
+    int ddof = 0;
+    double eps = 0.0;
+    int constant = 0;  // 0 zeros, 1 NaN, 2 keep
+};
+// A plan as the chain driver runs it: stages possibly normalised to unit
+// sections (see chain_body.hpp), the gain that normalisation dropped, and the
+// optional z-score.
+struct ChainX {
+    ChainPlan plan;
+    std::vector<char> unit;
+    double gain = 1.0;
+    std::ptrdiff_t poly_down = 0;  // > 0: single-phase polyphase plan, base[m] = base[0] + m * poly_down
+    ZPost z;
+};
+namespace portable {
+#include "chain_body.hpp"
+}
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "chain_body.hpp"
+}
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
+namespace avx512 {
+#include "chain_body.hpp"
+}
+#pragma GCC pop_options
+#endif
+}  // namespace ecgk
+
 namespace py = pybind11;
 using ecgk::ChainPlan;
 using ecgk::Stage;
+using ecgk::ChainX;
+
+// Rewrite every stage whose sections all have numerators b0 * [1, c, 1] (b0 != 0)
+// as [1, c, 1] sections, rescale zi to match and collect the dropped gain:
+// prod(b0) per pass, two passes for a zero-phase stage. Only for float64 state
+// (the float32 recursion keeps scipy's coefficients as they are).
+static ChainX make_x(ChainPlan plan, bool normalise) {
+    ChainX cx;
+    cx.unit.assign(plan.stages.size(), 0);
+    if (normalise) {
+        double G = 1.0;
+        std::vector<Stage> orig = plan.stages;
+        for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+            Stage& s = plan.stages[i];
+            if (s.K != 2 || s.nsec > 8 || s.nsec == 7) continue;
+            bool ok = true;
+            for (int k = 0; k < s.nsec; ++k) {
+                const double b0 = s.b[k * 3], b2 = s.b[k * 3 + 2];
+                ok = ok && b0 != 0.0 && b0 == b2 && std::isfinite(b0) && std::isfinite(s.b[k * 3 + 1]);
+            }
+            if (!ok) continue;
+            double c = 1.0;
+            for (int k = 0; k < s.nsec; ++k) {
+                const double b0 = s.b[k * 3];
+                c *= b0;
+                s.b[k * 3 + 0] = 1.0;
+                s.b[k * 3 + 1] /= b0;
+                s.b[k * 3 + 2] = 1.0;
+                s.zi[k * 2 + 0] /= c;
+                s.zi[k * 2 + 1] /= c;
+            }
+            G *= s.zero_phase ? c * c : c;
+            cx.unit[i] = 1;
+        }
+        const double ag = std::fabs(G);
+        if (!(ag > 1e-150 && ag < 1e150)) {  // keep far from under/overflow: undo
+            plan.stages = orig;
+            cx.unit.assign(plan.stages.size(), 0);
+            G = 1.0;
+        }
+        cx.gain = G;
+    }
+    if (plan.resample == 1 && plan.poly.ph_start.size() == 2 && plan.n_out >= 2) {
+        const auto& pl = plan.poly;
+        const std::ptrdiff_t d = (std::ptrdiff_t)(pl.base[1] - pl.base[0]);
+        bool ok = d > 0;
+        for (std::ptrdiff_t m = 0; ok && m < plan.n_out; ++m)
+            ok = pl.phase[m] == 0 && pl.base[m] == pl.base[0] + m * d;
+        if (ok) cx.poly_down = d;
+    }
+    cx.plan = std::move(plan);
+    return cx;
+}
 
 template <class T>
 static std::vector<T> to_vec(py::handle h) {
@@ -72,22 +164,35 @@ static ChainPlan parse_plan(py::list stages, py::object resample, std::ptrdiff_t
     return plan;
 }
 
+// zscore: None, or (ddof, eps, constant) to z-score every output row in float64
+// (ecgcore.signal.zscore with scope="lead"; constant 0 zeros, 1 NaN, 2 keep).
 template <class T>
 static py::array_t<T> run(py::array_t<T, py::array::c_style> x, py::list stages, py::object resample,
-                          bool double_state) {
+                          bool double_state, py::object zscore) {
     if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
     const std::ptrdiff_t rows = x.shape(0), n = x.shape(1);
-    ChainPlan plan = parse_plan(stages, resample, n);
-    py::array_t<T> y({rows, plan.n_out});
+    const bool dstate = sizeof(T) == sizeof(double) || double_state;
+    ChainX cx = make_x(parse_plan(stages, resample, n), dstate);
+    if (!zscore.is_none()) {
+        auto t = zscore.cast<py::tuple>();
+        cx.z.on = true;
+        cx.z.ddof = t[0].cast<int>();
+        cx.z.eps = t[1].cast<double>();
+        cx.z.constant = t[2].cast<int>();
+        if (!dstate) throw std::invalid_argument("the fused z-score needs float64 state");
+        if (cx.z.ddof < 0 || cx.z.ddof >= cx.plan.n_out || !(cx.z.eps >= 0) || cx.z.constant < 0 || cx.z.constant > 2)
+            throw std::invalid_argument("malformed z-score parameters");
+    }
+    py::array_t<T> y({rows, cx.plan.n_out});
     const T* xp = x.data();
     T* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
         if constexpr (sizeof(T) == sizeof(double)) {
-            ECGK_DISPATCH(run_f64, xp, yp, rows, n, plan);
+            ECGK_DISPATCH(runx_f64, xp, yp, rows, n, cx);
         } else {
-            if (double_state) ECGK_DISPATCH(run_f32d, xp, yp, rows, n, plan);
-            else ECGK_DISPATCH(run_f32, xp, yp, rows, n, plan);
+            if (double_state) ECGK_DISPATCH(runx_f32d, xp, yp, rows, n, cx);
+            else ECGK_DISPATCH(runx_f32, xp, yp, rows, n, cx);
         }
     }
     return y;
@@ -95,8 +200,10 @@ static py::array_t<T> run(py::array_t<T, py::array::c_style> x, py::list stages,
 
 PYBIND11_MODULE(chain, m) {
     m.doc() = "Block IIR filtering and resampling kernels (see ecgcore.signal).";
-    m.def("run", &run<double>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = true);
-    m.def("run", &run<float>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = false);
+    m.def("run", &run<double>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = true,
+          py::arg("zscore") = py::none());
+    m.def("run", &run<float>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = false,
+          py::arg("zscore") = py::none());
     m.def("simd_level", []() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         return ecgk::simd_level();

@@ -208,3 +208,120 @@ def test_resample_poly_halfband_taps_dropped(rng, dtype, fs_in, fs_out):
     err = float(np.max(np.abs(y.astype(np.float64) - ref)))
     tol = (1e-12 if dtype == np.float64 else 2e-6) * float(np.ptp(ref))
     assert err <= tol, err
+
+
+# --- chain kernel: z-score fused into the kernel, unit-section normalisation -------------
+# A zscore(scope="lead") step right after the filters/resampling runs inside the kernel
+# (statistics from the float64 block buffer); every Butterworth / iirnotch section
+# (numerator b0 * [1, c, 1]) runs as [1, c, 1] with the gains applied at the end.
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows", [1, 5, 12, 30])
+@pytest.mark.parametrize("zs", [{"scope": "lead"}, {}, {"ddof": 1, "eps": 1e-8},
+                                {"constant": "nan", "eps": 0.5}, {"constant": "keep", "ddof": 3}])
+def test_chain_fused_zscore_equals_zscore(rng, dtype, rows, zs):
+    x = (np.cumsum(rng.standard_normal((rows, 1501)), axis=-1) * 0.02 + _ecg_like(rng, (rows, 1501))).astype(dtype)
+    x[0] *= 1e3  # lanes of one block with very different scales
+    if rows > 2:
+        x[2, 700] = np.nan  # NaN propagates to the whole lead, not to its block neighbours
+    steps = [("bandpass", {"low": 0.5, "high": 40}), ("notch", {"freq": 50}), ("resample", {"fs_out": 250})]
+    y = S.chain(x, 500, steps + [("zscore", zs)])
+    r = S.zscore(S.chain(x, 500, steps), **zs)
+    assert y.dtype == dtype and y.shape == r.shape == (rows, 751)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(r))
+    ok = ~np.isnan(r)
+    # the fused statistics come from float64 values, the reference's from the rounded output
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(y[ok], r[ok], rtol=0, atol=tol * max(1.0, float(np.abs(r[ok]).max())))
+    # and against scipy end to end
+    sos = ss.butter(4, [0.5, 40], "bandpass", fs=500, output="sos")
+    b, a = ss.iirnotch(50, 30, fs=500)
+    ref = ss.resample_poly(ss.filtfilt(b, a, ss.sosfiltfilt(sos, x.astype(np.float64), axis=-1), axis=-1),
+                           1, 2, axis=-1)
+    ddof, eps = zs.get("ddof", 0), zs.get("eps", 0.0)
+    ref = (ref - ref.mean(-1, keepdims=True)) / (ref.std(-1, ddof=ddof, keepdims=True) + eps)
+    assert_close_range(y[ok], ref[ok], dtype)
+
+
+@pytest.mark.parametrize("constant,fill", [("zero", 0.0), ("nan", np.nan), ("keep", None)])
+def test_chain_fused_zscore_constant_leads(rng, constant, fill):
+    # linear resampling keeps a constant lead exactly constant: the fused z-score must
+    # treat it as zscore() does (zeros, NaN, or the samples unchanged)
+    x = rng.standard_normal((7, 800))
+    x[3] = 2.5
+    steps = [("resample", {"fs_out": 400, "method": "linear"})]
+    y = S.chain(x, 500, steps + [("zscore", {"constant": constant})])
+    r = S.zscore(S.chain(x, 500, steps), constant=constant)
+    if fill is None:
+        np.testing.assert_array_equal(y[3], np.full(y.shape[1], 2.5))
+    elif np.isnan(fill):
+        assert np.isnan(y[3]).all()
+    else:
+        np.testing.assert_array_equal(y[3], 0.0)
+    np.testing.assert_allclose(y, r, rtol=0, atol=1e-12)
+
+
+def test_chain_unfusable_zscore_goes_through_zscore(rng):
+    # scope="record" is not fused; bad parameters still raise zscore()'s errors
+    x = _ecg_like(rng, (2, 12, 1000))
+    steps = [("bandpass", {"low": 0.5, "high": 40})]
+    y = S.chain(x, 500, steps + [("zscore", {"scope": "record"})])
+    np.testing.assert_allclose(y, S.zscore(S.chain(x, 500, steps), scope="record"), rtol=0, atol=1e-12)
+    for bad in ({"ddof": -1}, {"eps": -1.0}, {"constant": "drop"}, {"ddof": 1000}):
+        with pytest.raises(PreprocessError):
+            S.chain(x, 500, steps + [("zscore", bad)])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unit_and_general_sections_mixed(rng, dtype):
+    # a stage of unit sections (normalised), a causal one (gain applied once, not
+    # squared) and sections with b0 != b2 (kept as they are) in one kernel call
+    x = (np.cumsum(rng.standard_normal((13, 3000)), axis=-1) * 0.05 + _ecg_like(rng, (13, 3000))).astype(dtype)
+    hp = ss.butter(2, 0.5, "highpass", fs=500, output="sos")
+    lp = ss.butter(3, 40, "lowpass", fs=500, output="sos")
+    odd = ss.bessel(3, 30, "lowpass", fs=500, output="sos")  # sections with b2 = 0
+    odd[0, :3] = [0.02, 0.01, 0.005]
+    steps = [("sosfiltfilt", {"sos": hp}), ("sosfiltfilt", {"sos": lp, "zero_phase": False}),
+             ("sosfiltfilt", {"sos": odd})]
+    y = S.chain(x, 500, steps)
+    r = ss.sosfiltfilt(odd, ss.sosfilt(lp, ss.sosfiltfilt(hp, x.astype(np.float64), axis=-1), axis=-1), axis=-1)
+    assert_close_range(y, r, dtype)
+
+
+def test_unit_sections_tiny_total_gain(rng):
+    # a narrow 10th-order low-pass has a total gain of ~1e-22: four zero-phase stages
+    # (eight passes) multiply to below 1e-150, where the kernel keeps scipy's
+    # coefficients instead of normalising; one stage is normalised
+    x = _ecg_like(rng, (3, 4000))
+    sos = ss.butter(10, 1.0, "lowpass", fs=500, output="sos")
+    assert abs(np.prod(sos[:, 0])) ** 8 < 1e-150
+    y = S.chain(x, 500, [("sosfiltfilt", {"sos": sos})] * 4)
+    r = x
+    for _ in range(4):
+        r = ss.sosfiltfilt(sos, r, axis=-1)
+    assert_close_range(y, r, np.float64)
+    assert_close_range(S.chain(x, 500, [("sosfiltfilt", {"sos": sos})]), ss.sosfiltfilt(sos, x), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,seg", [((5, 7, 1203), {"length": 200}), ((2, 3, 12, 1000), {"length_s": 1.0}),
+                                       ((12, 999), {"length": 100}), ((4, 2, 1000), {"length": 250}),
+                                       ((3, 5, 808), {"length": 404})])
+def test_chain_fused_then_segment_equals_segment(rng, dtype, shape, seg):
+    # a plain segment step after the fused kernel steps (z-score included) takes the
+    # reshape shortcut: it must equal segment() of the unsegmented result, for n-d
+    # record batches, window lengths with and without a remainder, constant leads too
+    x = (np.cumsum(rng.standard_normal(shape), axis=-1) * 0.1).astype(dtype)
+    x[(0,) * (len(shape) - 1)] = 1.5  # constant lead: linear resampling keeps it constant
+    for steps in ([("resample", {"fs_out": 400, "method": "linear"}), ("zscore", {"constant": "keep"})],
+                  [("resample", {"fs_out": 400, "method": "linear"}), ("zscore", {})],
+                  [("bandpass", {"low": 0.5, "high": 40}), ("resample", {"fs_out": 250})]):
+        base = S.chain(x, 500, steps)
+        fs_out = steps[0][1].get("fs_out", 500) if steps[0][0] == "resample" else 250
+        p = dict(seg)
+        if "length_s" in p:
+            p["length"] = int(round(p.pop("length_s") * fs_out))
+        ref = S.segment(base, **p)
+        y = S.chain(x, 500, steps + [("segment", seg)])
+        assert y.shape == ref.shape and y.dtype == dtype and y.flags.c_contiguous
+        np.testing.assert_array_equal(y, ref)
