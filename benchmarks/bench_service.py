@@ -1,12 +1,20 @@
 """Load check of ``ecgcore serve``: 200 sequential and 20 concurrent uploads on loopback.
 
-Starts ``python -m ecgcore serve`` in a subprocess on a free port (no model:
-read, quality, delineation, measurements and the rendered page), uploads real
-files from ../shared/data, and reports latency percentiles, errors, and the
-server's resident memory after warm-up, after 100 and 200 requests and after
-the concurrent burst (it must not grow with the number of requests).
+Starts ``python -m ecgcore serve`` in a subprocess on a free port (by default
+no model: read, quality, delineation, measurements and the rendered page;
+``--model DIR`` adds predictions and the Grad-CAM++ heat map), uploads real
+files from ../shared/data, and reports latency percentiles, the server's CPU
+time per request (robust to a loaded machine), errors, and the server's
+resident memory after warm-up, after 100 and 200 requests and after the
+concurrent burst.
 
-Run: ``python benchmarks/bench_service.py [--n 200] [--concurrent 20] [--file PATH]``
+Pass/fail (exit status 1 on failure): zero errors in both phases (with the
+default queue of 32 the 20-client burst must be admitted whole, so a 503 counts
+as an error), and memory that does not grow with the number of requests: RSS
+after the second half of the sequential phase at most ``--max-growth-mib``
+(default 16 MiB) above RSS after the first half.
+
+Run: ``python benchmarks/bench_service.py [--n 200] [--concurrent 20] [--file PATH] [--model DIR]``
 """
 
 from __future__ import annotations
@@ -44,13 +52,20 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--queue", type=int, default=32, help="server queue (20 concurrent fit: no 503)")
     ap.add_argument("--file", default=str(SHARED / "data" / "ge_muse" / "braveheart_example1.xml"))
+    ap.add_argument("--model", default=None, help="checkpoint for predictions (default: none)")
+    ap.add_argument("--max-growth-mib", type=float, default=16.0,
+                    help="allowed RSS growth between the middle and the end of the sequential phase")
     args = ap.parse_args(argv)
+    import psutil
     import httpx
     data = Path(args.file).read_bytes()
     port = free_port()
     # queue large enough that the concurrent burst waits instead of getting 503
-    proc = subprocess.Popen([sys.executable, "-m", "ecgcore", "serve", "--port", str(port),
-                             "--workers", str(args.workers), "--queue", str(args.queue)],
+    cmd = [sys.executable, "-m", "ecgcore", "serve", "--port", str(port),
+           "--workers", str(args.workers), "--queue", str(args.queue)]
+    if args.model:
+        cmd += ["--model", args.model]
+    proc = subprocess.Popen(cmd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -78,6 +93,8 @@ def main(argv=None) -> int:
             for _ in range(5):  # warm-up: numba kernels, matplotlib fonts
                 post(c)
             mem = {"after warm-up": rss_mb(proc.pid)}
+            server = psutil.Process(proc.pid)
+            cpu0 = sum(server.cpu_times()[:2])
             lat, errors = [], 0
             t0 = time.perf_counter()
             for i in range(args.n):
@@ -87,6 +104,7 @@ def main(argv=None) -> int:
                 if i + 1 == args.n // 2:
                     mem[f"after {i + 1} sequential"] = rss_mb(proc.pid)
             seq_wall = time.perf_counter() - t0
+            seq_cpu = sum(server.cpu_times()[:2]) - cpu0
             mem[f"after {args.n} sequential"] = rss_mb(proc.pid)
 
         codes = []
@@ -108,14 +126,29 @@ def main(argv=None) -> int:
     def pct(v):
         v = np.asarray(v) * 1e3
         return f"p50 {np.percentile(v, 50):.0f} ms, p90 {np.percentile(v, 90):.0f} ms, p99 {np.percentile(v, 99):.0f} ms, max {v.max():.0f} ms"
-    print(f"file: {Path(args.file).name} ({len(data) / 1024:.0f} KiB), server workers={args.workers}, queue={args.queue}")
-    print(f"sequential: {args.n} uploads, {errors} errors, {args.n / seq_wall:.2f} req/s; {pct(lat)}")
+    conc_ok = sum(r[1] for r in res)
     n503 = codes.count(503)
-    print(f"concurrent: {args.concurrent} at once, {sum(r[1] for r in res)} ok, {n503} x 503 (busy, by design), "
-          f"{len(codes) - sum(r[1] for r in res) - n503} errors, wall {conc_wall:.1f} s; ok latencies {pct(clat) if clat else '-'}")
+    conc_errors = args.concurrent - conc_ok
+    growth = mem[f"after {args.n} sequential"] - mem[f"after {args.n // 2} sequential"]
+    print(f"file: {Path(args.file).name} ({len(data) / 1024:.0f} KiB), server workers={args.workers}, "
+          f"queue={args.queue}, model={args.model or 'none'}; load average {os.getloadavg()[0]:.1f}")
+    print(f"sequential: {args.n} uploads, {errors} errors, {args.n / seq_wall:.2f} req/s; {pct(lat)}; "
+          f"server CPU {seq_cpu / args.n * 1e3:.0f} ms/request")
+    print(f"concurrent: {args.concurrent} at once, {conc_ok} ok, {conc_errors} errors (of which {n503} x 503), "
+          f"wall {conc_wall:.1f} s; ok latencies {pct(clat) if clat else '-'}")
     for k, v in mem.items():
         print(f"RSS {k}: {v:.0f} MiB")
-    return 0 if errors == 0 else 1
+    print(f"RSS growth over requests {args.n // 2 + 1}-{args.n}: {growth:+.1f} MiB "
+          f"(limit {args.max_growth_mib:g} MiB)")
+    failed = []
+    if errors:
+        failed.append(f"{errors} sequential errors")
+    if conc_errors:
+        failed.append(f"{conc_errors} concurrent errors")
+    if growth > args.max_growth_mib:
+        failed.append(f"memory grew by {growth:.1f} MiB")
+    print("PASS" if not failed else "FAIL: " + "; ".join(failed))
+    return 0 if not failed else 1
 
 
 if __name__ == "__main__":

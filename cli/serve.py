@@ -23,6 +23,8 @@ def add_parser(sub):
     p.add_argument("--queue", type=int, default=None,
                    help="uploads allowed to wait for a worker before 503 (default 2 x workers)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit (default 20 MB)")
+    p.add_argument("--max-image-mpx", type=float, default=50.0,
+                   help="largest image upload, in megapixels, refused before decoding (default 50)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request limit, s (default 120)")
     return p
 
@@ -40,7 +42,8 @@ def run(args) -> int:
         return 2
     try:
         app = create_app(args.model, device=args.device, workers=args.workers, queue=args.queue,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout)
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
+                         max_image_pixels=int(args.max_image_mpx * 1e6))
     except ecgcore.ECGError as exc:
         print(f"ecgcore serve: cannot load the model: {exc}", file=sys.stderr)
         return 1

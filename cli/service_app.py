@@ -6,7 +6,8 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 * ``GET /api/v1/health`` - status, version, loaded model and limits;
 * ``POST /api/v1/analyze`` - multipart field ``file``: any ECG file ecgcore reads
   (signal formats, PDFs and images, which are digitised; a WFDB record as a
-  ``.zip`` of its ``.hea`` and ``.dat``) -> record summary, per-lead quality,
+  ``.zip`` of its ``.hea`` and ``.dat``; optional query parameter ``record``:
+  the exam id within a multi-record CODE-15 file) -> record summary, per-lead quality,
   delineation-based measurements and P-wave indices, predictions when a model
   is loaded, and links to the rendered ECG and the heat map;
 * ``GET /api/v1/images/{id}.png`` - rendered pages and heat maps, kept in a
@@ -14,8 +15,10 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 
 Limits and safety: an upload larger than ``max_upload_bytes`` is refused with
 413 (from ``Content-Length`` before the body is read, and by counting the
-streamed body); the format is sniffed from the saved bytes, never from the
-client's file name, which is never used on disk; every upload is processed in
+streamed body), and an image whose header declares more than
+``max_image_pixels`` is refused before it is decoded (decompression bombs);
+the format is sniffed from the saved bytes, never from the client's file
+name or content type, and the name is never used on disk; every upload is processed in
 its own temporary directory, removed when the work ends; a bounded pool of
 worker threads with a bounded queue answers 503 when saturated, so a burst
 cannot exhaust memory; each request has a timeout (504); bad files get a 4xx
@@ -29,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -41,7 +45,8 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -51,7 +56,9 @@ __all__ = ["create_app", "ImageCache", "analyze_path", "UploadRejected"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 API = "/api/v1"
+_log = logging.getLogger("ecgcore.serve")
 _ZIP_MAX_MEMBERS = 64
+_MULTI_RECORD = ("code15",)  # formats whose files hold several records
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
 
 
@@ -180,6 +187,27 @@ def _zip_has_wfdb(path: str) -> bool:
         return False
 
 
+def _check_image_size(path: str, max_pixels: int) -> None:
+    """Refuse a decompression bomb before decoding it.
+
+    A few kB of PNG can declare a page of 20,000 x 20,000 pixels (1.2 GB as RGB);
+    Pillow itself only warns below 179 Mpx. The header alone gives the size, so a
+    huge page is refused without decoding a pixel.
+    """
+    import warnings
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():  # Pillow warns above 89 Mpx; the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UploadRejected(422, f"damaged image ({type(exc).__name__})") from None
+    if w * h > max_pixels:
+        raise UploadRejected(413, f"the image is {w} x {h} pixels; at most {max_pixels / 1e6:g} megapixels "
+                                  f"are accepted (a 300-dpi A4 page is about 8.7)")
+
+
 def _record_summary(rec, fmt: str) -> dict:
     meta = rec.meta or {}
     return {"format": meta.get("format", fmt), "fs": float(rec.fs), "leads": list(rec.leads),
@@ -209,8 +237,12 @@ def _measure(rec) -> tuple:
 
 def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache | None = None,
                  max_bytes: int = 20 << 20, plot_dpi: float = 100.0, explain: bool = True,
-                 explain_lock: threading.Lock | None = None) -> dict:
-    """Analyse one saved upload (the work of ``POST /api/v1/analyze``); raises UploadRejected."""
+                 explain_lock: threading.Lock | None = None, max_image_pixels: int = 50_000_000,
+                 record: int | None = None) -> dict:
+    """Analyse one saved upload (the work of ``POST /api/v1/analyze``); raises UploadRejected.
+
+    ``record`` picks one record of a multi-record file (a CODE-15 exam id).
+    """
     t0 = time.perf_counter()
     timing = {}
     try:
@@ -223,17 +255,24 @@ def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache 
                                   "CardioSoft XML, DICOM, SCP-ECG, EDF/BDF, CODE-15 HDF5, NPY/NPZ/CSV, "
                                   "PDF and PNG/JPEG/TIFF pages") from None
     read_path = path
+    if fmt == "image":
+        _check_image_size(path, max_image_pixels)
     if fmt == "npz" and _zip_has_wfdb(path):
         read_path, fmt = _unpack_wfdb_zip(path, workdir, max_bytes), "wfdb"
+    # the reader's own container address; an int, so nothing else gets into the path
+    address = read_path if record is None else f"{read_path}::{int(record)}"
     try:
         if fmt in ("pdf", "image"):
             from ecgcore.models.image_pipeline import PDFIUM_LOCK  # pdfium is not thread-safe
             with PDFIUM_LOCK:
-                rec = ecgcore.read(read_path, format=fmt)
+                rec = ecgcore.read(address, format=fmt)
         else:
-            rec = ecgcore.read(read_path, format=fmt)
+            rec = ecgcore.read(address, format=fmt)
     except ecgcore.ECGError as exc:
-        raise UploadRejected(422, f"could not read this {fmt} file: {_scrub(exc.reason, workdir)}") from None
+        hint = ""
+        if fmt in _MULTI_RECORD and record is None:
+            hint = " (this file holds several records: choose one with the query parameter ?record=<exam id>)"
+        raise UploadRejected(422, f"could not read this {fmt} file: {_scrub(exc.reason, workdir)}{hint}") from None
     if rec.n_samples == 0 or rec.n_leads == 0:
         raise UploadRejected(422, f"the {fmt} file holds no samples")
     timing["read_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
@@ -360,7 +399,7 @@ class _State:
 def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_upload_bytes: int = 20 << 20,
                workers: int = 2, queue: int | None = None, timeout_s: float = 120.0, cache_items: int = 64,
                cache_bytes: int = 64 << 20, cache_ttl_s: float = 600.0, plot_dpi: float = 100.0,
-               explain: bool = True, tmp_root: str | None = None):
+               explain: bool = True, tmp_root: str | None = None, max_image_pixels: int = 50_000_000):
     """Build the FastAPI application.
 
     Parameters
@@ -383,6 +422,9 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
         Bounds of the image cache (rendered ECGs and heat maps).
     tmp_root : str, optional
         Where the per-request temporary directories are made (default: the system's).
+    max_image_pixels : int
+        Image uploads declaring more pixels than this get 413 before they are
+        decoded (default 50 Mpx; a 600-dpi A4 page is 35 Mpx).
     """
     if classifier is None and model_dir is not None:
         classifier = ecgcore.ECGClassifier(model_dir, device=device)
@@ -405,6 +447,19 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
         description="Upload a 12-lead ECG (any format ecgcore reads, or a PDF/image page) and get its "
                     "quality, delineation-based measurements, P-wave indices and, with a model loaded, "
                     "scar / LVEF predictions with a Grad-CAM++ heat map.")
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_validation_error(_request, exc: RequestValidationError):
+        # FastAPI's default is a list of dicts; the page and API users get one readable sentence
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            if where == "file" and err.get("type") == "missing":
+                parts.append("no file was sent: upload the ECG as the multipart/form-data field 'file'")
+            else:
+                parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
     app.state.ecg = state
     app.state.cache = cache
     app.state.pool = pool
@@ -421,7 +476,7 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
         return {"status": "ok", "version": ecgcore.__version__,
                 "model": classifier.describe() if classifier is not None else None,
                 "limits": {"max_upload_bytes": state.max_upload_bytes, "workers": workers, "queue": queue,
-                           "timeout_s": timeout_s},
+                           "timeout_s": timeout_s, "max_image_pixels": int(max_image_pixels)},
                 "in_flight": state.in_flight, "served": state.served, "cached_images": len(cache)}
 
     @app.get(f"{API}/images/{{key}}.png", summary="A rendered ECG or heat map (expires)",
@@ -437,7 +492,9 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                          422: {"description": "unreadable ECG"}, 503: {"description": "server busy"},
                          504: {"description": "analysis timed out"}})
     async def analyze(file: UploadFile = File(..., description="the ECG file (signal formats, PDF, PNG/JPEG/"
-                                                                "TIFF; a WFDB record as a .zip)")):
+                                                                "TIFF; a WFDB record as a .zip)"),
+                      record: int | None = Query(None, ge=0, description="which record of a multi-record "
+                                                 "file (a CODE-15 exam id); other files hold one")):
         if not state.acquire():
             return JSONResponse({"detail": "the server is busy analysing other uploads; try again in a few "
                                            "seconds"}, status_code=503, headers={"Retry-After": "2"})
@@ -461,7 +518,8 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                 try:
                     return analyze_path(path, workdir, classifier=classifier, cache=cache,
                                         max_bytes=state.max_upload_bytes, plot_dpi=plot_dpi,
-                                        explain=explain, explain_lock=explain_lock)
+                                        explain=explain, explain_lock=explain_lock,
+                                        max_image_pixels=max_image_pixels, record=record)
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
                     state.release()
@@ -473,6 +531,10 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                 raise HTTPException(504, f"the analysis took longer than {timeout_s:g} s") from None
             except UploadRejected as exc:
                 return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+            except Exception:  # a bug, not a bad file: logged here, a plain sentence for the client
+                _log.exception("analysis failed")
+                return JSONResponse({"detail": "internal error while analysing this file (logged on the "
+                                               "server)"}, status_code=500)
             result["upload_bytes"] = size
             return result
         finally:

@@ -23,6 +23,7 @@ Layouts
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,12 +255,11 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         if ext not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".tif", ".tiff"):
             raise ValueError(f"unsupported output {ext!r}: use .png, .svg, .pdf, .jpg or .tif")
         fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(ext, ext.lstrip("."))
-        tmp = f"{path}.tmp{os.getpid()}{ext}"
-        import matplotlib
-        # Path simplification would drop trace vertices (visible in vector output and in
-        # the digitisation ground truth); ECG pages must keep every sample.
-        with matplotlib.rc_context({"path.simplify": False}):
-            fig.savefig(tmp, dpi=dpi, format=fmt)
+        # unique per process and thread: the web service draws from several threads
+        tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}{ext}"
+        # no rc_context here: rcParams are process-global (not thread-safe), and the trace
+        # paths already refuse simplification themselves (should_simplify above)
+        fig.savefig(tmp, dpi=dpi, format=fmt)
         os.replace(tmp, path)
         result.path = path
     return result

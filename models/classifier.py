@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import numpy as np
 import torch
@@ -129,6 +130,11 @@ class ECGClassifier:
     tasks : list of dict, optional
         Describe the outputs of an in-process model whose head does not:
         ``[{"name": ..., "type": "binary"|"multiclass"|"regression", "n_classes": k}]``.
+
+    Notes
+    -----
+    One classifier may be shared by threads (the web service's workers): input
+    preparation runs in parallel, forward passes and Grad-CAM++ run one at a time.
     """
 
     def __init__(self, model_dir, device: str = "cpu", round_probabilities: bool = False,
@@ -139,6 +145,10 @@ class ECGClassifier:
             raise ConfigError("device='cuda' requested but no CUDA device is available")
         self.device = torch.device(device)
         self.round_probabilities = bool(round_probabilities)
+        # one forward pass at a time per classifier: explain() registers a hook on the shared
+        # model, and a prediction running meanwhile in another thread (the service's workers)
+        # would fire it (RuntimeError, or a heat map of the wrong input)
+        self._lock = threading.RLock()
         user_image_options = dict(image_options or {})
         unknown = sorted(set(user_image_options) - set(_IMAGE_OPTIONS))
         if unknown:
@@ -169,6 +179,15 @@ class ECGClassifier:
         self.clinical_cols = list((self.ck or {}).get("clinical_cols") or [])
         if self.n_clinical and not self.clinical_cols and isinstance(self.model, image_model.MTECGImageNet):
             self.clinical_cols = list(image_model.CLINICAL_COLUMNS[:self.n_clinical])
+
+    def __getstate__(self):  # a lock cannot be pickled (process pools, joblib): drop it ...
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):  # ... and give the copy its own
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- description ----------------------------------------------------------------------
     def _describe(self, tasks):
@@ -350,7 +369,7 @@ class ECGClassifier:
 
     # -- public -------------------------------------------------------------------------------
     def _forward(self, xb, clinical):
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             return self.model(xb, clinical=clinical) if clinical is not None else self.model(xb)
 
     def predict(self, x, clinical=None):
@@ -417,7 +436,8 @@ class ECGClassifier:
             raw = np.asarray(clinical, np.float64).reshape(1, -1)
         elif clinical is not None:
             raise PreprocessError("clinical features were given but the model fuses none")
-        out = predict_records(self.model, self.ck, [segs], clinical=raw, device=self.device)
+        with self._lock:
+            out = predict_records(self.model, self.ck, [segs], clinical=raw, device=self.device)
         res = {}
         for t in self.tasks:
             v = np.asarray(out[t["name"]], np.float64)[0]
@@ -564,7 +584,8 @@ class ECGClassifier:
         else:
             target = sum(u["n"] for u in self.tasks[:names.index(task)]) + col
         kw = {"clinical": c} if c is not None else {}
-        cam = grad_cam_pp(self.model, xb, target=target, upsample=False, **kw)[0]
+        with self._lock:  # Grad-CAM++ hooks the shared model: no other forward may run meanwhile
+            cam = grad_cam_pp(self.model, xb, target=target, upsample=False, **kw)[0]
         # undo the square squash: resample the map onto the cropped page
         h, w = prep.image.shape[:2]
         heat = torch.nn.functional.interpolate(cam[None, None].float(), size=(h, w), mode="bilinear",

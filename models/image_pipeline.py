@@ -160,10 +160,11 @@ def render_record(record, layout: str = "6x2", dpi: float = 100.0, grid: bool = 
     fig = res.figure
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(dpi)
-    import matplotlib
-    # keep every vertex: the network must see the trace as drawn, not simplified
-    with matplotlib.rc_context({"path.simplify": False}):
-        canvas.draw()
+    # Every vertex is kept without touching matplotlib's global rcParams: ecgcore.plot marks
+    # its trace paths should_simplify=False. An rc_context here would not be thread-safe (the
+    # service draws in several worker threads; interleaved enter/exit restores the wrong values
+    # mid-draw and leaves them changed for the whole process).
+    canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[:, :, :3])
 

@@ -33,7 +33,9 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(work):
     """No model: read, measure, draw."""
-    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, tmp_root=str(work))
+    # timeout well above a cold numba cache compiling the delineator inside the first request
+    # (90-100 s seen on a loaded 2-core machine); the 504 path has its own test below
+    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, timeout_s=900, tmp_root=str(work))
     with TestClient(app) as c:
         yield c
 
@@ -46,7 +48,7 @@ def model_client(tmp_path_factory):
     m = models.create("mtecg_image_tiny").eval()
     d = tmp_path_factory.mktemp("serve-model")
     models.save(m, d / "model.safetensors")
-    app = create_app(str(d), max_upload_bytes=LIMIT, workers=1)
+    app = create_app(str(d), max_upload_bytes=LIMIT, workers=1, timeout_s=900)
     with TestClient(app) as c:
         yield c
 

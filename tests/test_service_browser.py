@@ -3,6 +3,11 @@
 Needs Debian's ``chromium`` and ``chromium-driver`` packages and the ``selenium``
 Python package; Selenium Manager is never asked to download anything (the
 browser and driver paths are given). Skipped, with the reason, when they are absent.
+
+The record goes in through the file picker and the PDF is dropped on the drop
+zone (a real ``drop`` event carrying the file, as a drag from the desktop
+delivers it). Screenshots of both results are kept as test artefacts in
+``$ECGCORE_TEST_ARTIFACTS`` (default ``build/test-artifacts/``, ignored by git).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ torch = pytest.importorskip("torch")
 from conftest import shared_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("ECGCORE_TEST_ARTIFACTS") or REPO / "build" / "test-artifacts")
 CHROMIUM = next((p for p in (os.environ.get("ECGCORE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
                              shutil.which("chromium") or "") if p and os.path.isfile(p)), None)
 DRIVER = next((p for p in (os.environ.get("ECGCORE_CHROMEDRIVER"), "/usr/bin/chromedriver",
@@ -41,11 +47,16 @@ def server(tmp_path_factory):
     from ecgcore import models
     import ecgcore.models.image_model  # noqa: F401
     from ecgcore.cli.service_app import create_app
+    import ecgcore
+    # compile the delineator before the browser waits on it: a cold numba cache takes longer
+    # than the page's waits on a loaded machine
+    ecgcore.measure(ecgcore.read(shared_path("data", "ge_muse", "braveheart_example1.xml")))
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("browser-model")
     models.save(models.create("mtecg_image_tiny").eval(), d / "model.safetensors")
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(str(d)), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(str(d), timeout_s=900), host="127.0.0.1", port=port,
+                                        log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
     deadline = time.time() + 30
@@ -84,20 +95,54 @@ def _wait(fn, timeout=60.0, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _wait_for_result(browser, before, name):
+    from selenium.webdriver.common.by import By
+    _wait(lambda: browser.execute_script(
+        "const i = document.getElementById('ecg'); const r = document.getElementById('result');"
+        "return !r.hidden && i.complete && i.naturalWidth > 0 && i.src !== arguments[0];", before),
+        what=f"the rendered ECG of {name} (message: {browser.find_element(By.ID, 'message').text!r})")
+    return browser.find_elements(By.CSS_SELECTOR, "#measurements tbody tr")
+
+
 def _upload_and_wait(browser, path):
     from selenium.webdriver.common.by import By
     before = browser.execute_script("return document.getElementById('ecg').src")
     browser.find_element(By.ID, "file").send_keys(str(path))
-    _wait(lambda: browser.execute_script(
-        "const i = document.getElementById('ecg'); const r = document.getElementById('result');"
-        "return !r.hidden && i.complete && i.naturalWidth > 0 && i.src !== arguments[0];", before),
-        what=f"the rendered ECG of {path.name} (message: {browser.find_element(By.ID, 'message').text!r})")
-    rows = browser.find_elements(By.CSS_SELECTOR, "#measurements tbody tr")
-    return rows
+    return _wait_for_result(browser, before, path.name)
+
+
+def _drop_and_wait(browser, path):
+    """Drop a file on the drop zone: dragenter/dragover (the zone lights up), then drop."""
+    from selenium.webdriver.common.by import By
+    before = browser.execute_script("return document.getElementById('ecg').src")
+    # a file can only enter the page through a file input; a probe input outside the page's own
+    # controls hands it to a DataTransfer, which the drop event then carries as the desktop would
+    browser.execute_script("const p = document.createElement('input'); p.type = 'file'; p.id = 'dnd-probe';"
+                           "document.body.appendChild(p);")
+    browser.find_element(By.ID, "dnd-probe").send_keys(str(path))
+    over = browser.execute_script("""
+        const probe = document.getElementById('dnd-probe');
+        const dt = new DataTransfer(); dt.items.add(probe.files[0]); probe.remove();
+        const zone = document.getElementById('drop');
+        for (const t of ['dragenter', 'dragover'])
+          zone.dispatchEvent(new DragEvent(t, {bubbles: true, cancelable: true, dataTransfer: dt}));
+        const lit = zone.classList.contains('over');
+        zone.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt}));
+        return [lit, zone.classList.contains('over')];""")
+    assert over == [True, False], over            # highlighted while dragging, cleared on drop
+    return _wait_for_result(browser, before, path.name)
+
+
+def _screenshot(browser, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / name
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    print(f"screenshot artefact: {shot}")
+    return shot
 
 
 @pytest.mark.slow
-def test_upload_record_and_pdf_in_chromium(server, browser, tmp_path):
+def test_upload_record_and_drop_pdf_in_chromium(browser, server, tmp_path):   # browser first: skip early
     from selenium.webdriver.common.by import By
     browser.get(server + "/")
     assert "ECG screening" in browser.title
@@ -112,12 +157,18 @@ def test_upload_record_and_pdf_in_chromium(server, browser, tmp_path):
     _wait(lambda: browser.execute_script("const h = document.getElementById('heatmap');"
                                          "return h.complete && h.naturalWidth > 0;"), 30, "the heat map")
 
-    rows = _upload_and_wait(browser, shared_path("data", "pdf", "dicomecgplot_anonymous_ecg_3x4_1.pdf"))
+    _screenshot(browser, "service_record.png")
+    heat_before = browser.execute_script("return document.getElementById('heatmap').src")
+
+    rows = _drop_and_wait(browser, shared_path("data", "pdf", "dicomecgplot_anonymous_ecg_3x4_1.pdf"))
     assert len(rows) > 10
     assert "Digitised pdf" in browser.find_element(By.ID, "record-title").text
-    shot = tmp_path / "service_screenshot.png"
-    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    out = os.environ.get("ECGCORE_SCREENSHOT")   # opt-in copy for the record (benchmarks/results)
+    assert "Analysed dicomecgplot_anonymous_ecg_3x4_1.pdf" in browser.find_element(By.ID, "message").text
+    _wait(lambda: browser.execute_script("const h = document.getElementById('heatmap');"
+                                         "return h.src !== arguments[0] && h.complete && h.naturalWidth > 0;",
+                                         heat_before), 30, "the PDF's heat map")
+    shot = _screenshot(browser, "service_screenshot.png")
+    out = os.environ.get("ECGCORE_SCREENSHOT")   # opt-in extra copy for the record (benchmarks/results)
     if out:
         shutil.copyfile(shot, out)
 
