@@ -559,3 +559,67 @@ def test_template_middle_beat_only_matches_full_kernel():
     m1, f1 = wk.delineate_leads_only(y, usable, r, rec.fs, p, on, off, 1)
     assert (m_all[:, 1] >= 0).sum() > 60
     assert np.array_equal(m1[:, 1], m_all[:, 1]) and np.array_equal(f1[:, 1], f_all[:, 1])
+
+
+def test_atrial_periodicity_blanking_at_edges_matches_numpy(rng):
+    """The masked segment sums come from prefix sums minus the blanked runs: check them
+    against the direct numpy definition with runs at the record's start and end,
+    adjacent and overlapping complexes, and a beat without bounds."""
+    from ecgcore.delineation import _wave_kernels as wk
+    n, pad, lo, hi = 700, 2, 20, 31
+    for trial in range(6):
+        q_on = np.sort(rng.choice(np.arange(0, n - 10), size=int(rng.integers(3, 12)), replace=False))
+        q_on[0] = 0 if trial % 2 == 0 else q_on[0]
+        q_off = q_on + rng.integers(3, 15, q_on.size)
+        q_off[-1] = n - 1 if trial % 3 == 0 else q_off[-1]
+        q_on[1] = -1 if trial == 5 else q_on[1]       # a beat without bounds blanks nothing
+        mask = np.ones(n, bool)
+        for a, z in zip(q_on, q_off):
+            if a >= 0:
+                mask[max(0, a - pad):z + pad + 1] = False
+        v = rng.standard_normal((3, n)) + np.sin(np.arange(n) * 2 * np.pi / 25.0) * rng.uniform(0, 3, (3, 1))
+        got = wk.atrial_periodicity(v, np.ones(3, np.bool_), q_on, q_off, pad, lo, hi, 3)
+        for l in range(3):
+            assert got[l] == pytest.approx(_periodicity_ref(v[l], mask, lo, hi, 3), abs=1e-9)
+
+
+def test_qrs_correlation_kernel_matches_numpy(rng):
+    """The template stage's QRS-shape test (one kernel, no window copy) against the numpy
+    formula it replaced: centred windows, correlation pooled over leads."""
+    from ecgcore.delineation import _wave_kernels as wk
+    y = rng.standard_normal((5, 3000))
+    use = np.array([0, 2, 3, 4], np.int64)
+    starts = np.sort(rng.choice(np.arange(0, 2900), 9, replace=False)).astype(np.int64)
+    w = 61
+    tq = y[use, starts[4]:starts[4] + w] + 0.3 * rng.standard_normal((use.size, w))
+    q = np.stack([[y[l, s:s + w] for s in starts] for l in use])
+    q = q - q.mean(axis=2, keepdims=True)
+    t = tq - tq.mean(axis=1, keepdims=True)
+    ref = np.einsum("lbw,lw->b", q, t) / (np.sqrt(np.einsum("lbw,lbw->b", q, q) * np.sum(t * t)) + 1e-30)
+    got = wk.qrs_correlation(y, use, starts, w, tq)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    assert got[4] > 0.8 and np.abs(np.delete(got, 4)).max() < 0.5
+
+
+def test_fortran_ordered_and_readonly_input_same_outputs():
+    """Records loaded as ``p_signal.T`` are Fortran-ordered and are read without a
+    transposing copy; pandas may hand out read-only arrays. Every output equals the one
+    for a C-ordered writeable copy (bit for bit), also for median beats; a lead with a
+    NaN gap takes the cleaning path."""
+    rec = _sim(seed=44)[0]
+    xc = np.ascontiguousarray(rec.signal.astype(np.float64))
+    xf = np.asfortranarray(xc)
+    xr = xc.copy()
+    xr.flags.writeable = False
+    g = xf.copy(order="F")
+    g[3, 100:400] = np.nan
+    for other, ref in ((xf, xc), (xr, xc), (g, np.ascontiguousarray(g))):
+        a, b = delineate(other, fs=rec.fs), delineate(ref, fs=rec.fs)
+        for k in ("marks", "global_marks", "beat_class", "beat_quality", "flags", "features"):
+            assert _same(getattr(a, k), getattr(b, k)), k
+        ma, mb = ecgcore.median_beats(other, fs=rec.fs), ecgcore.median_beats(ref, fs=rec.fs)
+        assert np.array_equal(ma.signal, mb.signal, equal_nan=True) and ma.meta == mb.meta
+    u0 = waves._clean_rows(xc)[1]
+    out, u = waves._clean_rows(xf)
+    assert out is xf and np.array_equal(u, u0)           # finite: read in place, not copied
+    assert np.array_equal(waves._clean_rows(xf * np.nan)[1], np.zeros(xf.shape[0], bool))

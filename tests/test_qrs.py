@@ -238,3 +238,31 @@ def test_median_windows_equals_numpy_median(rng, n_beats):
     w = 400
     ref = np.median(y[leads][:, starts[:, None] + np.arange(w)[None, :]], axis=1)
     np.testing.assert_array_equal(k.median_windows(y, leads, starts, w), ref)
+
+
+def test_scan_cols_and_detect_clean_match(rng):
+    """``scan_cols`` (Fortran-ordered records read in memory order) gives ``scan_rows``'s
+    counts and ranges; ``detect_clean`` (no second scan) the R peaks of ``detect`` on
+    cleaned input, in either memory order."""
+    from ecgcore.delineation import _qrs_kernels as k
+    from ecgcore.delineation.qrs import _clean_rows, _detect_clean, _lowpass_sos
+    for trial in range(40):
+        L, n = int(rng.integers(1, 14)), int(rng.integers(1, 300))
+        x = rng.standard_normal((L, n)) * 10.0 ** rng.uniform(-8, 3)
+        if trial % 4 == 1:
+            x = -np.abs(x)
+        if trial % 3 == 0:
+            x[rng.integers(0, L, 3), rng.integers(0, n, 3)] = [np.nan, np.inf, -np.inf]
+        got = k.scan_cols(np.ascontiguousarray(x.T))
+        for a, b in zip(got, k.scan_rows(np.ascontiguousarray(x))):
+            assert np.array_equal(a, b)
+    rec = _sim(n=1, seed=12)[0]
+    fs = rec.fs
+    x = rec.signal.astype(np.float64)
+    x[4] = 0.0                                                  # a flat lead
+    for arr in (np.ascontiguousarray(x), np.asfortranarray(x)):
+        xc, usable = _clean_rows(arr)
+        assert not usable[4]
+        ref = k.detect(np.ascontiguousarray(x), np.ones(x.shape[0], np.bool_), fs, _lowpass_sos(fs), 0.25, 0.08)[0]
+        got = _detect_clean(xc, usable, fs)
+        assert got.size > 5 and np.array_equal(got, ref)

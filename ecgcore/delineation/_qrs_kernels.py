@@ -597,6 +597,48 @@ def scan_rows(x):
 
 
 @njit(cache=True)
+def scan_cols(xt):
+    """:func:`scan_rows` of ``xt.T`` for a C-contiguous (samples, leads) array, i.e. a
+    Fortran-ordered (leads, samples) record read in memory order (no transposing copy);
+    same bit-pattern keys, so the same counts and ranges."""
+    n, L = xt.shape
+    nbad = np.zeros(L, np.int64)
+    lo = np.full(L, np.inf)
+    hi = np.full(L, -np.inf)
+    if n == 0:
+        return nbad, lo, hi
+    xv = xt.view(np.int64)
+    kmin = np.full(L, np.int64(0x7FFFFFFFFFFFFFFF))
+    kmax = np.full(L, np.int64(-0x7FFFFFFFFFFFFFFF - 1))
+    for i in range(n):
+        for l in range(L):
+            b = xv[i, l]
+            nbad[l] += (b & _EXP) == _EXP
+            key = b ^ ((b >> 63) & _MAG)
+            kmin[l] = key if key < kmin[l] else kmin[l]
+            kmax[l] = key if key > kmax[l] else kmax[l]
+    out2 = np.empty(2, np.int64)
+    of = out2.view(np.float64)
+    for l in range(L):
+        if nbad[l] == 0:
+            out2[0] = kmin[l] ^ ((kmin[l] >> 63) & _MAG)
+            out2[1] = kmax[l] ^ ((kmax[l] >> 63) & _MAG)
+            lo[l] = of[0]
+            hi[l] = of[1]
+            continue
+        a = np.inf
+        z = -np.inf
+        for i in range(n):
+            v = xt[i, l]
+            if np.isfinite(v):
+                a = v if v < a else a
+                z = v if v > z else z
+        lo[l] = a
+        hi[l] = z
+    return nbad, lo, hi
+
+
+@njit(cache=True)
 def detect(x, usable_in, fs, sos, refractory_s, half_s):
     """The whole detector for one block in one call: range check of the leads, fused
     feature, peak picking, R refinement, duplicates removed.
@@ -606,25 +648,34 @@ def detect(x, usable_in, fs, sos, refractory_s, half_s):
     A lead is used when ``usable_in`` and its range exceeds 1e-6.
     """
     L, n = x.shape
-    empty = np.zeros(0, np.int64)
     nbad, lo, hi = scan_rows(x)
     tot = 0
     for l in range(L):
         tot += nbad[l]
     if tot > 0:
-        return empty, tot
+        return np.zeros(0, np.int64), tot
     usable = usable_in.copy()
-    anyu = False
     for l in range(L):
         if n > 0 and not (hi[l] - lo[l] > 1e-6):
             usable[l] = False
+    return detect_clean(x, usable, fs, sos, refractory_s, half_s), 0
+
+
+@njit(cache=True)
+def detect_clean(x, usable, fs, sos, refractory_s, half_s):
+    """:func:`detect` for input already scanned: ``x`` free of NaN/inf and ``usable``
+    already False for flat leads (as ``qrs._clean_rows`` returns them). R indices."""
+    L, n = x.shape
+    empty = np.zeros(0, np.int64)
+    anyu = False
+    for l in range(L):
         anyu = anyu or usable[l]
     if n < int(0.5 * fs) or not anyu:
-        return empty, 0
+        return empty
     feat = qrs_feature(x, fs, sos, usable)
     peaks = pick_beats(feat, fs, refractory_s)
     if peaks.shape[0] == 0:
-        return peaks, 0
+        return peaks
     r = np.sort(refine_r(x, usable, peaks, fs, half_s))
     # two feature peaks can refine onto one sample or nearby samples of one complex:
     # drop exact repeats, then keep the first of any pair closer than 80 % of the
@@ -641,7 +692,7 @@ def detect(x, usable_in, fs, sos, refractory_s, half_s):
             out[m] = v
             m += 1
         prev = v
-    return out[:m].copy(), 0
+    return out[:m].copy()
 
 
 @njit(cache=True)

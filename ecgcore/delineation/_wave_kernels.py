@@ -685,16 +685,6 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
 
 
 @njit(cache=True)
-def gather_windows(y, leads, starts, w):
-    """(len(leads), len(starts), w) copy of the windows ``y[l, s:s+w]``."""
-    out = np.empty((leads.shape[0], starts.shape[0], w))
-    for li in range(leads.shape[0]):
-        for k in range(starts.shape[0]):
-            out[li, k, :] = y[leads[li], starts[k]:starts[k] + w]
-    return out
-
-
-@njit(cache=True)
 def assign_template_marks(marks, feats, tm, tf, leads, beats, r, c, cols):
     """In place: the template beat's marks ``tm`` (L, 9) (relative to its R at ``c``)
     and P/T amplitudes ``tf`` (L, :2) given to the member ``beats`` in ``leads``."""
@@ -725,6 +715,10 @@ def atrial_periodicity(v, usable, q_on, q_off, pad, lag_lo, lag_hi, n_cyc):
     ``2 cov(a, b) / (var a + var b)`` (the correlation, scaled down when the two
     segments differ in size). Returns float64 (L,), -1 for
     unusable leads or too little data.
+
+    The masked sums of each segment (sum and sum of squares of ``v[i]`` where
+    ``v[i + s]`` is unblanked, and the reverse) come from prefix sums minus the blanked
+    runs, so only the cross product needs a pass over the samples.
     """
     L, n = v.shape
     nb = q_on.shape[0]
@@ -734,51 +728,78 @@ def atrial_periodicity(v, usable, q_on, q_off, pad, lag_lo, lag_hi, n_cyc):
             continue
         for i in range(max(0, q_on[b] - pad), min(n, q_off[b] + pad + 1)):
             mk[i] = 0.0
-    # blanked samples are zeroed and every sum is weighted by the pair mask, so the
-    # inner loops have no branches (numba vectorises them)
-    w = np.zeros((L, n))
-    w2 = np.zeros((L, n))
-    for l in range(L):
-        if usable[l]:
-            for i in range(n):
-                w[l, i] = v[l, i] * mk[i]
-                w2[l, i] = w[l, i] * v[l, i]
+    # blanked runs [ra, rz)
+    ra = np.empty(n // 2 + 1, np.int64)
+    rz = np.empty(n // 2 + 1, np.int64)
+    nr = 0
+    i = 0
+    while i < n:
+        if mk[i] == 0.0:
+            a = i
+            while i < n and mk[i] == 0.0:
+                i += 1
+            ra[nr] = a
+            rz[nr] = i
+            nr += 1
+        else:
+            i += 1
     nlag = max(0, lag_hi - lag_lo + 1)
-    cnt = np.zeros((nlag, n_cyc))
-    for j in range(nlag):
-        for k in range(n_cyc):
-            s = (k + 1) * (lag_lo + j)
-            c = 0.0
-            for i in range(max(0, n - s)):
-                c += mk[i] * mk[i + s]
-            cnt[j, k] = c
+    # pair counts, shared by all leads, computed when first needed
+    cnt = -np.ones((nlag, n_cyc))
     out = -np.ones(L)
+    w = np.zeros(n)
+    p1 = np.zeros(n + 1)
+    p2 = np.zeros(n + 1)
     for l in range(L):
         if not usable[l]:
             continue
-        wl = w[l]
-        wl2 = w2[l]
+        # blanked samples are zeroed, so the cross product needs no mask
+        a1 = 0.0
+        a2 = 0.0
+        for i in range(n):
+            x = v[l, i] * mk[i]
+            w[i] = x
+            a1 += x
+            a2 += x * x
+            p1[i + 1] = a1
+            p2[i + 1] = a2
         best = -1.0
         for j in range(nlag):
             worst = 2.0
             for k in range(n_cyc):
                 s = (k + 1) * (lag_lo + j)
                 m = n - s
-                c = cnt[j, k]
-                if m < 8 or c < 8.0:
+                if m < 8:
                     worst = -1.0
                     break
-                sa = 0.0
-                sb = 0.0
-                saa = 0.0
-                sbb = 0.0
+                c = cnt[j, k]
+                if c < 0.0:
+                    c = 0.0
+                    for i in range(m):
+                        c += mk[i] * mk[i + s]
+                    cnt[j, k] = c
+                if c < 8.0:
+                    worst = -1.0
+                    break
+                # a: v[0:m] where v[s:n] is unblanked; b: v[s:n] where v[0:m] is unblanked
+                sa = p1[m]
+                saa = p2[m]
+                sb = p1[n] - p1[s]
+                sbb = p2[n] - p2[s]
+                for q in range(nr):
+                    lo = max(ra[q] - s, 0)
+                    hi = min(rz[q] - s, m)
+                    if hi > lo:
+                        sa -= p1[hi] - p1[lo]
+                        saa -= p2[hi] - p2[lo]
+                    lo = max(ra[q] + s, s)
+                    hi = min(rz[q] + s, n)
+                    if hi > lo:
+                        sb -= p1[hi] - p1[lo]
+                        sbb -= p2[hi] - p2[lo]
                 sab = 0.0
                 for i in range(m):
-                    sa += wl[i] * mk[i + s]
-                    sb += wl[i + s] * mk[i]
-                    saa += wl2[i] * mk[i + s]
-                    sbb += wl2[i + s] * mk[i]
-                    sab += wl[i] * wl[i + s]
+                    sab += w[i] * w[i + s]
                 ma = sa / c
                 mb = sb / c
                 va = saa - c * ma * ma
@@ -1519,4 +1540,42 @@ def live_beats(x, r):
             if np.isfinite(x[l, r[b]]):
                 out[b] = True
                 break
+    return out
+
+
+@njit(cache=True)
+def qrs_correlation(y, leads, starts, w, tq):
+    """Per beat: correlation, over all ``leads`` together, of the beat's window
+    ``y[l, s:s+w]`` with the template ``tq`` (len(leads), w), each lead's window and
+    template centred on its own mean. Same quantity as the numpy
+    ``sum(q tq) / sqrt(sum(q q) sum(tq tq))``; no (leads, beats, w) copy is made."""
+    nl = leads.shape[0]
+    nb = starts.shape[0]
+    t = np.empty((nl, w))
+    stt = 0.0
+    for li in range(nl):
+        m = 0.0
+        for i in range(w):
+            m += tq[li, i]
+        m /= w
+        for i in range(w):
+            d = tq[li, i] - m
+            t[li, i] = d
+            stt += d * d
+    out = np.empty(nb)
+    for b in range(nb):
+        s = starts[b]
+        num = 0.0
+        sqq = 0.0
+        for li in range(nl):
+            row = y[leads[li], s:s + w]
+            m = 0.0
+            for i in range(w):
+                m += row[i]
+            m /= w
+            for i in range(w):
+                d = row[i] - m
+                num += d * t[li, i]
+                sqq += d * d
+        out[b] = num / (np.sqrt(sqq * stt) + 1e-30)
     return out

@@ -11,6 +11,7 @@ from ..errors import ECGError
 from ..record import Record
 from . import _qrs_kernels as _qk
 from .qrs import _clean_rows, detect_qrs
+from .waves import _median_windows
 
 __all__ = ["median_beats", "beat_windows"]
 
@@ -82,10 +83,10 @@ def median_beats(record, fs=None, length: int = 400, before: int = 150, min_beat
     all_leads = np.arange(x.shape[0], dtype=np.int64)
 
     def _median(w, r_used):
-        # windows all inside the record: the incremental-sort kernel (same values as
-        # np.median); otherwise NaN-aware numpy
+        # windows all inside the record: the sorting-network / incremental-sort kernels
+        # of the delineator (same values as np.median); otherwise NaN-aware numpy
         if np.isfinite(w).all():
-            return _qk.median_windows(y, all_leads, (r[r_used] - before).astype(np.int64), length)
+            return _median_windows(y, all_leads, (r[r_used] - before).astype(np.int64), length)
         return np.nanmedian(w, axis=0)
 
     if full.sum() >= min_beats:

@@ -30,9 +30,18 @@ def _lowpass_sos(fs: float, fc: float = 25.0, order: int = 4) -> np.ndarray:
 
 
 def _clean_rows(x: np.ndarray):
-    """float64 C-contiguous copy with NaN/inf replaced by the lead median; a lead is
-    usable when it is not flat and not mostly missing."""
-    x = np.array(x, dtype=np.float64, order="C", copy=True)
+    """float64 C- or Fortran-contiguous array, NaN/inf replaced by the lead median; a
+    lead is usable when it is not flat and not mostly missing.
+
+    Finite contiguous float64 input is returned as it is, not copied (the result is
+    only read; records loaded as ``p_signal.T`` are Fortran-ordered, and the kernels
+    read that order as fast as a transposed copy would be); anything else is a C copy."""
+    x = np.asarray(x)
+    if x.ndim == 2 and x.dtype == np.float64 and x.size and x.flags.f_contiguous and not x.flags.c_contiguous:
+        nbad, lo, hi = _k.scan_cols(x.T)
+        if not nbad.any():
+            return x, (hi - lo) > 1e-6
+    x = np.array(x, dtype=np.float64, order="C", copy=not (x.dtype == np.float64 and x.flags.c_contiguous))
     usable = np.ones(x.shape[0], np.bool_)
     if x.size == 0:
         return x, usable
@@ -79,6 +88,16 @@ def _detect_block(a: np.ndarray, leads_usable, fs: float) -> np.ndarray:
     if leads_usable is not None:
         usable &= leads_usable
     return _k.detect(xc, usable, fs, sos, REFRACTORY_S, 0.08)[0]
+
+
+def _detect_clean(xc: np.ndarray, usable: np.ndarray, fs: float) -> np.ndarray:
+    """:func:`detect_qrs` for the output of :func:`_clean_rows` (finite, float64,
+    C-contiguous; ``usable`` already excludes flat leads): the kernel skips the
+    second scan of the samples. Same R indices as ``detect_qrs(xc, fs, usable)``."""
+    if xc.shape[1] > int(CHUNK_S * fs) + int(OVERLAP_S * fs):
+        return detect_qrs(xc, fs, leads_usable=usable)
+    return _k.detect_clean(xc, np.ascontiguousarray(usable, dtype=np.bool_), float(fs),
+                           _lowpass_sos(float(fs)), REFRACTORY_S, 0.08)
 
 
 def detect_qrs(x, fs: float, leads_usable=None) -> np.ndarray:

@@ -24,7 +24,7 @@ from ..record import Record
 from . import _qrs_kernels as _qk
 from . import _wave_kernels as _wk
 from .delineation import Delineation
-from .qrs import _clean_rows, detect_qrs
+from .qrs import _clean_rows, _detect_clean, detect_qrs
 
 __all__ = ["delineate", "PARAMS", "PRESENCE"]
 
@@ -253,12 +253,7 @@ def _template_stage(y, usable, fs, r, marks, feats, p):
     # the full-length template is computed once, from the beats that pass)
     h = int(0.06 * fs)
     tq = _median_windows(y, use, starts + (c - h), 2 * h + 1)
-    q = _wk.gather_windows(y, use, starts + (c - h), 2 * h + 1)          # (Lu, nm, 2h+1)
-    q = q - q.mean(axis=2, keepdims=True)
-    tq = tq - tq.mean(axis=1, keepdims=True)
-    num = np.einsum("lbw,lw->b", q, tq)
-    den = np.sqrt(np.einsum("lbw,lbw->b", q, q) * np.sum(tq * tq)) + 1e-30
-    like = num / den >= TEMPLATE["qrs_corr"]
+    like = _wk.qrs_correlation(y, use, starts + (c - h), 2 * h + 1, tq) >= TEMPLATE["qrs_corr"]
     if like.sum() < TEMPLATE["min_beats"]:
         return None
     tmpl = _median_windows(y, use, starts[like], w)       # (Lu, w)
@@ -653,7 +648,7 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
     if leads_usable is not None:
         usable &= np.asarray(leads_usable, bool)
     flags = {"too_short": n < int(2 * fs), "unusable_leads": [names[i] for i in np.flatnonzero(~usable)]}
-    r = detect_qrs(x if long else xc, fs, leads_usable=usable)
+    r = detect_qrs(x, fs, leads_usable=usable) if long else _detect_clean(xc, usable, fs)
     if r.size and n_leads and not long and isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64):
         r = r[_wk.live_beats(x, r)]       # no beat whose complex sits in a gap in every lead
     elif r.size:
