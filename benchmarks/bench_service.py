@@ -5,8 +5,8 @@ no model: read, quality, delineation, measurements and the rendered page;
 ``--model DIR`` adds predictions and the Grad-CAM++ heat map), uploads real
 files from ../shared/data, and reports latency percentiles, the server's CPU
 time per request (robust to a loaded machine), errors, and the server's
-resident memory after warm-up, after 100 and 200 requests and after the
-concurrent burst.
+resident memory (the server and its analysis worker processes together)
+after warm-up, after 100 and 200 requests and after the concurrent burst.
 
 Pass/fail (exit status 1 on failure): zero errors in both phases (with the
 default queue of 32 the 20-client burst must be admitted whole, so a 503 counts
@@ -14,7 +14,8 @@ as an error), and memory that does not grow with the number of requests: RSS
 after the second half of the sequential phase at most ``--max-growth-mib``
 (default 16 MiB) above RSS after the first half.
 
-Run: ``python benchmarks/bench_service.py [--n 200] [--concurrent 20] [--file PATH] [--model DIR]``
+Run: ``python benchmarks/bench_service.py [--n 200] [--concurrent 20] [--file PATH] [--model DIR]
+[--isolation process|thread]``
 """
 
 from __future__ import annotations
@@ -41,8 +42,29 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of the server and all its processes (analysis workers included), MiB."""
     import psutil
-    return psutil.Process(pid).memory_info().rss / 2**20
+    root = psutil.Process(pid)
+    total = root.memory_info().rss
+    for child in root.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) of the server and its live processes, s."""
+    import psutil
+    root = psutil.Process(pid)
+    total = sum(root.cpu_times()[:2])
+    for child in root.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def main(argv=None) -> int:
@@ -53,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--queue", type=int, default=32, help="server queue (20 concurrent fit: no 503)")
     ap.add_argument("--file", default=str(SHARED / "data" / "ge_muse" / "braveheart_example1.xml"))
     ap.add_argument("--model", default=None, help="checkpoint for predictions (default: none)")
+    ap.add_argument("--isolation", choices=("process", "thread"), default="process",
+                    help="the server's --isolation (default process: analyses in worker processes)")
     ap.add_argument("--max-growth-mib", type=float, default=16.0,
                     help="allowed RSS growth between the middle and the end of the sequential phase")
     args = ap.parse_args(argv)
@@ -62,7 +86,7 @@ def main(argv=None) -> int:
     port = free_port()
     # queue large enough that the concurrent burst waits instead of getting 503
     cmd = [sys.executable, "-m", "ecgcore", "serve", "--port", str(port),
-           "--workers", str(args.workers), "--queue", str(args.queue)]
+           "--workers", str(args.workers), "--queue", str(args.queue), "--isolation", args.isolation]
     if args.model:
         cmd += ["--model", args.model]
     proc = subprocess.Popen(cmd,
@@ -94,7 +118,8 @@ def main(argv=None) -> int:
                 post(c)
             mem = {"after warm-up": rss_mb(proc.pid)}
             server = psutil.Process(proc.pid)
-            cpu0 = sum(server.cpu_times()[:2])
+            workers0 = sorted(c.pid for c in server.children(recursive=True))
+            cpu0 = cpu_s(proc.pid)
             lat, errors = [], 0
             t0 = time.perf_counter()
             for i in range(args.n):
@@ -104,7 +129,8 @@ def main(argv=None) -> int:
                 if i + 1 == args.n // 2:
                     mem[f"after {i + 1} sequential"] = rss_mb(proc.pid)
             seq_wall = time.perf_counter() - t0
-            seq_cpu = sum(server.cpu_times()[:2]) - cpu0
+            seq_cpu = cpu_s(proc.pid) - cpu0
+            workers1 = sorted(c.pid for c in server.children(recursive=True))
             mem[f"after {args.n} sequential"] = rss_mb(proc.pid)
 
         codes = []
@@ -131,13 +157,17 @@ def main(argv=None) -> int:
     conc_errors = args.concurrent - conc_ok
     growth = mem[f"after {args.n} sequential"] - mem[f"after {args.n // 2} sequential"]
     print(f"file: {Path(args.file).name} ({len(data) / 1024:.0f} KiB), server workers={args.workers}, "
-          f"queue={args.queue}, model={args.model or 'none'}; load average {os.getloadavg()[0]:.1f}")
+          f"queue={args.queue}, isolation={args.isolation}, model={args.model or 'none'}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"server child processes: {len(workers0)} after warm-up, "
+          f"{'the same' if workers0 == workers1 else 'changed'} after the sequential phase "
+          f"(a worker is only replaced after a timeout)")
     print(f"sequential: {args.n} uploads, {errors} errors, {args.n / seq_wall:.2f} req/s; {pct(lat)}; "
-          f"server CPU {seq_cpu / args.n * 1e3:.0f} ms/request")
+          f"server CPU (all its processes) {seq_cpu / args.n * 1e3:.0f} ms/request")
     print(f"concurrent: {args.concurrent} at once, {conc_ok} ok, {conc_errors} errors (of which {n503} x 503), "
           f"wall {conc_wall:.1f} s; ok latencies {pct(clat) if clat else '-'}")
     for k, v in mem.items():
-        print(f"RSS {k}: {v:.0f} MiB")
+        print(f"RSS (server + workers) {k}: {v:.0f} MiB")
     print(f"RSS growth over requests {args.n // 2 + 1}-{args.n}: {growth:+.1f} MiB "
           f"(limit {args.max_growth_mib:g} MiB)")
     failed = []
@@ -145,6 +175,8 @@ def main(argv=None) -> int:
         failed.append(f"{errors} sequential errors")
     if conc_errors:
         failed.append(f"{conc_errors} concurrent errors")
+    if workers0 != workers1:
+        failed.append("worker processes were replaced during the sequential phase")
     if growth > args.max_growth_mib:
         failed.append(f"memory grew by {growth:.1f} MiB")
     print("PASS" if not failed else "FAIL: " + "; ".join(failed))

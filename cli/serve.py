@@ -19,13 +19,19 @@ def add_parser(sub):
     p.add_argument("--model", metavar="DIR", default=None,
                    help="checkpoint (run directory, best.pt or .safetensors) for predictions")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--workers", type=int, default=2, help="uploads analysed at once (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="uploads analysed at once: worker processes, each with its own model (default 2)")
     p.add_argument("--queue", type=int, default=None,
                    help="uploads allowed to wait for a worker before 503 (default 2 x workers)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit (default 20 MB)")
     p.add_argument("--max-image-mpx", type=float, default=50.0,
                    help="largest image upload, in megapixels, refused before decoding (default 50)")
-    p.add_argument("--timeout", type=float, default=120.0, help="per-request limit, s (default 120)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="per-request limit, s (default 120); an overrunning worker process is killed")
+    p.add_argument("--isolation", choices=("process", "thread"), default="process",
+                   help="run each analysis in one of --workers worker processes, killed and replaced "
+                        "on a timeout (default), or in threads of the server process (faster start, "
+                        "but a timed-out analysis runs on)")
     return p
 
 
@@ -43,7 +49,7 @@ def run(args) -> int:
     try:
         app = create_app(args.model, device=args.device, workers=args.workers, queue=args.queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
-                         max_image_pixels=int(args.max_image_mpx * 1e6))
+                         max_image_pixels=int(args.max_image_mpx * 1e6), isolation=args.isolation)
     except ecgcore.ECGError as exc:
         print(f"ecgcore serve: cannot load the model: {exc}", file=sys.stderr)
         return 1

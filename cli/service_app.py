@@ -20,8 +20,10 @@ streamed body), and an image whose header declares more than
 the format is sniffed from the saved bytes, never from the client's file
 name or content type, and the name is never used on disk; every upload is processed in
 its own temporary directory, removed when the work ends; a bounded pool of
-worker threads with a bounded queue answers 503 when saturated, so a burst
-cannot exhaust memory; each request has a timeout (504); bad files get a 4xx
+worker processes (or threads, ``isolation="thread"``) with a bounded queue
+answers 503 when saturated, so a burst cannot exhaust memory; each request has
+a timeout (504), at which an overrunning worker process is killed and replaced,
+so one pathological file cannot hold a worker; bad files get a 4xx
 with a readable reason (415 unknown type, 422 unreadable ECG) that never
 contains server paths.
 """
@@ -59,16 +61,21 @@ API = "/api/v1"
 _log = logging.getLogger("ecgcore.serve")
 _ZIP_MAX_MEMBERS = 64
 _MULTI_RECORD = ("code15",)  # formats whose files hold several records
+_MAX_LISTED_RECORDS = 2000  # a CODE-15 part file holds ~20,000 exams; the rest are typed in
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
 
 
 class UploadRejected(Exception):
     """A bad upload: HTTP status and a human-readable reason."""
 
-    def __init__(self, status: int, reason: str):
+    def __init__(self, status: int, reason: str, extra: dict | None = None):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.extra = dict(extra or {})  # more JSON fields for the client (e.g. the record ids)
+
+    def payload(self) -> dict:
+        return dict(self.extra, detail=self.reason)
 
 
 class ImageCache:
@@ -208,6 +215,15 @@ def _check_image_size(path: str, max_pixels: int) -> None:
                                   f"are accepted (a 300-dpi A4 page is about 8.7)")
 
 
+def _record_ids(path: str) -> list:
+    """The record ids of a multi-record (CODE-15% HDF5) file, [] when they cannot be listed."""
+    try:
+        from ecgcore.io.code15 import exam_ids
+        return [int(i) for i in exam_ids(path)]
+    except Exception:  # noqa: BLE001 - a damaged file: the reader's own reason is reported instead
+        return []
+
+
 def _record_summary(rec, fmt: str) -> dict:
     meta = rec.meta or {}
     return {"format": meta.get("format", fmt), "fs": float(rec.fs), "leads": list(rec.leads),
@@ -269,10 +285,16 @@ def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache 
         else:
             rec = ecgcore.read(address, format=fmt)
     except ecgcore.ECGError as exc:
-        hint = ""
+        hint, extra = "", {}
         if fmt in _MULTI_RECORD and record is None:
-            hint = " (this file holds several records: choose one with the query parameter ?record=<exam id>)"
-        raise UploadRejected(422, f"could not read this {fmt} file: {_scrub(exc.reason, workdir)}{hint}") from None
+            ids = _record_ids(read_path)
+            if len(ids) > 1:
+                # the page offers these in a picker and sends the choice back as ?record=ID
+                hint = (f" (this file holds {len(ids)} records: choose one with the query parameter "
+                        f"?record=<exam id>)")
+                extra = {"records": ids[:_MAX_LISTED_RECORDS], "n_records": len(ids)}
+        raise UploadRejected(422, f"could not read this {fmt} file: {_scrub(exc.reason, workdir)}{hint}",
+                             extra) from None
     if rec.n_samples == 0 or rec.n_leads == 0:
         raise UploadRejected(422, f"the {fmt} file holds no samples")
     timing["read_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
@@ -311,6 +333,161 @@ def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache 
     timing["total_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
     out["timing"] = timing
     return out
+
+
+class _Collect:
+    """Stand-in for :class:`ImageCache` inside a worker process: keeps the PNGs to send back."""
+
+    def __init__(self):
+        self.images: list = []
+
+    def put(self, data: bytes) -> str:
+        self.images.append(bytes(data))
+        return f"{_IMG_TOKEN}{len(self.images) - 1}"
+
+
+_IMG_TOKEN = "__ecgcore_img_"
+
+
+def _worker_main(conn, model_dir, device: str, analysis) -> None:
+    """Body of one analysis process: answer jobs from ``conn`` until the parent goes away.
+
+    The model is loaded once, lazily, at the first job (a worker that is killed
+    on a timeout is replaced by a fresh one that loads it again). Replies are
+    plain tuples: exceptions with custom constructors do not survive pickling.
+    """
+    import signal
+    # Ctrl-C at the terminal reaches the whole process group: the server shuts its workers down itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    classifier = None
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return  # the parent closed the pipe or died: nothing left to serve
+        if job is None:
+            return
+        path, workdir, kwargs = job
+        try:
+            if classifier is None and model_dir is not None:
+                classifier = ecgcore.ECGClassifier(model_dir, device=device)
+            sink = _Collect()
+            out = (analysis or analyze_path)(path, workdir, classifier=classifier, cache=sink, **kwargs)
+            reply = ("ok", out, sink.images)
+        except UploadRejected as exc:
+            reply = ("rejected", exc.status, exc.reason, exc.extra)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which logs it
+            import traceback
+            reply = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        try:
+            conn.send(reply)
+        except (OSError, ValueError):
+            return
+
+
+class _AnalysisTimeout(Exception):
+    pass
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One analysis process and its pipe; killed and replaced when a job overruns."""
+
+    def __init__(self, ctx, model_dir, device, analysis):
+        self._ctx, self._args = ctx, (model_dir, device, analysis)
+        self.proc = None
+        self.conn = None
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            return
+        self.stop()
+        parent, child = self._ctx.Pipe(duplex=True)
+        self.proc = self._ctx.Process(target=_worker_main, args=(child, *self._args),
+                                      name="ecgcore-serve-worker", daemon=True)
+        self.proc.start()
+        child.close()  # only the worker holds this end: its death reads as EOF here
+        self.conn = parent
+
+    @property
+    def pid(self):
+        return None if self.proc is None else self.proc.pid
+
+    def run(self, job, deadline: float):
+        """Send one job, wait until ``deadline`` (time.monotonic); kill the process past it."""
+        self.start()
+        try:
+            self.conn.send(job)
+            ready = self.conn.poll(max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.stop()  # a Python thread cannot be stopped; a process can
+                raise _AnalysisTimeout()
+            return self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            code = self.proc.exitcode if self.proc is not None else None
+            self.stop()
+            raise _WorkerDied(f"the analysis process ended unexpectedly (exit code {code}; {exc!r})") from None
+
+    def stop(self) -> None:
+        proc, conn = self.proc, self.conn
+        self.proc = self.conn = None
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(10)
+            with contextlib.suppress(Exception):
+                proc.close()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class _ProcessPool:
+    """``workers`` analysis processes behind ``workers`` dispatch threads.
+
+    A job waits for an idle process; past its deadline the process is killed (its
+    memory and any file handles go with it) and a fresh one takes its place.
+    """
+
+    def __init__(self, workers: int, model_dir, device: str, analysis=None):
+        import multiprocessing
+        import queue as _queue
+        # spawn: no fork of a threaded server (uvicorn, torch, numba threads) into the workers
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = [_Worker(ctx, model_dir, device, analysis) for _ in range(workers)]
+        self._idle: "_queue.Queue[_Worker]" = _queue.Queue()
+        for w in self.workers:
+            self._idle.put(w)
+        self._closed = False
+
+    def start(self) -> None:
+        for w in self.workers:  # boot in the background: imports take seconds
+            w.start()
+
+    def pids(self) -> list:
+        return [w.pid for w in self.workers if w.pid is not None]
+
+    def run(self, job, deadline: float):
+        w = self._idle.get()  # at most `workers` dispatch threads: one is always free for us
+        try:
+            if self._closed:
+                raise _WorkerDied("the service is shutting down")
+            if time.monotonic() >= deadline:
+                raise _AnalysisTimeout()
+            return w.run(job, deadline)
+        finally:
+            self._idle.put(w)
+
+    def close(self) -> None:
+        self._closed = True
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                if w.conn is not None:
+                    w.conn.send(None)
+            w.stop()
 
 
 class _Guard:
@@ -399,7 +576,8 @@ class _State:
 def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_upload_bytes: int = 20 << 20,
                workers: int = 2, queue: int | None = None, timeout_s: float = 120.0, cache_items: int = 64,
                cache_bytes: int = 64 << 20, cache_ttl_s: float = 600.0, plot_dpi: float = 100.0,
-               explain: bool = True, tmp_root: str | None = None, max_image_pixels: int = 50_000_000):
+               explain: bool = True, tmp_root: str | None = None, max_image_pixels: int = 50_000_000,
+               isolation: str | None = None, analysis=None):
     """Build the FastAPI application.
 
     Parameters
@@ -412,12 +590,14 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     max_upload_bytes : int
         Larger uploads get 413 (default 20 MB).
     workers : int
-        Threads analysing uploads at once.
+        Uploads analysed at once (worker processes, or threads with ``isolation="thread"``).
     queue : int, optional
         Uploads allowed to wait for a worker (default ``2 * workers``); beyond it 503.
     timeout_s : float
-        Per-request limit; a slower analysis answers 504 (its worker finishes and
-        cleans up in the background, still counted against the pool).
+        Per-request limit, s (the wait for a worker included); a slower analysis
+        answers 504. With process isolation the worker process is killed at that
+        moment and replaced; with threads it finishes in the background, still
+        counted against the pool.
     cache_items, cache_bytes, cache_ttl_s
         Bounds of the image cache (rendered ECGs and heat maps).
     tmp_root : str, optional
@@ -425,20 +605,55 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     max_image_pixels : int
         Image uploads declaring more pixels than this get 413 before they are
         decoded (default 50 Mpx; a 600-dpi A4 page is 35 Mpx).
+    isolation : {"process", "thread"}, optional
+        ``"process"`` (the default with ``model_dir`` or no model): each analysis runs in
+        one of ``workers`` spawned processes, each loading the model once, lazily; a
+        process that overruns ``timeout_s`` is killed, so a pathological file cannot
+        hold a worker. ``"thread"`` (the default when ``classifier`` is given, since a
+        built classifier stays in this process): analyses run in threads of this
+        process; faster to start, for tests and embedding, but a timed-out analysis
+        runs on until it returns.
+    analysis : callable, optional
+        Replaces :func:`analyze_path` (same signature); for tests (a hanging analysis).
+        With process isolation it must be picklable (a module-level function).
     """
+    if isolation is None:
+        isolation = "thread" if classifier is not None else "process"
+    if isolation not in ("process", "thread"):
+        raise ecgcore.ConfigError(f"isolation={isolation!r}: expected 'process' or 'thread'")
+    if isolation == "process" and classifier is not None:
+        raise ecgcore.ConfigError("a built classifier cannot be shared with worker processes: pass model_dir, "
+                                  "or isolation='thread'")
+    model_info = None
     if classifier is None and model_dir is not None:
-        classifier = ecgcore.ECGClassifier(model_dir, device=device)
+        # loaded here too, so that a bad checkpoint fails at start-up and /health can describe it;
+        # with process isolation each worker loads its own copy and this one is dropped
+        built = ecgcore.ECGClassifier(model_dir, device=device)
+        model_info = built.describe()
+        if isolation == "thread":
+            classifier = built
+        del built
+    elif classifier is not None:
+        model_info = classifier.describe()
     workers = max(1, int(workers))
     queue = 2 * workers if queue is None else max(0, int(queue))
     state = _State(workers, queue, int(max_upload_bytes))
     cache = ImageCache(cache_items, cache_bytes, cache_ttl_s)
+    # with process isolation these threads only dispatch to the processes and wait on them
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgcore-serve")
+    procs = (_ProcessPool(workers, None if model_dir is None else os.fspath(model_dir), device, analysis)
+             if isolation == "process" else None)
     explain_lock = threading.Lock()
+    analyse = analysis or analyze_path
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        if procs is not None:
+            procs.start()
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        if procs is not None:
+            procs.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -464,6 +679,7 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     app.state.cache = cache
     app.state.pool = pool
     app.state.classifier = classifier
+    app.state.processes = procs  # None with thread isolation
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -474,9 +690,10 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     @app.get(f"{API}/health", summary="Service status, version, loaded model and limits")
     def health():
         return {"status": "ok", "version": ecgcore.__version__,
-                "model": classifier.describe() if classifier is not None else None,
+                "model": model_info,
                 "limits": {"max_upload_bytes": state.max_upload_bytes, "workers": workers, "queue": queue,
-                           "timeout_s": timeout_s, "max_image_pixels": int(max_image_pixels)},
+                           "timeout_s": timeout_s, "max_image_pixels": int(max_image_pixels),
+                           "isolation": isolation},
                 "in_flight": state.in_flight, "served": state.served, "cached_images": len(cache)}
 
     @app.get(f"{API}/images/{{key}}.png", summary="A rendered ECG or heat map (expires)",
@@ -514,23 +731,42 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                         raise HTTPException(413, _too_large(state.max_upload_bytes))
                     f.write(chunk)
 
+            kwargs = dict(max_bytes=state.max_upload_bytes, plot_dpi=plot_dpi, explain=explain,
+                          max_image_pixels=max_image_pixels, record=record)
+            deadline = time.monotonic() + timeout_s
+
             def job():
                 try:
-                    return analyze_path(path, workdir, classifier=classifier, cache=cache,
-                                        max_bytes=state.max_upload_bytes, plot_dpi=plot_dpi,
-                                        explain=explain, explain_lock=explain_lock,
-                                        max_image_pixels=max_image_pixels, record=record)
+                    if procs is None:
+                        return analyse(path, workdir, classifier=classifier, cache=cache,
+                                       explain_lock=explain_lock, **kwargs)
+                    reply = procs.run((path, workdir, kwargs), deadline)
+                    if reply[0] == "rejected":
+                        raise UploadRejected(reply[1], reply[2], reply[3])
+                    if reply[0] == "error":
+                        raise RuntimeError(f"analysis process: {reply[1]}\n{reply[2]}")
+                    out, images = reply[1], reply[2]
+                    links = out.get("links") or {}
+                    for k, v in list(links.items()):  # the worker's image tokens -> ids in our cache
+                        hit = re.search(_IMG_TOKEN + r"(\d+)", v) if isinstance(v, str) else None
+                        if hit is not None:
+                            links[k] = f"{API}/images/{cache.put(images[int(hit.group(1))])}.png"
+                    return out
                 finally:
+                    # the process is done or killed by now: nothing writes here any more
                     shutil.rmtree(workdir, ignore_errors=True)
                     state.release()
             fut = pool.submit(job)
             released = True  # the job owns the slot and the directory from here on
+            # with processes the job itself ends at the deadline (killing the overrunning process),
+            # so wait a little past it to answer only once the worker is gone
+            wait_s = timeout_s if procs is None else timeout_s + 30.0
             try:
-                result = await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
-            except asyncio.TimeoutError:
+                result = await asyncio.wait_for(asyncio.wrap_future(fut), wait_s)
+            except (asyncio.TimeoutError, _AnalysisTimeout):
                 raise HTTPException(504, f"the analysis took longer than {timeout_s:g} s") from None
             except UploadRejected as exc:
-                return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+                return JSONResponse(exc.payload(), status_code=exc.status)
             except Exception:  # a bug, not a bad file: logged here, a plain sentence for the client
                 _log.exception("analysis failed")
                 return JSONResponse({"detail": "internal error while analysing this file (logged on the "

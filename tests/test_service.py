@@ -35,7 +35,9 @@ def client(work):
     """No model: read, measure, draw."""
     # timeout well above a cold numba cache compiling the delineator inside the first request
     # (90-100 s seen on a loaded 2-core machine); the 504 path has its own test below
-    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, timeout_s=900, tmp_root=str(work))
+    # threads here (fast to start); the worker processes of `ecgcore serve` have their own tests below
+    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, timeout_s=900, tmp_root=str(work),
+                     isolation="thread")
     with TestClient(app) as c:
         yield c
 
@@ -48,7 +50,8 @@ def model_client(tmp_path_factory):
     m = models.create("mtecg_image_tiny").eval()
     d = tmp_path_factory.mktemp("serve-model")
     models.save(m, d / "model.safetensors")
-    app = create_app(str(d), max_upload_bytes=LIMIT, workers=1, timeout_s=900)
+    # worker processes, as `ecgcore serve` runs: the model is loaded in the worker, PNGs come back by pipe
+    app = create_app(str(d), max_upload_bytes=LIMIT, workers=1, timeout_s=900, isolation="process")
     with TestClient(app) as c:
         yield c
 
@@ -218,7 +221,7 @@ def test_saturation_gives_503(client):
 
 
 def test_timeout_gives_504_and_cleans_up(tmp_path):
-    app = create_app(timeout_s=0.001, tmp_root=str(tmp_path))
+    app = create_app(timeout_s=0.001, tmp_root=str(tmp_path), isolation="thread")
     with TestClient(app) as c:
         r = _post(c, shared_path("data", "ge_muse", "braveheart_example1.xml").read_bytes())
         assert r.status_code == 504
@@ -241,3 +244,106 @@ def test_image_cache_bounds_and_expiry(client):
     assert gone.get(k) is None
     assert client.get("/api/v1/images/notarealid123.png").status_code == 404
     assert client.get("/api/v1/images/..%2F..%2Fetc%2Fpasswd.png").status_code == 404
+
+
+HANG, CRASH = b"HANG-FOREVER", b"CRASH-NOW"
+
+
+def hang_or_analyze(path, workdir, **kwargs):
+    """The analysis of the timeout test: uploads starting with HANG never return, CRASH kills the process."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(HANG):
+        open(os.path.join(workdir, "hanging"), "w").close()   # proof that the analysis did start
+        while True:
+            time.sleep(1)
+    if head.startswith(CRASH):
+        os._exit(70)                                           # as a segfault in a reader would
+    from ecgcore.cli.service_app import analyze_path
+    return analyze_path(path, workdir, **kwargs)
+
+
+def test_timed_out_worker_process_is_killed_and_replaced(tmp_path):
+    """A hanging analysis: 504 within the timeout, its process gone, the next upload analysed.
+
+    Also a crashing one: 500, and the next upload analysed.
+    """
+    psutil = pytest.importorskip("psutil")
+    muse = shared_path("data", "ge_muse", "braveheart_example1.xml")
+    ecgcore.measure(ecgcore.read(muse))    # the delineator's numba cache is fresh for the new processes
+    timeout = 20.0
+    app = create_app(timeout_s=timeout, workers=1, queue=2, tmp_root=str(tmp_path), isolation="process",
+                     analysis=hang_or_analyze)
+    with TestClient(app) as c:
+        assert c.get("/api/v1/health").json()["limits"]["isolation"] == "process"
+        # a first upload boots the worker (imports) so that the hang below starts inside its time
+        r = _post(c, muse.read_bytes())
+        assert r.status_code == 200, r.text
+        assert c.get(r.json()["links"]["ecg"]).content[:4] == b"\x89PNG"   # the PNG came back by pipe
+        [pid] = app.state.processes.pids()
+        worker = psutil.Process(pid)
+        assert worker.is_running() and worker.ppid() == os.getpid()
+        seen = []
+
+        def watch():   # the hanging analysis did start in the worker (its marker file appears)
+            deadline = time.time() + timeout
+            while time.time() < deadline and not seen:
+                seen.extend(n for d in os.listdir(tmp_path) if os.path.isdir(tmp_path / d)
+                            for n in os.listdir(tmp_path / d) if n == "hanging")
+                time.sleep(0.05)
+        w = threading.Thread(target=watch)
+        w.start()
+        t = time.perf_counter()
+        r = _post(c, HANG + b" " * 100)
+        took = time.perf_counter() - t
+        w.join()
+        assert r.status_code == 504, r.text
+        assert "longer than 20 s" in r.json()["detail"]
+        assert seen == ["hanging"]
+        assert timeout - 1 < took < timeout + 10, took
+        # the hanging process was killed before the answer, and its directory removed
+        assert not psutil.pid_exists(pid) or worker.status() == psutil.STATUS_ZOMBIE
+        assert not os.listdir(tmp_path)
+        assert c.get("/api/v1/health").json()["in_flight"] == 0
+        # a worker that dies mid-analysis: a readable 500, and it is replaced too
+        r = _post(c, CRASH)
+        assert r.status_code == 500 and "internal error" in r.json()["detail"], r.text
+        assert not os.listdir(tmp_path)
+        # the next upload runs in a fresh process
+        r = _post(c, muse.read_bytes())
+        assert r.status_code == 200, r.text
+        assert r.json()["measurements"]["values"]["heart_rate_bpm"] == pytest.approx(
+            ecgcore.measure(ecgcore.read(muse))["heart_rate_bpm"], rel=1e-9)
+        [pid2] = app.state.processes.pids()
+        assert pid2 != pid and psutil.Process(pid2).is_running()
+    assert not psutil.pid_exists(pid2) or psutil.Process(pid2).status() == psutil.STATUS_ZOMBIE
+    assert not os.listdir(tmp_path)
+
+
+def test_multi_record_file_lists_its_record_ids(client, work):
+    """A CODE-15% file without ?record=: 422 with the exam ids, which the page offers in a picker."""
+    from ecgcore.io.code15 import exam_ids
+    h5 = shared_path("data", "code15", "exams_part_sample.hdf5")
+    r = _post(client, h5.read_bytes(), "exams.hdf5")
+    assert r.status_code == 422, r.text
+    j = r.json()
+    want = [int(i) for i in exam_ids(h5)]
+    assert j["records"] == want and j["n_records"] == len(want) > 1
+    assert "?record=" in j["detail"] and f"{len(want)} records" in j["detail"]
+    r = client.post(f"/api/v1/analyze?record={want[-1]}", files={"file": ("x", h5.read_bytes())})
+    assert r.status_code == 200, r.text
+    assert r.json()["record"]["n_samples"] == ecgcore.read(f"{h5}::{want[-1]}").n_samples
+    # a one-record file's 422 carries no list (nothing to pick)
+    r = _post(client, shared_path("data", "dicom", "pydicom_waveform_ecg.dcm").read_bytes()[:3000])
+    assert r.status_code == 422 and "records" not in r.json()
+    assert not os.listdir(work)
+
+
+def test_page_offers_the_records_of_a_multi_record_file(client):
+    """Without a browser: the page has the picker and its script re-submits with ?record=ID."""
+    page = client.get("/").text
+    for elem in ('id="picker"', 'id="record-select"', 'id="record-id"', 'id="record-go"'):
+        assert elem in page
+    js = client.get("/static/app.js").text
+    assert 'Array.isArray(data.records)' in js and "showPicker(file, data)" in js
+    assert '"?record=" + encodeURIComponent' in js and "fetch(recordUrl(record)" in js

@@ -45,7 +45,8 @@ def work(tmp_path_factory):
 def client(work):
     # timeout well above a cold numba cache compiling the delineator inside the first request
     # (90-100 s seen on the loaded 2-core machine); the 504 path has its own test in test_service
-    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, timeout_s=900, tmp_root=str(work))
+    app = create_app(max_upload_bytes=LIMIT, workers=2, queue=6, timeout_s=900, tmp_root=str(work),
+                     isolation="thread")
     with TestClient(app) as c:
         yield c
 
@@ -220,7 +221,13 @@ def test_serve_command_listens_on_loopback_unless_told(monkeypatch, tmp_path, ca
     torch.manual_seed(0)
     models.save(models.create("mtecg_image_tiny").eval(), tmp_path / "model.safetensors")
     assert main(["serve", "--model", str(tmp_path)]) == 0
+    # worker processes by default: each loads the model; the server itself only describes it
+    health = TestClient(seen["app"]).get("/api/v1/health").json()   # no lifespan: no process started
+    assert health["model"]["model"] == "mtecg_image_tiny" and health["limits"]["isolation"] == "process"
+    assert seen["app"].state.classifier is None and seen["app"].state.processes is not None
+    assert main(["serve", "--model", str(tmp_path), "--isolation", "thread"]) == 0
     assert seen["app"].state.classifier.describe()["model"] == "mtecg_image_tiny"
+    assert seen["app"].state.processes is None
     seen.clear()
     assert main(["serve", "--port", "70000"]) == 2 and not seen
     assert main(["serve", "--model", str(tmp_path / "missing")]) == 1 and not seen
@@ -267,7 +274,7 @@ def test_signal_checkpoint_in_classifier_and_service(tmp_path):
         clf.explain(rec)                       # heat maps are drawn over images only
     work = tmp_path / "work"
     work.mkdir()
-    with TestClient(create_app(str(tmp_path), timeout_s=900, tmp_root=str(work))) as c:
+    with TestClient(create_app(str(tmp_path), timeout_s=900, tmp_root=str(work), isolation="thread")) as c:
         j = _post(c, path.read_bytes()).json()
     assert j["predictions"]["af"]["probability"]["positive"] == pytest.approx(p_af, abs=1e-6)
     assert j["predictions"]["hr"]["value"] == pytest.approx(res["hr"]["value"], abs=1e-6)
@@ -310,7 +317,9 @@ def test_concurrent_uploads_with_a_model_loaded(tmp_path):
     work.mkdir()
     data = shared_path("data", "scp_ecg", "ecgtoolkit_Example.scp").read_bytes()
     # a generous timeout: a cold numba cache compiles the delineator inside the first requests
-    with TestClient(create_app(str(tmp_path), workers=2, queue=4, timeout_s=900, tmp_root=str(work))) as c:
+    # threads sharing one classifier on purpose: this is the lock's test
+    with TestClient(create_app(str(tmp_path), workers=2, queue=4, timeout_s=900, tmp_root=str(work),
+                               isolation="thread")) as c:
         alone = _post(c, data).json()["predictions"]
         got = []
 
@@ -493,7 +502,7 @@ def test_an_internal_failure_is_a_readable_500_and_cleans_up(tmp_path, monkeypat
         raise RuntimeError("a bug at /srv/secret/path")
     monkeypatch.setattr(sa.ecgcore, "delineate", broken)   # measurement failures are reported in the JSON
     monkeypatch.setattr(sa.ecgcore, "plot", broken)        # a failure outside any expected path
-    with TestClient(create_app(tmp_root=str(tmp_path))) as c:
+    with TestClient(create_app(tmp_root=str(tmp_path), isolation="thread")) as c:   # monkeypatched here
         r = _post(c, shared_path("data", *MUSE).read_bytes())
         assert r.status_code == 500 and "internal error" in r.json()["detail"]
         assert "/srv" not in r.text and "RuntimeError" not in r.text

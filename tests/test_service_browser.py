@@ -179,3 +179,35 @@ def test_upload_record_and_drop_pdf_in_chromium(browser, server, tmp_path):   # 
     msg = _wait(lambda: (lambda t: t if t.startswith("Rejected") else None)(
         browser.find_element(By.ID, "message").text), 20, "the rejection message")
     assert "415" in msg and "not a recognised ECG file" in msg
+    assert not browser.find_element(By.ID, "picker").is_displayed()
+
+
+@pytest.mark.slow
+def test_multi_record_file_offers_a_record_picker_in_chromium(browser, server):
+    """A CODE-15% HDF5 file holds several exams: the page lists them and analyses the one picked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from ecgcore.io.code15 import exam_ids
+    import ecgcore
+    h5 = shared_path("data", "code15", "exams_part_sample.hdf5")
+    ids = [str(int(i)) for i in exam_ids(h5)]
+    browser.get(server + "/")
+    picker = browser.find_element(By.ID, "picker")
+    assert not picker.is_displayed()
+    browser.find_element(By.ID, "file").send_keys(str(h5))
+    _wait(picker.is_displayed, 60, "the record picker")
+    assert "422" in browser.find_element(By.ID, "message").text
+    assert f"holds {len(ids)} records" in browser.find_element(By.ID, "picker-line").text
+    select = Select(browser.find_element(By.ID, "record-select"))
+    assert [o.get_attribute("value") for o in select.options] == ids
+    pick = ids[1]
+    select.select_by_value(pick)
+    before = browser.execute_script("return document.getElementById('ecg').src")
+    browser.find_element(By.ID, "record-go").click()
+    rows = _wait_for_result(browser, before, f"{h5.name} record {pick}")
+    assert f"(record {pick})" in browser.find_element(By.ID, "message").text
+    assert not picker.is_displayed()
+    rec = ecgcore.read(f"{h5}::{pick}")
+    assert browser.find_element(By.ID, "record-title").text == "code15 record"
+    assert f"{rec.n_leads} leads" in browser.find_element(By.ID, "record-line").text and len(rows) > 10
+    _screenshot(browser, "service_record_picker.png")

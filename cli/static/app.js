@@ -94,20 +94,54 @@
     $("result").hidden = false;
   }
 
-  async function upload(file) {
+  // a multi-record file (CODE-15% HDF5): the server answers 422 with the record ids; the page offers
+  // them and sends the same file again with ?record=ID
+  let pickerFile = null;
+
+  function showPicker(file, data) {
+    pickerFile = file;
+    const sel = $("record-select");
+    sel.textContent = "";
+    for (const id of data.records) {
+      const o = document.createElement("option");
+      o.value = String(id);
+      o.textContent = String(id);
+      sel.appendChild(o);
+    }
+    $("record-id").value = "";
+    const n = data.n_records || data.records.length;
+    $("picker-line").textContent = file.name + " holds " + n + " records" +
+      (n > data.records.length ? " (the first " + data.records.length + " are listed; type any other exam id)" : "") +
+      ": choose one to analyse.";
+    $("picker").hidden = false;
+  }
+
+  function recordUrl(record) {
+    return API + "/analyze" + (record === null || record === undefined ? "" :
+      "?record=" + encodeURIComponent(String(record)));
+  }
+
+  $("record-go").addEventListener("click", () => {
+    const typed = $("record-id").value.trim();
+    const record = typed !== "" ? typed : $("record-select").value;
+    if (pickerFile && record !== "") upload(pickerFile, record);
+  });
+
+  async function upload(file, record) {
     if (!file) return;
+    if (record === undefined) { pickerFile = null; $("picker").hidden = true; }
     if (maxBytes !== null && file.size > maxBytes) {
       message("Rejected: " + file.name + " is larger than the limit of " + (maxBytes / 1048576).toFixed(0) +
               " MB.", "error");
       return;
     }
-    message("Analysing " + file.name + " …", "busy");
+    message("Analysing " + file.name + (record !== undefined ? " (record " + record + ")" : "") + " …", "busy");
     $("result").hidden = true;
     const form = new FormData();
     form.append("file", file);
     let resp, data;
     try {
-      resp = await fetch(API + "/analyze", { method: "POST", body: form });
+      resp = await fetch(recordUrl(record), { method: "POST", body: form });
       data = await resp.json().catch(() => ({}));
     } catch (err) {
       message("The server could not be reached: " + err, "error");
@@ -116,10 +150,12 @@
     if (!resp.ok) {
       const why = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail || data);
       message("Rejected (" + resp.status + "): " + why, "error");
+      if (resp.status === 422 && Array.isArray(data.records) && data.records.length) showPicker(file, data);
       return;
     }
+    $("picker").hidden = true;
     show(data);
-    message("Analysed " + file.name + ".", "ok");
+    message("Analysed " + file.name + (record !== undefined ? " (record " + record + ")" : "") + ".", "ok");
   }
 
   const drop = $("drop");
