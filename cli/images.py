@@ -42,7 +42,8 @@ def add_parser(sub):
     g.add_argument("--pdf-dpi", type=float, default=300.0,
                    help="PDF rendering resolution in dots per inch (default 300, as the study)")
     g.add_argument("--crop", default="auto", metavar="BOX",
-                   help="lead-area crop: auto (detected; default), none, old/new (the study's fixed "
+                   help="lead-area crop: auto (the current detector, stored as auto2; default), "
+                        "auto1 (the version-1 detector), none, old/new (the study's fixed "
                         "300-dpi boxes) or LEFT,TOP,RIGHT,BOTTOM in pixels")
     g.add_argument("--remove-grid", action="store_true", help="paint the coloured grid white")
     g.add_argument("--rearrange", action="store_true",
@@ -60,7 +61,7 @@ def add_parser(sub):
 def _crop_box(text: str):
     from ecgcore.errors import ConfigError
     t = text.strip().lower()
-    if t in ("auto", "old", "new"):
+    if t in ("auto", "auto1", "auto2", "old", "new"):
         return t
     if t in ("none", "no", "off"):
         return None
@@ -69,7 +70,7 @@ def _crop_box(text: str):
     except ValueError:
         box = []
     if len(box) != 4:
-        raise ConfigError(f"--crop: expected auto, none, old, new or LEFT,TOP,RIGHT,BOTTOM, not {text!r}")
+        raise ConfigError(f"--crop: expected auto, auto1, auto2, none, old, new or LEFT,TOP,RIGHT,BOTTOM, not {text!r}")
     return box
 
 

@@ -22,8 +22,11 @@ An image preset is a plain dict, stored in ``summary.json`` and in every
 training checkpoint::
 
     {"name": "mtecg", "kind": "image", "size": 384, "channels": 3,
-     "prepare": {"crop_box": "auto", "grid": "keep", "rearrange": False,
+     "prepare": {"crop_box": "auto2", "grid": "keep", "rearrange": False,
                  "dpi": 300.0, "render": {}}, ...}
+
+(``"auto2"`` names the version of the lead-area detector; presets stored before
+it existed say ``"auto"``, which keeps meaning the version-1 detector.)
 
 It is not a signal preset of :mod:`ecgcore.presets` (those are chains of
 signal kernels giving (n_segments, leads, samples) float arrays); the
@@ -50,7 +53,7 @@ __all__ = ["image_preset", "is_image_preset", "prepare_options", "build_image_da
 #: File suffixes dropped from record ids of image inputs (signal files use the pipeline's rules).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdf")
 _PLAN = "plan.json"
-_CROP_NAMES = ("auto", "old", "new")
+_CROP_NAMES = ("auto", "auto1", "auto2", "old", "new")
 
 
 def image_preset(size: int = 384, crop_box="auto", grid: str = "keep", rearrange: bool = False,
@@ -77,7 +80,13 @@ def image_preset(size: int = 384, crop_box="auto", grid: str = "keep", rearrange
         raise ConfigError(f"image size must be an integer of at least 8 pixels, got {size!r}")
     if isinstance(crop_box, str):
         if crop_box not in _CROP_NAMES:
-            raise ConfigError(f"crop_box must be 'auto', None, 'old', 'new' or a box, not {crop_box!r}")
+            raise ConfigError(f"crop_box must be 'auto', 'auto1', 'auto2', None, 'old', 'new' or a box, "
+                              f"not {crop_box!r}")
+        if crop_box == "auto":
+            # a new preset records the detector version it was made with: a stored plain
+            # "auto" (older presets and checkpoints) keeps meaning the version-1 detector
+            from ecgcore.models.image_pipeline import AUTO_CROP_VERSION
+            crop_box = f"auto{AUTO_CROP_VERSION}"
         box = crop_box
     elif crop_box is None:
         box = None
