@@ -277,7 +277,12 @@ class ECGClassifier:
             raise PreprocessError("the record gives no complete segment for this model's preset", rec.source)
         return np.asarray(segs, np.float32)
 
-    def _clinical(self, clinical, n: int):
+    def _clinical_values(self, clinical):
+        """The caller's clinical features as a float64 row in the model's column order.
+
+        None when the model fuses none. A dict is checked for every column the model
+        needs (None values become NaN); anything else is taken as already ordered.
+        """
         if not self.n_clinical:
             if clinical is not None:
                 raise PreprocessError("clinical features were given but the model fuses none")
@@ -290,15 +295,20 @@ class ECGClassifier:
             if missing:
                 raise PreprocessError(f"clinical features lack {', '.join(missing)} "
                                       f"(need {', '.join(self.clinical_cols)})")
-            row = np.array([float(clinical[c]) if clinical[c] is not None else np.nan
-                            for c in self.clinical_cols], np.float64)
+            return np.array([float(clinical[c]) if clinical[c] is not None else np.nan
+                             for c in self.clinical_cols], np.float64)
+        return np.asarray(clinical, np.float64).reshape(-1)
+
+    def _clinical(self, clinical, n: int):
+        row = self._clinical_values(clinical)
+        if row is None:
+            return None
+        if isinstance(clinical, dict):
             if self.ck is not None and self.ck.get("clinical_scaler"):
                 from .train.data import ClinicalScaler
                 row = ClinicalScaler.from_state(self.ck["clinical_scaler"]).transform(row[None])[0]
             elif self.clinical_cols and self.clinical_cols[0] == "age":
                 row[0] = row[0] / 100.0  # the study trained on age / 100 (its predict() forgot)
-        else:
-            row = np.asarray(clinical, np.float64).reshape(-1)
         if row.shape[0] != self.n_clinical:
             raise PreprocessError(f"the model fuses {self.n_clinical} clinical values, got {row.shape[0]}")
         if not np.isfinite(row).all():
@@ -422,20 +432,8 @@ class ECGClassifier:
         pool and ignore ``data.aggregate: max``.
         """
         from .train.predict import predict_records
-        raw = None
-        if self.n_clinical:
-            if clinical is None:
-                cols = ", ".join(self.clinical_cols) or f"{self.n_clinical} values"
-                raise PreprocessError(f"this model fuses clinical features; pass clinical={{{cols}}}")
-            if isinstance(clinical, dict):
-                missing = [c for c in self.clinical_cols if c not in clinical]
-                if missing:
-                    raise PreprocessError(f"clinical features lack {', '.join(missing)} "
-                                          f"(need {', '.join(self.clinical_cols)})")
-                clinical = [clinical[c] if clinical[c] is not None else np.nan for c in self.clinical_cols]
-            raw = np.asarray(clinical, np.float64).reshape(1, -1)
-        elif clinical is not None:
-            raise PreprocessError("clinical features were given but the model fuses none")
+        row = self._clinical_values(clinical)   # predict_records applies the stored scaler
+        raw = None if row is None else row.reshape(1, -1)
         with self._lock:
             out = predict_records(self.model, self.ck, [segs], clinical=raw, device=self.device)
         res = {}

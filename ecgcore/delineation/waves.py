@@ -344,6 +344,28 @@ def _pull_weak_leads(out, keep, amp, lead_qpp, fs):
             out[:, :, c] = np.where(far, np.round(np.nan_to_num(med))[None, :].astype(np.int64), out[:, :, c])
 
 
+def _rhythm_flags(flags, extra, live, aa, irregular, nb, any_live, deferred):
+    """Record-level atrial flags (shared by the kernel path and its numpy reference).
+
+    The flutter periodicity score is computed (possibly deferred) only where the
+    atrial-wave consistency is already below the bar used for irregular rhythms.
+    """
+    fl = float("nan")
+    if any_live and aa < PRESENCE["aa_consistency_irreg"]:
+        if deferred and "flutter" in deferred:
+            deferred["flutter"]()
+        fq = np.quantile(extra[live, :, 5], PRESENCE["flutter_lead_q"], axis=0)
+        fl = float(np.median(fq))
+    flutter = bool(fl >= PRESENCE["flutter_score"])
+    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"])
+                 or flutter)
+    flags["rr_irregular"] = irregular
+    flags["atrial_periodicity"] = round(fl, 3)
+    flags["atrial_flutter"] = bool(flutter and nb >= 3)
+    flags["atrial_consistency"] = round(aa, 3)
+    flags["no_atrial_activity"] = no_aa if nb >= 3 else False
+
+
 def _decide(marks, feats, usable, r, fs, extra, deferred=None):
     """Presence decisions, atrial-activity decision, beat classes and global marks.
 
@@ -360,20 +382,7 @@ def _decide(marks, feats, usable, r, fs, extra, deferred=None):
         PRESENCE["p_noise"], PRESENCE["p_pr_tol_s"] * fs)
     flags = {}
     irregular = bool(irr > PRESENCE["rr_irregular"])
-    fl = float("nan")
-    if n_live and aa < PRESENCE["aa_consistency_irreg"]:
-        if deferred and "flutter" in deferred:
-            deferred["flutter"]()
-        fq = np.quantile(extra[live, :, 5], PRESENCE["flutter_lead_q"], axis=0)
-        fl = float(np.median(fq))
-    flutter = bool(fl >= PRESENCE["flutter_score"])
-    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"])
-                 or flutter)
-    flags["rr_irregular"] = irregular
-    flags["atrial_periodicity"] = round(fl, 3)
-    flags["atrial_flutter"] = bool(flutter and nb >= 3)
-    flags["atrial_consistency"] = round(aa, 3)
-    flags["no_atrial_activity"] = no_aa if nb >= 3 else False
+    _rhythm_flags(flags, extra, live, aa, irregular, nb, bool(n_live), deferred)
     need = max(1, int(np.ceil(PRESENCE["p_lead_frac"] * max(1, n_live))))
     out, p_keep, p_amp, lead_ok = _wk.decide_p(
         marks, feats, extra, usable, lead_qpp, p_keep, t_ok, need, flags["no_atrial_activity"],
@@ -440,20 +449,7 @@ def _decide_numpy(marks, feats, usable, r, fs, extra, deferred=None):
     # multiple of the lag and whose T and P waves look alike (simulated 95/min), so it
     # is taken as evidence only where the atrial-wave consistency is already below the
     # bar used for irregular rhythms (and computed only there when it can be deferred)
-    fl = float("nan")
-    if nb and live.any() and aa < PRESENCE["aa_consistency_irreg"]:
-        if deferred and "flutter" in deferred:
-            deferred["flutter"]()
-        fq = np.quantile(extra[live, :, 5], PRESENCE["flutter_lead_q"], axis=0)
-        fl = float(np.median(fq))
-    flutter = bool(fl >= PRESENCE["flutter_score"])
-    no_aa = bool(aa < PRESENCE["aa_consistency"] or (irregular and aa < PRESENCE["aa_consistency_irreg"])
-                 or flutter)
-    flags["rr_irregular"] = irregular
-    flags["atrial_periodicity"] = round(fl, 3)
-    flags["atrial_flutter"] = bool(flutter and nb >= 3)
-    flags["atrial_consistency"] = round(aa, 3)
-    flags["no_atrial_activity"] = no_aa if nb >= 3 else False
+    _rhythm_flags(flags, extra, live, aa, irregular, nb, bool(nb and live.any()), deferred)
     p_keep = consistent & p_ok
     # member beats: the template's P (large enough) and the beat's P projects onto it
     t_amp = extra[:, :, 4]
