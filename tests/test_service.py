@@ -246,21 +246,7 @@ def test_image_cache_bounds_and_expiry(client):
     assert client.get("/api/v1/images/..%2F..%2Fetc%2Fpasswd.png").status_code == 404
 
 
-HANG, CRASH = b"HANG-FOREVER", b"CRASH-NOW"
-
-
-def hang_or_analyze(path, workdir, **kwargs):
-    """The analysis of the timeout test: uploads starting with HANG never return, CRASH kills the process."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(HANG):
-        open(os.path.join(workdir, "hanging"), "w").close()   # proof that the analysis did start
-        while True:
-            time.sleep(1)
-    if head.startswith(CRASH):
-        os._exit(70)                                           # as a segfault in a reader would
-    from ecgcore.cli.service_app import analyze_path
-    return analyze_path(path, workdir, **kwargs)
+from _service_stubs import CRASH, HANG, hang_or_analyze  # noqa: E402 (importable by the workers)
 
 
 def test_timed_out_worker_process_is_killed_and_replaced(tmp_path):
