@@ -246,7 +246,7 @@ def test_image_cache_bounds_and_expiry(client):
     assert client.get("/api/v1/images/..%2F..%2Fetc%2Fpasswd.png").status_code == 404
 
 
-from _service_stubs import CRASH, HANG, hang_or_analyze  # noqa: E402 (importable by the workers)
+from _service_analyses import CRASH, HANG, hang_or_analyze  # noqa: E402 (importable by the workers)
 
 
 def test_timed_out_worker_process_is_killed_and_replaced(tmp_path):

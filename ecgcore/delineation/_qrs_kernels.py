@@ -548,6 +548,20 @@ _MAG = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 @njit(cache=True)
+def _finite_range(v):
+    """Minimum and maximum of the finite values of a 1-D array (inf, -inf when none);
+    the slow path of the scans, for rows that hold NaN or inf."""
+    a = np.inf
+    z = -np.inf
+    for i in range(v.shape[0]):
+        w = v[i]
+        if np.isfinite(w):
+            a = w if w < a else a
+            z = w if w > z else z
+    return a, z
+
+
+@njit(cache=True)
 def scan_rows(x):
     """Per row: number of non-finite samples, minimum and maximum of the finite ones
     (inf / -inf for a row without any).
@@ -583,16 +597,8 @@ def scan_rows(x):
             hi[l] = of[1]
             continue
         # some non-finite samples: count them, range over the rest
-        a = np.inf
-        z = -np.inf
-        for i in range(n):
-            v = x[l, i]
-            if np.isfinite(v):
-                a = v if v < a else a
-                z = v if v > z else z
         nbad[l] = c
-        lo[l] = a
-        hi[l] = z
+        lo[l], hi[l] = _finite_range(x[l])
     return nbad, lo, hi
 
 
@@ -626,15 +632,7 @@ def scan_cols(xt):
             lo[l] = of[0]
             hi[l] = of[1]
             continue
-        a = np.inf
-        z = -np.inf
-        for i in range(n):
-            v = xt[i, l]
-            if np.isfinite(v):
-                a = v if v < a else a
-                z = v if v > z else z
-        lo[l] = a
-        hi[l] = z
+        lo[l], hi[l] = _finite_range(xt[:, l])
     return nbad, lo, hi
 
 

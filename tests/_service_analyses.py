@@ -1,4 +1,4 @@
-"""Analysis stand-ins for the service's worker processes (tests only).
+"""Analysis functions the service tests hand to its worker processes.
 
 They live in a plain module on the tests' ``pythonpath`` rather than in a test
 file: a spawned worker unpickles the function by module name, and test files
