@@ -9,7 +9,9 @@ Extensions are discovered, not listed, so adding a kernel is adding a file:
 so only the ``ecgcore`` namespace lands in site-packages.
 
 Set ``ECGCORE_NATIVE=1`` to compile for the build machine's CPU (``-march=native``);
-the default builds portable code.
+the default builds portable code. ``ECGCORE_ONLY=chain,medfilt`` builds only the named
+extensions (by file stem), so a kernel under edit can be rebuilt without recompiling,
+or being broken by, the others.
 """
 
 import glob
@@ -32,12 +34,19 @@ def _flags():
     return cflags, []
 
 
+def _wanted(name):
+    only = os.environ.get("ECGCORE_ONLY", "").strip()
+    return not only or name in {n.strip() for n in only.split(",")}
+
+
 def cpp_extensions():
     from pybind11.setup_helpers import Pybind11Extension
     cflags, lflags = _flags()
     exts = []
     for src in sorted(glob.glob(os.path.join("csrc", "*.cpp"))):
         name = os.path.splitext(os.path.basename(src))[0]
+        if not _wanted(name):
+            continue
         exts.append(Pybind11Extension(
             f"ecgcore._kernels.{name}", [src], cxx_std=17, include_dirs=["csrc"],
             extra_compile_args=cflags, extra_link_args=lflags))
@@ -50,6 +59,8 @@ def cython_extensions():
     exts = []
     for pyx in sorted(glob.glob(os.path.join("ecgcore", "**", "_*.pyx"), recursive=True)):
         mod = os.path.splitext(pyx)[0].replace(os.sep, ".")
+        if not _wanted(mod.rsplit(".", 1)[-1]):
+            continue
         exts.append(Extension(mod, [pyx], include_dirs=[np.get_include()],
                               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                               extra_compile_args=cflags))
