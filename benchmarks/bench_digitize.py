@@ -2,8 +2,12 @@
 
     python benchmarks/bench_digitize.py [--n 5]
 
-Vector PDFs: pages rendered by ecgcore.plot (all layouts, path simplification
-off so the page holds the exact samples) and the two sample PDFs on the shelf.
+Vector PDFs: pages rendered by ecgcore.plot (all layouts, every sample a vertex) and
+the two sample PDFs on the shelf; then pages saved WITH matplotlib's default path
+simplification (ecgcore.plot with simplification forced back on, the matplotlib
+generator; simulated and real records at 100, 250, 500 and 1000 Hz; the dicom-ecg-plot
+PDF), read before (cubics between kept vertices) and after the reader rebuilds the
+dropped samples (pdf_vector._fill_dropped).
 Raster pages (``--raster``): pages rendered by ecgcore.plot from real records on the
 shelf and a simulated one, clean and damaged (rotation, blur+noise+JPEG, 100 dpi, grey
 grid, scanner shading), plus the ecg-image-kit page set in shared/data/ecg_pages per
@@ -102,6 +106,106 @@ def _score(path, ref, fs, align=True):
     return float(np.nanmean(challenge_snr(R, E, fs, align=align))), out
 
 
+def _real_records():
+    """Real records at 100, 250, 500 and 1000 Hz (10 s; 12 rows, 2-lead records tiled)."""
+    out = []
+    for rel in ("ptbxl/00001_lr.hea", "qtdb/sel100.hea", "wfdb/JS00001.hea", "ludb/1.hea",
+                "wfdb/s0010_re.hea"):
+        p = os.path.join(SHARED, "data", rel)
+        if not os.path.exists(p):
+            continue
+        rec = ecgcore.read(p)
+        sig = rec.signal[:, :int(10 * rec.fs)].astype(float)
+        if rec.n_leads >= 12 and set(ecgcore.STANDARD_12) <= set(rec.conform().leads):
+            sig = rec.conform().signal[:12, :int(10 * rec.fs)].astype(float)
+        else:                                   # a 2-lead Holter: its leads in turn
+            sig = np.resize(sig, (12, sig.shape[1]))
+        # drawn about its own baseline, as a plotter centres a trace (qtdb sits at +4.8 mV)
+        sig = np.nan_to_num(sig - np.nanmedian(sig, axis=1, keepdims=True))
+        out.append((rel, rec.fs, sig))
+    return out
+
+
+def _plot_simplified(rec, path, layout="3x4+II"):
+    """An ecgcore.plot page saved the way matplotlib saves by default (traces simplified)."""
+    res = ecgcore.plot(rec, None, layout=layout)
+    for coll in res.figure.axes[0].collections:
+        for p in coll.get_paths():
+            p.should_simplify = True
+    with matplotlib.rc_context({"path.simplify": True}):
+        res.figure.savefig(path, format="pdf")
+    ref = rec.conform().signal.astype(float)
+    drawn = np.zeros(ref.shape, bool)
+    for p in res.panels:
+        drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
+    ref[~drawn] = np.nan
+    return ref
+
+
+def simplified(tmp, speed=None):
+    """Pages saved WITH matplotlib's default path simplification: SNR before / after the
+    reader rebuilds the dropped samples (before = shape-preserving cubics alone).
+
+    "Before" switches ``pdf_vector._fill_dropped`` off in this process; both readings
+    use the same files. Returns rows for the vector table; adds two of the pages to
+    ``speed`` (name -> path) for the timing table.
+    """
+    import ecgcore.digitization.pdf_vector as pv
+
+    fill = pv._fill_dropped
+    sets = {}
+    sims = ecgcore.simulate(n=3, fs=500, duration=10, seed=21)
+    sims = sims if isinstance(sims, list) else [sims]
+    for k, rec in enumerate(sims):
+        path = os.path.join(tmp, f"ps{k}.pdf")
+        sets.setdefault("ecgcore.plot 3x4+II, simplified (simulated, 500 Hz)", []).append(
+            (path, _plot_simplified(rec, path), 500.0))
+        path = os.path.join(tmp, f"ms{k}.pdf")
+        sets.setdefault("matplotlib generator 3x4+II, simplified (simulated, 500 Hz)", []).append(
+            (path, _mpl_page(rec.conform().signal.astype(float), 500.0, path, simplify=True),
+             500.0))
+    for rel, fs, sig in _real_records():
+        path = os.path.join(tmp, f"mr{len(sets)}_{int(fs)}.pdf")
+        sets.setdefault(f"matplotlib generator 3x4+II, simplified, {rel} ({fs:g} Hz)", []).append(
+            (path, _mpl_page(sig, fs, path, simplify=True), fs))
+        if sig.shape[0] == 12 and rel != "qtdb/sel100.hea":
+            path = os.path.join(tmp, f"pr{len(sets)}_{int(fs)}.pdf")
+            rec = ecgcore.Record(sig.astype(np.float32), fs, list(ecgcore.STANDARD_12))
+            sets.setdefault(f"ecgcore.plot 3x4+II, simplified, {rel} ({fs:g} Hz)", []).append(
+                (path, _plot_simplified(rec, path), fs))
+    pdf = os.path.join(SHARED, "data", "pdf", "dicomecgplot_anonymous_ecg_3x4_1.pdf")
+    if os.path.exists(pdf):
+        from scipy.signal import butter, lfilter
+        ref = ecgcore.read(os.path.join(SHARED, "data", "dicom", "pydicom_waveform_ecg.dcm"))
+        b, a = butter(1, [0.05 / 500, 40.0 / 500], btype="band")
+        sets["dicomecgplot_anonymous_ecg_3x4_1.pdf vs the signal it drew (1000 Hz)"] = [
+            (pdf, lfilter(b, a, ref.conform().signal.astype(float), axis=1), 1000.0)]
+    if speed is not None:
+        for name, items in sets.items():
+            if name.startswith("ecgcore.plot 3x4+II, simplified (simulated"):
+                speed["ecgcore.plot 3x4+II saved simplified, dropped samples rebuilt"] = \
+                    items[0][0]
+            if name.endswith("(1000 Hz)") and name.startswith("matplotlib generator"):
+                speed["matplotlib generator, simplified, 1000 Hz, rebuilt"] = items[0][0]
+    rows = []
+    print("| simplified vector pages | pages | before (cubics) | after (rebuilt) | "
+          "after, no alignment |")
+    print("|---|---|---|---|---|")
+    for name, items in sets.items():
+        try:
+            pv._fill_dropped = lambda curve, *a: curve
+            before = [_score(p, r, fs)[0] for p, r, fs in items]
+        finally:
+            pv._fill_dropped = fill
+        after = [_score(p, r, fs)[0] for p, r, fs in items]
+        after0 = [_score(p, r, fs, align=False)[0] for p, r, fs in items]
+        print(f"| {name} | {len(items)} | {np.mean(before):.1f} | {np.mean(after):.1f} | "
+              f"{np.mean(after0):.1f} |")
+        rows.append((name + " (rebuilt)", len(items), np.mean(after)))
+    print()
+    return rows
+
+
 def _cpu_per_pdf(path, reps=5):
     ecgcore.digitize(path)
     t = time.process_time()
@@ -120,8 +224,8 @@ def vector(n):
                 _score(path, ref, 500)[0])
             if layout == "3x4+II":
                 speed.setdefault("ecgcore.plot 3x4+II, every sample a vertex", path)
-        # as ecgcore.plot saves a page by default: its traces (a LineCollection) are
-        # simplified by matplotlib, whatever rc_context savefig runs under
+        # as ecgcore.plot saves a page by default (it switches simplification off on its
+        # trace paths, so every sample is a vertex)
         recs = ecgcore.simulate(n=n, fs=500, duration=10, seed=1)
         for k, rec in enumerate(recs if isinstance(recs, list) else [recs]):
             path = os.path.join(tmp, f"default{k}.pdf")
@@ -154,6 +258,7 @@ def vector(n):
                 rows.append((f"matplotlib generator {layout}, path.simplify "
                              f"{'on (default)' if simplify else 'off'}; no alignment: "
                              f"{np.mean(vals0):.1f}", len(vals), np.mean(vals)))
+        rows += simplified(tmp, speed)
         print("| vector page set | pages | mean SNR (dB, 2024 metric) |")
         print("|---|---|---|")
         for name, k, v in rows:
