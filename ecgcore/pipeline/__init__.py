@@ -16,6 +16,17 @@ skips exactly the finished chunks, and the manifest, errors and summary are
 rebuilt from the sidecars. A killed and resumed run therefore writes the same
 bytes as an uninterrupted one.
 
+The driver holds no sidecar: each worker returns its chunk's counts and its
+manifest rows already rendered as CSV text, which the driver appends in chunk
+order while the run goes on (resumed chunks are rendered from their sidecar
+files in their turn; label columns that differ between chunks, or a parquet
+manifest, fall back to one streamed pass over the sidecar files at the end).
+So the driver's memory and CPU stay flat with the dataset size and the
+workers never wait on it. Sidecar ``timings`` hold the chunk's ``cpu_s``
+and its wall-clock ``start``/``end``; ``summary.json`` adds the driver's own
+CPU time while the engine ran (``engine_cpu_s``) and while finishing the
+manifest (``manifest_cpu_s``).
+
 Modules: :mod:`.discover` (inputs and manifests), :mod:`.worker` (one chunk:
 read, preprocess, write), :mod:`.shards` (atomic files, sidecars),
 :mod:`.manifest` (merging sidecars), :mod:`.engine_local` (process pool),

@@ -3,7 +3,7 @@ writes its own shard, so the output folder must be visible to every worker."""
 
 from __future__ import annotations
 
-from .worker import process_chunk
+from .worker import process_chunk_summary
 
 __all__ = ["run_dask"]
 
@@ -35,13 +35,13 @@ def run_dask(tasks, scheduler: str | None, workers: int, on_done) -> None:
         window = 4 * nthreads
         first = tasks[:window]
         rest = iter(tasks[window:])
-        ac = as_completed(client.map(process_chunk, first, pure=False))
+        ac = as_completed(client.map(process_chunk_summary, first, pure=False))
         for fut in ac:
             on_done(fut.result())
             fut.release()
             nxt = next(rest, None)
             if nxt is not None:
-                ac.add(client.submit(process_chunk, nxt, pure=False))
+                ac.add(client.submit(process_chunk_summary, nxt, pure=False))
     finally:
         client.close()
         if cluster is not None:

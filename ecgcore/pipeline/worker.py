@@ -16,7 +16,7 @@ from .. import presets as _presets
 from .shards import (ShardWriter, shard_name, sidecar_name, write_json_atomic,
                      write_npy_parts_atomic)
 
-__all__ = ["process_chunk", "BATCH"]
+__all__ = ["process_chunk", "process_chunk_summary", "summarize", "BATCH"]
 
 #: records per kernel call: large enough to amortise Python, small enough to stay in cache
 BATCH = 64
@@ -51,10 +51,11 @@ def _quality(x: np.ndarray, leads, fs: float = 0.0, full: bool = False) -> list[
     with np.errstate(invalid="ignore"):
         # max/min propagate NaN, so one NaN sample marks the lead (no nan-aware pass needed)
         ptp = x.max(axis=-1) - x.min(axis=-1) if x.shape[-1] else np.zeros(x.shape[:2])
+        # the common case in one comparison (NaN compares false): no flag at all
+        if (ptp >= 1e-3).all():
+            return [""] * x.shape[0]
     nan = np.isnan(ptp)
     flat = ~nan & (ptp < 1e-3)
-    if not (nan.any() or flat.any()):  # the common case: skip the per-record loop
-        return [""] * x.shape[0]
     out = []
     for i in range(x.shape[0]):
         f = [f"nan:{leads[j]}" for j in np.flatnonzero(nan[i])]
@@ -244,13 +245,16 @@ def process_chunk(task: dict) -> dict:
 
     ``task`` holds ``chunk`` (int), ``items`` (list of (path, record_id,
     labels)), ``preset`` (validated dict), ``out_dir``, ``dtype`` and
-    ``shape`` ((leads, samples) every output must have).
+    ``shape`` ((leads, samples) every output must have); with ``render``
+    true the returned dict (not the file) also holds ``parts``, the chunk's
+    manifest text (:func:`~.manifest.render_chunk`).
     """
     delay = float(os.environ.get("ECGCORE_PIPELINE_CHUNK_DELAY", "0") or 0)
     if delay:  # test hook: lets the crash/resume test kill a run mid-way
         time.sleep(delay)
     from ..io import read
     cpu0 = time.process_time()
+    wall0 = time.time()
     chunk, items, preset = task["chunk"], task["items"], task["preset"]
     out_dir, dtype = task["out_dir"], np.dtype(task["dtype"])
     leads_n, length = task["shape"]
@@ -272,11 +276,51 @@ def process_chunk(task: dict) -> dict:
         # streamed: the outputs go to the file in order, never concatenated
         write_npy_parts_atomic(shard, parts, (n_rows, leads_n, length), dtype)
         t_write = time.perf_counter() - t2
+    errs = [errors[k] for k in sorted(errors)]
+    rendered = None
+    if task.get("render"):  # the driver's manifest text, inside this chunk's CPU time
+        from .manifest import render_chunk
+        rendered = render_chunk({"shard": shard_name(chunk), "records": records, "errors": errs})
     sidecar = {"chunk": chunk, "shard": shard_name(chunk), "n_segments": int(n_rows),
-               "n_inputs": len(items), "records": records,
-               "errors": [errors[k] for k in sorted(errors)],
+               "n_inputs": len(items), "records": records, "errors": errs,
                "timings": {"read_s": t_read, "preprocess_s": t_proc, "write_s": t_write,
-                           "cpu_s": time.process_time() - cpu0}}
+                           "cpu_s": time.process_time() - cpu0,
+                           # wall-clock span (epoch seconds): benchmarks measure the
+                           # engine's throughput between first start and last end
+                           "start": wall0, "end": time.time()}}
     # the sidecar last: its presence means the shard is complete
     write_json_atomic(os.path.join(out_dir, sidecar_name(chunk)), sidecar)
+    if rendered is not None:
+        sidecar = {**sidecar, "parts": rendered}  # returned, not written
     return sidecar
+
+
+def summarize(sidecar: dict, render: bool = False) -> dict:
+    """The few numbers of a sidecar the driver needs while a run goes on.
+
+    With ``render``, also ``parts``: the chunk's manifest rows and error lines
+    as text (:func:`~.manifest.render_chunk`), so that the driver only appends.
+    """
+    labels: dict[str, None] = {}  # the chunk's label columns in first-seen order
+    for r in sidecar["records"]:
+        for c, _v in r.get("labels", ()):
+            labels.setdefault(c)
+    out = {"chunk": sidecar["chunk"], "n_inputs": sidecar["n_inputs"],
+           "n_records": len(sidecar["records"]), "n_errors": len(sidecar["errors"]),
+           "n_segments": sum(r["n_segments"] for r in sidecar["records"]),
+           "error_types": [e["error"] for e in sidecar["errors"]],
+           "label_cols": list(labels), "timings": sidecar["timings"]}
+    if render:
+        from .manifest import render_chunk
+        out["parts"] = sidecar.get("parts") or render_chunk(sidecar)
+    return out
+
+
+def process_chunk_summary(task: dict) -> dict:
+    """:func:`process_chunk`, returning only :func:`summarize` of its sidecar.
+
+    What the engines run: the full sidecar is on disk already, so the pool
+    does not pickle a chunk's record rows back to the parent, only the
+    chunk's manifest text, rendered here in parallel (the driver appends it).
+    """
+    return summarize(process_chunk(task), render=True)
