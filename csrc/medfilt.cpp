@@ -9,7 +9,11 @@
 // (Suomela's algorithm with a rank bit mask). On AVX-512 machines, float32
 // windows of MS_MIN_K_F32..511 samples run medsort_body.hpp instead: the same
 // algorithm with bitonic sorting and merging networks in zmm registers, blocks
-// of 256 / 512 samples and interleaved median walks (ECGFounder's k = 201). The older sorted-buffer path (two
+// of 256 / 512 samples and interleaved median walks (ECGFounder's k = 201);
+// unless `exact` is asked, windows of up to 255 samples sort 32-bit entries
+// with keys quantised over the row's range, and return a sample within about
+// range * 2^-23 of the exact median (see medsort_body.hpp). Every other path
+// selects exactly scipy's sample. The older sorted-buffer path (two
 // branch-free binary searches plus a short memmove per step) stays as the
 // fallback when the register kernel has no build for the window size, and as
 // method 2 for tests.
@@ -113,8 +117,10 @@ static void median_row_block(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t 
 // Kernel choice: 0 = automatic, 1 = sorted window in registers (branch-free
 // sweep up to 4 vectors, else the branchy one), 2 = sorted buffer with memmove,
 // 3 = block sort, 4 / 5 = register window forced branch-free / branchy,
-// 6 = zmm block sort (float32 on AVX-512; elsewhere it runs 3).
-// 1..6 exist for tests and A/B timings; 2 is also the fallback of 1, 4 and 5
+// 6 = zmm block sort with exact 64-bit entries, 7 = zmm block sort with 32-bit
+// quantised entries for k <= 255 (64-bit beyond, or for rows with +/-inf)
+// (6 and 7: float32 on AVX-512; elsewhere they run 3).
+// 1..7 exist for tests and A/B timings; 2 is also the fallback of 1, 4 and 5
 // beyond 32 vectors.
 template <class T>
 static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
@@ -131,6 +137,17 @@ static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
 // signal.md). Rows shorter than a block would pay for a whole block pair.
 static bool use_sorted(std::ptrdiff_t k, std::ptrdiff_t n) { return k >= MS_MIN_K_F32 && k <= 511 && n >= 256; }
 
+// The zmm kernel also compares 16-bit lanes (AVX-512BW), which the simd_level()
+// check of blockkern.hpp does not cover.
+static bool zmm_sorted_ok() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    static const bool ok = block_level() == 2 && __builtin_cpu_supports("avx512bw");
+    return ok;
+#else
+    return false;
+#endif
+}
+
 // Branch-free lower_bound: the comparisons compile to conditional moves, so the
 // random outcome of each step costs no misprediction.
 template <class T>
@@ -145,7 +162,8 @@ static inline std::ptrdiff_t lower_pos(const T* a, std::ptrdiff_t n, T v) {
 }
 
 template <class T>
-static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, T* win, int method) {
+static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, T* win, int method,
+                       bool exact) {
     bool has_nan = false;
     for (std::ptrdiff_t i = 0; i < n; ++i) has_nan |= std::isnan(x[i]);
     if (has_nan) {
@@ -155,13 +173,13 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
     }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     if constexpr (sizeof(T) == 4) {
-        if ((method == 6 || (method == 0 && use_sorted(k, n))) && block_level() == 2 && k <= 511 && n > 1) {
-            ecgk::avx512::median_rows_sorted_f32(x, y, n, k, subtract);
+        if ((method == 6 || method == 7 || (method == 0 && use_sorted(k, n))) && zmm_sorted_ok() && k <= 511 && n > 1) {
+            ecgk::avx512::median_rows_sorted_f32(x, y, n, k, subtract, method == 6 || exact);
             return;
         }
     }
 #endif
-    if (method == 3 || method == 6 || (method == 0 && use_block<T>(k, n))) {
+    if (method == 3 || method == 6 || method == 7 || (method == 0 && use_block<T>(k, n))) {
         median_row_block(x, y, n, k, subtract);
         return;
     }
@@ -199,8 +217,9 @@ static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, boo
 }
 
 template <class T>
-static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::ptrdiff_t k, bool subtract, int method) {
-    if (method < 0 || method > 6) throw std::invalid_argument("method must be 0..6");
+static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::ptrdiff_t k, bool subtract, int method,
+                                     bool exact) {
+    if (method < 0 || method > 7) throw std::invalid_argument("method must be 0..7");
     if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
     if (k < 1 || k % 2 == 0) throw std::invalid_argument("kernel size must be odd and positive");
     const std::ptrdiff_t R = x.shape(0), N = x.shape(1);
@@ -211,7 +230,7 @@ static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::
     {
         py::gil_scoped_release nogil;
         std::vector<T> win(k);
-        for (std::ptrdiff_t r = 0; r < R; ++r) median_row(xp + r * N, yp + r * N, N, k, subtract, win.data(), method);
+        for (std::ptrdiff_t r = 0; r < R; ++r) median_row(xp + r * N, yp + r * N, N, k, subtract, win.data(), method, exact);
     }
     return y;
 }
@@ -219,7 +238,7 @@ static py::array_t<T> running_median(py::array_t<T, py::array::c_style> x, std::
 PYBIND11_MODULE(medfilt, m) {
     m.doc() = "Running-median kernels (see ecgcore.signal.median_baseline).";
     m.def("running_median", &running_median<double>, py::arg("x"), py::arg("k"), py::arg("subtract") = false,
-          py::arg("method") = 0);
+          py::arg("method") = 0, py::arg("exact") = false);
     m.def("running_median", &running_median<float>, py::arg("x"), py::arg("k"), py::arg("subtract") = false,
-          py::arg("method") = 0);
+          py::arg("method") = 0, py::arg("exact") = false);
 }

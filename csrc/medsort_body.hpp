@@ -3,30 +3,37 @@
 // sorting", arXiv:1406.1717, 2014) with the sorting and merging done by bitonic
 // networks in zmm registers, and the median walk run for several block pairs at
 // once. Textually included by medfilt.cpp inside the AVX-512 namespace (hence
-// no include guard); needs <immintrin.h> and the mb_key helpers of
-// medblock_body.hpp.
+// no include guard); needs <immintrin.h>.
 //
 // Layout. The zero-padded row p (p[i] = x[i - k/2], 0 outside) is cut into
 // blocks of N = 256 (k <= 255) or 512 (k <= 511) samples, N >= k. Output
 // i = b*N + j is the median of positions j .. j + k - 1 of the concatenation
 // A | B of blocks b and b + 1, so one pair of blocks serves N outputs (blocks of
-// exactly k samples, as in the paper, would waste the network's padding). Every
-// sample becomes a 64-bit entry, order-preserving key << 32 | tag with tag =
-// parity(b) * N + offset, so entries are unique, ordered like the floats, and
-// the two blocks of a pair never collide.
+// exactly k samples, as in the paper, would waste the network's padding).
 //
-// Per block: one bitonic sort of N entries (N / 8 zmm, min/max on unsigned
-// 64-bit; columns first, then 8 x 8 transposes and merges). Per pair: one
-// bitonic merge of the two sorted blocks gives every position of A | B its rank
-// 0..2N-1, and the merged array gives the value at a rank. The window is a set
-// of k ranks kept as a bit mask: a step clears the rank of position j, sets the
-// rank of position j + k, and the median moves by at most one set bit (to the
-// next or the previous one), chosen without a data-dependent branch from the
-// count of ranks that crossed it. The walk has a loop-carried latency of a
-// dozen cycles, so ECGK_MS_G pairs walk interleaved.
+// Entries. Every sample becomes a unique integer entry ordered like the
+// samples: either 64 bits, order-preserving float key << 32 | tag (exact: the
+// key gives the sample back), or, for N = 256, 32 bits, a 23-bit key quantised
+// over the row's range << 9 | tag (half the vector work per sort and merge, and
+// a block's 16 vectors stay in registers). tag = parity(b) * N + offset, so the
+// two blocks of a pair never collide.
 //
-// Results are samples selected by rank, bit for bit those of
-// scipy.signal.medfilt (entries with equal keys are equal floats).
+// Per block: one bitonic sort (columns first, then transposes and merges). Per
+// pair: one bitonic merge of the two sorted blocks gives the entries in rank
+// order, hence rank -> position in A | B (`pos`) and rank -> sample (`val`).
+// Rank r is in the window after step j when pos[r] - (j + 1) < k (unsigned), so
+// one vector load and compare give the window membership of the 16 ranks around
+// the median; the median moves by at most one window rank per step, and pdep
+// selects it without a branch on the (data dependent) direction. The walk has
+// a loop-carried latency of about 25 cycles, so ECGK_MS_G pairs walk
+// interleaved.
+//
+// Results. With 64-bit entries the output is the sample of the median's rank,
+// bit for bit that of scipy.signal.medfilt (entries with equal keys are equal
+// floats). With 32-bit entries it is the sample whose quantised key equals the
+// exact median's: an actual sample of the window within one quantisation step
+// (range * 2^-23, plus the float rounding of the scaling) of the exact median,
+// and equal to it unless another sample of the window shares its key.
 
 // GCC 12 reports the _mm512_undefined_*() operand inside its own AVX-512
 // intrinsics as uninitialised once they are inlined (thousands of false
@@ -36,7 +43,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #ifndef ECGK_MS_G
-#define ECGK_MS_G 2
+#define ECGK_MS_G 5
 #endif
 
 namespace ms {
@@ -46,8 +53,9 @@ static inline __m512i rev8() { return _mm512_set_epi64(0, 1, 2, 3, 4, 5, 6, 7); 
 // compare-exchange of lane l with lane l ^ d inside one vector; `up` marks the
 // lanes that take the larger entry
 static inline __m512i cx_lane(__m512i v, __m512i idx, __mmask8 up) {
+    // masked min then masked max: two operations instead of min, max and blend
     const __m512i p = _mm512_permutexvar_epi64(idx, v);
-    return _mm512_mask_blend_epi64(up, _mm512_min_epu64(v, p), _mm512_max_epu64(v, p));
+    return _mm512_mask_max_epu64(_mm512_mask_min_epu64(v, (__mmask8)~up, v, p), up, v, p);
 }
 
 // the three in-vector stages of a bitonic merge (distances 4, 2, 1)
@@ -213,7 +221,7 @@ static inline __m512 unkeys16(__m512i k) {
 // (N = 8 * NV; zeros outside the signal).
 template <int NV>
 static inline void sort_block(const float* x, std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t b, __m512i* out,
-                              float* tmp) {
+                              float* tmp, __m512i* unsorted) {
     constexpr int N = 8 * NV;
     const std::ptrdiff_t h = k / 2, q0 = b * N - h;
     const float* src;
@@ -234,103 +242,344 @@ static inline void sort_block(const float* x, std::ptrdiff_t n, std::ptrdiff_t k
         const __m512i khi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(kk, 1));
         out[I] = _mm512_or_si512(_mm512_slli_epi64(klo, 32), _mm512_add_epi64(tag0, _mm512_set1_epi64(j0)));
         out[I + 1] = _mm512_or_si512(_mm512_slli_epi64(khi, 32), _mm512_add_epi64(tag0, _mm512_set1_epi64(j0 + 8)));
+        unsorted[I] = out[I];
+        unsorted[I + 1] = out[I + 1];
     }
     bsort<NV>(out);
 }
 
-// Index of the c-th (0-based) set bit of the mask (it has more than c).
-static inline uint32_t select_bit(const uint64_t* m, int c) {
-    int w = 0;
-    for (;; ++w) {
-        const int pc = __builtin_popcountll(m[w]);
-        if (c < pc) break;
-        c -= pc;
-    }
-    return (uint32_t)(64 * w) + (uint32_t)__builtin_ctzll(_pdep_u64(1ull << c, m[w]));
+// ---- 32-bit entries (blocks of 256): 16 per zmm ---------------------------
+// An entry is q << 9 | tag, q a 23-bit key quantised over the row's range
+// (zero included, for the padding) and tag = parity(b) * 256 + offset. Sorting
+// 32-bit entries takes half the vector operations of 64-bit ones, and a block's
+// 16 vectors stay in registers. The median walk then selects an entry whose q
+// equals the q of the exact median, and the output is that entry's ORIGINAL
+// sample: an actual sample within one quantisation step (range * 2^-23, plus
+// float rounding of the scaling) of the exact median, and equal to it unless
+// two different samples of the window share the median's q.
+
+// compare-exchange of lane l with lane l ^ d; `up` marks the lanes that take
+// the larger entry (masked min, then masked max: no blend)
+static inline __m512i cx_lane32(__m512i v, __m512i idx, __mmask16 up) {
+    const __m512i p = _mm512_permutexvar_epi32(idx, v);
+    return _mm512_mask_max_epu32(_mm512_mask_min_epu32(v, (__mmask16)~up, v, p), up, v, p);
 }
-static inline uint32_t next_set(const uint64_t* m, uint32_t p) {
-    uint32_t w = p >> 6;
-    uint64_t bits = (m[w] >> (p & 63)) >> 1;
-    if (bits) return p + 1 + (uint32_t)__builtin_ctzll(bits);
-    while (!m[++w]) {
-    }
-    return 64 * w + (uint32_t)__builtin_ctzll(m[w]);
+// the four in-vector stages of a bitonic merge (distances 8, 4, 2, 1)
+static inline __m512i tail4(__m512i v) {
+    const __m512i i8 = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+    const __m512i i4 = _mm512_set_epi32(11, 10, 9, 8, 15, 14, 13, 12, 3, 2, 1, 0, 7, 6, 5, 4);
+    const __m512i i2 = _mm512_set_epi32(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2);
+    const __m512i i1 = _mm512_set_epi32(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1);
+    v = cx_lane32(v, i8, 0xFF00);
+    v = cx_lane32(v, i4, 0xF0F0);
+    v = cx_lane32(v, i2, 0xCCCC);
+    return cx_lane32(v, i1, 0xAAAA);
 }
-static inline uint32_t prev_set(const uint64_t* m, uint32_t p) {
-    uint32_t w = p >> 6;
-    uint64_t bits = m[w] & ((1ull << (p & 63)) - 1);
-    if (bits) return 64 * w + 63 - (uint32_t)__builtin_clzll(bits);
-    while (!m[--w]) {
+static inline __m512i rev16() { return _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+
+// 16 x 16 transpose of 32-bit entries in place, by recursive block swaps: at
+// distance D, rows i and i + D (bit D of i clear) exchange their lanes with bit
+// D set (row i) and clear (row i + D), shifted by D.
+template <int D>
+static ECGK_MS_INLINE void transpose16_level(__m512i* r) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx_m = _mm512_and_si512(_mm512_sub_epi32(lane, _mm512_set1_epi32(D)), _mm512_set1_epi32(15));
+    const __m512i idx_p = _mm512_and_si512(_mm512_add_epi32(lane, _mm512_set1_epi32(D)), _mm512_set1_epi32(15));
+    const __mmask16 hi = _mm512_test_epi32_mask(lane, _mm512_set1_epi32(D));  // lanes with bit D set
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+        if (i & D) continue;
+        const __m512i a = r[i], b = r[i + D];
+        r[i] = _mm512_mask_permutexvar_epi32(a, hi, idx_m, b);            // lane c | D <- b[c]
+        r[i + D] = _mm512_mask_permutexvar_epi32(b, (__mmask16)~hi, idx_p, a);  // lane c <- a[c | D]
     }
-    return 64 * w + 63 - (uint32_t)__builtin_clzll(m[w]);
 }
 
-// One pair's state for the walk.
-template <int NV>
+template <int DV, bool TAIL>
+static ECGK_MS_INLINE void merge_rec32(__m512i* v) {
+    if constexpr (DV == 0) {
+        if constexpr (TAIL) v[0] = tail4(v[0]);
+    } else {
+#pragma GCC unroll 64
+        for (int I = 0; I < DV; ++I) {
+            const __m512i lo = _mm512_min_epu32(v[I], v[I + DV]), hi = _mm512_max_epu32(v[I], v[I + DV]);
+            v[I] = lo;
+            v[I + DV] = hi;
+        }
+        merge_rec32<DV / 2, TAIL>(v);
+        merge_rec32<DV / 2, TAIL>(v + DV);
+    }
+}
+template <int NV, int SV, bool REV>
+static ECGK_MS_INLINE void stage_flip32(__m512i* v) {
+    const __m512i f = rev16();
+#pragma GCC unroll 64
+    for (int I = 0; I < NV; ++I) {
+        if (I & (SV / 2)) continue;
+        const int J = I ^ (SV - 1);
+        if constexpr (REV) {
+            const __m512i rb = _mm512_permutexvar_epi32(f, v[J]);
+            const __m512i lo = _mm512_min_epu32(v[I], rb), hi = _mm512_max_epu32(v[I], rb);
+            v[I] = lo;
+            v[J] = _mm512_permutexvar_epi32(f, hi);
+        } else {
+            const __m512i lo = _mm512_min_epu32(v[I], v[J]), hi = _mm512_max_epu32(v[I], v[J]);
+            v[I] = lo;
+            v[J] = hi;
+        }
+    }
+}
+template <int NV, int SV, bool TAIL>
+static ECGK_MS_INLINE void halves32(__m512i* v) {
+#pragma GCC unroll 32
+    for (int b = 0; b < NV; b += SV / 2) merge_rec32<SV / 4, TAIL>(v + b);
+}
+template <int NV, int SV>
+static ECGK_MS_INLINE void column_levels32(__m512i* v) {
+    if constexpr (SV <= NV) {
+        stage_flip32<NV, SV, false>(v);
+        halves32<NV, SV, false>(v);
+        column_levels32<NV, SV * 2>(v);
+    }
+}
+template <int NV, int SV>
+static ECGK_MS_INLINE void merge_levels32(__m512i* w) {
+    if constexpr (SV <= NV) {
+        stage_flip32<NV, SV, true>(w);
+        halves32<NV, SV, true>(w);
+        merge_levels32<NV, SV * 2>(w);
+    }
+}
+// Ascending sort of 16 vectors (256 entries): columns sorted across the
+// vectors, one transpose (each column becomes one sorted vector), then
+// bitonic merges of 2, 4, 8 and 16 vectors.
+static ECGK_MS_INLINE void bsort16(__m512i* v) {
+    column_levels32<16, 2>(v);
+    transpose16_level<8>(v);
+    transpose16_level<4>(v);
+    transpose16_level<2>(v);
+    transpose16_level<1>(v);
+    merge_levels32<16, 2>(v);
+}
+// Merge two ascending runs of 16 vectors into c[0..32).
+static ECGK_MS_INLINE void bmerge16(const __m512i* a, const __m512i* b, __m512i* c) {
+    const __m512i f = rev16();
+#pragma GCC unroll 16
+    for (int I = 0; I < 16; ++I) {
+        const __m512i rb = _mm512_permutexvar_epi32(f, b[15 - I]);
+        c[I] = _mm512_min_epu32(a[I], rb);
+        c[31 - I] = _mm512_permutexvar_epi32(f, _mm512_max_epu32(a[I], rb));
+    }
+    merge_rec32<8, true>(c);
+    merge_rec32<8, true>(c + 16);
+}
+
+// Quantiser of a row: q = (x - lo) * scale, truncated, at most 2^23 - 1.
+struct Quant {
+    float lo, scale;
+};
+// The row's range with 0 (the padding) included; false when it is not finite
+// (the 64-bit path takes such rows).
+static inline bool make_quant(const float* x, std::ptrdiff_t n, Quant& qz) {
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    std::ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+    }
+    float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+    for (; i < n; ++i) {
+        l = std::min(l, x[i]);
+        h = std::max(h, x[i]);
+    }
+    const float r = h - l;
+    if (!std::isfinite(r)) return false;
+    // all zeros: every q is 0, and every sample is the median
+    const double sc = r > 0 ? 8388607.0 / (double)r : 0.0;
+    // a range of subnormals would need a scale beyond float: (x - lo) * inf
+    // gives NaN at x == lo and breaks the order
+    if (!(sc < 1e38)) return false;
+    qz.lo = l;
+    qz.scale = (float)sc;
+    return true;
+}
+
+// Sorted entries of block b of the padded row (256 samples), and its samples
+// (by tag offset) in vals[(b & 1) * 256 ..].
+static inline void sort_block32(const float* x, std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t b, const Quant& qz,
+                                __m512i* out, float* vals, __m512i* unsorted) {
+    constexpr int N = 256;
+    const std::ptrdiff_t h = k / 2, q0 = b * N - h;
+    float* dst = vals + (b & 1) * N;
+    if (q0 >= 0 && q0 + N <= n) {
+        std::memcpy(dst, x + q0, N * sizeof(float));
+    } else {
+        for (std::ptrdiff_t j = 0; j < N; ++j) {
+            const std::ptrdiff_t q = q0 + j;
+            dst[j] = (q >= 0 && q < n) ? x[q] : 0.0f;
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(qz.lo), sc = _mm512_set1_ps(qz.scale), top = _mm512_set1_ps(8388607.0f);
+    const __m512i tag0 = _mm512_add_epi32(_mm512_set1_epi32((int)((b & 1) * N)),
+                                          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+#pragma GCC unroll 16
+    for (int I = 0; I < 16; ++I) {
+        const __m512 f = _mm512_min_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(dst + 16 * I), lo), sc), top);
+        const __m512i q = _mm512_cvttps_epu32(f);
+        out[I] = _mm512_or_si512(_mm512_slli_epi32(q, 9), _mm512_add_epi32(tag0, _mm512_set1_epi32(16 * I)));
+        unsorted[I] = out[I];
+    }
+    bsort16(out);
+}
+
+// ---- the walk ------------------------------------------------------------
+// One pair's state. The window is not kept as a rank bit mask (two
+// read-modify-writes per step, whose store-to-load forwarding chains through
+// the words the median walks in): `pos`, rank -> position in A | B, is fixed
+// for the pair, and rank r is in the window [j + 1, j + k] after step j when
+// pos[r] - (j + 1) < k (unsigned); one vector load and compare give the
+// membership of the 16 ranks around the median.
+template <int N, class Ent>
 struct Slot {
-    __m512i c[2 * NV];          // the pair's entries in rank order
-    uint16_t ra[16 * NV];       // position in A | B -> rank
-    uint64_t mask[NV / 4 + 1];  // window ranks (2N bits; one spare word)
-    uint32_t out[8 * NV];       // key of the median at each step
+    static constexpr int PAD = 32;    // sentinel ranks on both sides of pos
+    static constexpr int NV = 2 * N * (int)sizeof(Ent) / 64;  // zmm of entries per pair
+    __m512i c[NV];                    // the pair's entries in rank order
+    __m512i e[NV];                    // the pair's entries by position in A | B
+    uint16_t pos[PAD + 2 * N + PAD];  // rank -> position in A | B (0xFFFF: padding)
+    float val[2 * N];                 // rank -> sample
+    float out[N];                     // the median at each step
+    const Ent* cr() const { return reinterpret_cast<const Ent*>(c); }
+    const Ent* er() const { return reinterpret_cast<const Ent*>(e); }
 };
 
+// 64-bit entries (key << 32 | tag): the key gives the sample back exactly.
+// ua / ub: the unsorted entries of blocks A and B.
 template <int NV>
-static inline void prepare(Slot<NV>& s, const __m512i* A, const __m512i* B, std::ptrdiff_t k, int pa) {
-    constexpr int N = 8 * NV;
-    constexpr int LOGN = NV == 32 ? 8 : 9;
-    static_assert(NV == 32 || NV == 64, "256- or 512-entry blocks");
+static inline void prepare64(Slot<8 * NV, uint64_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
+                             const __m512i* ub, int pa) {
+    constexpr int N = 8 * NV, P = Slot<N, uint64_t>::PAD;
     bmerge<NV>(A, B, s.c);
-    const uint64_t* e = reinterpret_cast<const uint64_t*>(s.c);
-    // ra is indexed by position in the concatenation A | B (the tag holds the
-    // block parity, which says which of the two the entry came from)
-    const uint32_t flip = (uint32_t)pa << LOGN;
-    for (int m = 0; m < 2 * N; ++m) s.ra[((uint32_t)e[m] & (2 * N - 1)) ^ flip] = (uint16_t)m;
-    // the first window: A offsets 0..k-1
-    const __m512i low = _mm512_set1_epi64(2 * N - 1), base = _mm512_set1_epi64((long long)pa * N),
-                  kk = _mm512_set1_epi64(k);
-    for (int w = 0; w < NV / 4; ++w) {
-        uint64_t bits = 0;
-        for (int q = 0; q < 8; ++q) {
-            const __m512i off = _mm512_sub_epi64(_mm512_and_si512(s.c[8 * w + q], low), base);
-            bits |= (uint64_t)_mm512_cmplt_epu64_mask(off, kk) << (8 * q);
+    for (int v = 0; v < NV; ++v) {
+        s.e[v] = ua[v];
+        s.e[NV + v] = ub[v];
+    }
+    // the tag's block-parity bit says which of the two blocks an entry came
+    // from; flipping it when A is the odd block gives the position in A | B
+    const __m512i low = _mm512_set1_epi64(2 * N - 1), flip = _mm512_set1_epi64((long long)pa * N);
+    for (int v = 0; v < 2 * NV; v += 2) {
+        const __m512i e0 = s.c[v], e1 = s.c[v + 1];
+        const __m256i k0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(e0, 32)), k1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(e1, 32));
+        _mm512_storeu_ps(s.val + 8 * v, unkeys16(_mm512_inserti64x4(_mm512_castsi256_si512(k0), k1, 1)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(s.pos + P + 8 * v),
+                         _mm512_cvtepi64_epi16(_mm512_xor_si512(_mm512_and_si512(e0, low), flip)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(s.pos + P + 8 * v + 8),
+                         _mm512_cvtepi64_epi16(_mm512_xor_si512(_mm512_and_si512(e1, low), flip)));
+    }
+}
+// 32-bit entries; vals holds the samples of the even block then the odd one.
+static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
+                             const __m512i* ub, int pa, const float* vals) {
+    constexpr int N = 256, P = Slot<N, uint32_t>::PAD;
+    bmerge16(A, B, s.c);
+    for (int v = 0; v < 16; ++v) {
+        s.e[v] = ua[v];
+        s.e[16 + v] = ub[v];
+    }
+    const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi32(pa * N);
+    for (int v = 0; v < 32; ++v) {
+        const __m512i tag = _mm512_and_si512(s.c[v], low);
+        _mm512_storeu_ps(s.val + 16 * v, _mm512_i32gather_ps(tag, vals, 4));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.pos + P + 16 * v), _mm512_cvtepi32_epi16(_mm512_xor_si512(tag, flip)));
+    }
+}
+
+// Window membership of 32 ranks from r0: bit i set when rank r0 + i is in the window.
+template <int N, class Ent>
+static inline uint32_t in_window(const Slot<N, Ent>& s, std::ptrdiff_t r0, __m512i base, __m512i kk) {
+    const __m512i v = _mm512_loadu_si512(s.pos + Slot<N, Ent>::PAD + r0);
+    return _mm512_cmplt_epu16_mask(_mm512_sub_epi16(v, base), kk);
+}
+
+// The c-th (0-based) window rank, counted from rank 0: the first median, and
+// the rare step whose median moves more than 16 ranks away (a long run of ranks
+// outside the window, e.g. after a step in the signal).
+template <int N, class Ent>
+static __attribute__((noinline)) uint32_t select_rank(const Slot<N, Ent>& s, int c, __m512i base, __m512i kk) {
+    for (uint32_t r = 0;; r += 32) {
+        const uint32_t m = in_window(s, r, base, kk);
+        const int pc = __builtin_popcount(m);
+        if (c < pc) return r + (uint32_t)__builtin_ctz(_pdep_u32(1u << c, m));
+        c -= pc;
+    }
+}
+
+// One step of the walk: position j leaves, position j + k enters. Before it,
+// p is the median's rank: a window rank with exactly h window ranks below it.
+// After it, the count of window ranks below p is h + d, d = (entering entry
+// below the median's) - (leaving entry below it), so the new median is window
+// rank number c = (window ranks in p - 8 .. p - 1) - d counted from p - 8 (the
+// median moves by at most one window rank, so it is in p - 8 .. p + 7 unless
+// the ranks around it are sparse; then select_rank counts from rank 0). Selecting it with pdep needs no branch on
+// the direction, which is data dependent (and mispredicted half the time on
+// noise). Entries are unique, so comparing entries compares ranks, and no
+// position -> rank table is needed. `base` holds j + 1 in every lane.
+template <int N, class Ent>
+static ECGK_MS_INLINE uint32_t step(const Slot<N, Ent>& s, uint32_t p, std::ptrdiff_t j, std::ptrdiff_t k, int h,
+                                    __m512i base, __m512i kk) {
+    // ranks p - 8 .. p + 7 (a 32-byte load crosses a cache line half as often as a
+    // 64-byte one; the median rarely moves past 8 ranks)
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.pos + Slot<N, Ent>::PAD + (std::ptrdiff_t)p - 8));
+    const uint32_t m = _mm256_cmplt_epu16_mask(_mm256_sub_epi16(v, _mm512_castsi512_si256(base)), _mm512_castsi512_si256(kk));
+    const Ent cm = s.cr()[p];
+    const int d = (int)(s.er()[j + k] < cm) - (int)(s.er()[j] < cm);
+    const int c = __builtin_popcount(m & 0xFFu) - d;
+    // c < 0 selects bit 31, which m (16 bits) never has: sel == 0 covers it
+    const uint32_t sel = _pdep_u32(1u << (c & 31), m);
+    if (__builtin_expect(sel == 0, 0)) return select_rank(s, h, base, kk);
+    return p - 8 + (uint32_t)__builtin_ctz(sel);
+}
+
+// The walks of GG pairs (slots[0 .. GG)), interleaved: every per-lane address is
+// a constant offset from `slots`, so the unrolled lanes need no pointer
+// registers of their own. Step j: position j of A | B leaves, j + k enters.
+template <int GG, int N, class Ent>
+static ECGK_MS_INLINE void walk(Slot<N, Ent>* slots, const uint32_t* p0, std::ptrdiff_t k, int h, __m512i kk) {
+    const __m512i one = _mm512_set1_epi16(1);
+    __m512i bj = one;
+    // a local copy whose address does not escape stays in registers (through
+    // p0 every step would store and reload the ranks: +5 cycles of latency)
+    uint32_t p[GG];
+#pragma GCC unroll 8
+    for (int l = 0; l < GG; ++l) p[l] = p0[l];
+    for (std::ptrdiff_t j = 0; j < N; ++j) {
+#pragma GCC unroll 8
+        for (int l = 0; l < GG; ++l) {
+            Slot<N, Ent>& sl = slots[l];
+            sl.out[j] = sl.val[p[l]];
+            p[l] = step(sl, p[l], j, k, h, bj, kk);
         }
-        s.mask[w] = bits;
+        bj = _mm512_add_epi16(bj, one);
     }
-    s.mask[NV / 4] = 0;
 }
 
-// One step of the walk: the sample of rank r1 leaves, the one of rank r2
-// enters, and p (rank of the median: a set bit with exactly h set bits below)
-// is updated. The median moves by at most one set bit, and to the previous one
-// only when a rank below it entered without one below leaving.
-static inline uint32_t step(uint64_t* M, uint32_t p, uint32_t r1, uint32_t r2) {
-    M[r1 >> 6] &= ~(1ull << (r1 & 63));
-    M[r2 >> 6] |= 1ull << (r2 & 63);
-    const uint64_t w = M[p >> 6];
-    const uint32_t bi = p & 63;
-    const uint64_t sh = w >> bi;
-    // v = 2 * (set bits below p minus h) + (p still set): <= 0 next, 1 stay, >= 2 previous
-    const int v = 2 * ((int)(r2 < p) - (int)(r1 < p)) + (int)(sh & 1);
-    const uint64_t up = sh >> 1;
-    const uint64_t dn = w & ((1ull << bi) - 1);
-    uint32_t nx = p + 1 + (uint32_t)__builtin_ctzll(up | (1ull << 63));
-    uint32_t pv = (p | 63u) - (uint32_t)__builtin_clzll(dn | 1);
-    const bool down = v >= 2;
-    if (__builtin_expect(v != 1 && (down ? dn : up) == 0, 0)) {
-        if (down) pv = prev_set(M, p);
-        else nx = next_set(M, p);
+// walk<gl> for 1 <= gl <= GG
+template <int GG, int N, class Ent>
+static void walk_up_to(int gl, Slot<N, Ent>* slots, const uint32_t* p, std::ptrdiff_t k, int h, __m512i kk) {
+    if constexpr (GG > 1) {
+        if (gl < GG) return walk_up_to<GG - 1>(gl, slots, p, k, h, kk);
     }
-    const uint32_t q = v == 1 ? p : nx;
-    return down ? pv : q;
+    walk<GG>(slots, p, k, h, kk);
 }
 
-template <int NV>
-static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract) {
+// Q32: 32-bit entries (N = 256 only), else 64-bit ones.
+template <int N, bool Q32>
+static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const Quant& qz) {
     constexpr int G = ECGK_MS_G;
+    constexpr int NV = N / 8;  // zmm per block of 64-bit entries
+    static_assert(!Q32 || N == 256, "32-bit entries: blocks of 256");
     const std::ptrdiff_t h = k / 2;
-    constexpr int N = 8 * NV;
     const std::ptrdiff_t npairs = (n + N - 1) / N;  // each pair gives N outputs
-    const std::ptrdiff_t ngroups = (npairs + G - 1) / G;
     // One 64-byte aligned scratch area per thread, grown on demand (std::vector
     // and thread_local storage of a dlopen'ed module do not keep the 64-byte
     // alignment of __m512i).
@@ -340,9 +589,11 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
         ~Scratch() { std::free(mem); }
     };
     static thread_local Scratch S;
-    const size_t slot_b = (sizeof(Slot<NV>) + 63) & ~(size_t)63;
-    const size_t blk_b = 2 * NV * sizeof(__m512i), tmp_b = ((8 * NV + 16) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t need = blk_b + G * slot_b + tmp_b + (size_t)(ngroups * G * N + 16) * sizeof(uint32_t);
+    using Ent = typename std::conditional<Q32, uint32_t, uint64_t>::type;
+    using SlotT = Slot<N, Ent>;
+    const size_t slot_b = (sizeof(SlotT) + 63) & ~(size_t)63;
+    const size_t blk_b = 4 * NV * sizeof(__m512i), tmp_b = ((2 * N + 16) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t need = blk_b + G * slot_b + tmp_b;
     if (S.cap < need) {
         std::free(S.mem);
         S.mem = std::aligned_alloc(64, (need + 63) & ~(size_t)63);
@@ -350,45 +601,53 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
         S.cap = need;
     }
     char* base = static_cast<char*>(S.mem);
+    // 32-bit entries use half of each area
     __m512i* blk[2] = {reinterpret_cast<__m512i*>(base), reinterpret_cast<__m512i*>(base) + NV};
-    Slot<NV>* slots = reinterpret_cast<Slot<NV>*>(base + blk_b);
-    float* tmp = reinterpret_cast<float*>(base + blk_b + G * slot_b);
-    uint32_t* keys = reinterpret_cast<uint32_t*>(base + blk_b + G * slot_b + tmp_b);
-    sort_block<NV>(x, n, k, 0, blk[0], tmp);
-    for (std::ptrdiff_t g = 0; g < ngroups; ++g) {
+    __m512i* uns[2] = {reinterpret_cast<__m512i*>(base) + 2 * NV, reinterpret_cast<__m512i*>(base) + 3 * NV};
+    SlotT* slots = reinterpret_cast<SlotT*>(base + blk_b);
+    float* tmp = reinterpret_cast<float*>(base + blk_b + G * slot_b);  // block samples (even, odd)
+    for (int l = 0; l < G; ++l) {
+        // sentinel ranks outside 0 .. 2N - 1: never in a window (0xFFFF - j - 1 >= k)
+        std::fill(slots[l].pos, slots[l].pos + SlotT::PAD, (uint16_t)0xFFFF);
+        std::fill(slots[l].pos + SlotT::PAD + 2 * N, slots[l].pos + 2 * SlotT::PAD + 2 * N, (uint16_t)0xFFFF);
+    }
+    const __m512i kk = _mm512_set1_epi16((short)k);
+    if constexpr (Q32) sort_block32(x, n, k, 0, qz, blk[0], tmp, uns[0]);
+    else sort_block<NV>(x, n, k, 0, blk[0], tmp, uns[0]);
+    // groups of up to G pairs walk interleaved; the pairs are spread evenly over
+    // the groups (a small last group would walk at the latency of few lanes)
+    std::ptrdiff_t groups_left = (npairs + G - 1) / G;
+    for (std::ptrdiff_t b0 = 0; b0 < npairs; --groups_left) {
+        const int gl = (int)((npairs - b0 + groups_left - 1) / groups_left);
         uint32_t p[G];
-        for (int l = 0; l < G; ++l) {
-            const std::ptrdiff_t b = g * G + l;
-            sort_block<NV>(x, n, k, b + 1, blk[(b + 1) & 1], tmp);
-            prepare<NV>(slots[l], blk[b & 1], blk[(b + 1) & 1], k, (int)(b & 1));
-            p[l] = select_bit(slots[l].mask, (int)h);
+        for (int l = 0; l < gl; ++l) {
+            const std::ptrdiff_t b = b0 + l;
+            const int a = (int)(b & 1);
+            if constexpr (Q32) {
+                sort_block32(x, n, k, b + 1, qz, blk[a ^ 1], tmp, uns[a ^ 1]);
+                prepare32(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a, tmp);
+            } else {
+                sort_block<NV>(x, n, k, b + 1, blk[a ^ 1], tmp, uns[a ^ 1]);
+                prepare64<NV>(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a);
+            }
+            p[l] = select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
         }
-        // every per-lane address is a constant offset from `slots`, so the unrolled
-        // lanes need no pointer registers of their own. Step j: position j of
-        // A | B leaves, position j + k enters.
-        for (std::ptrdiff_t j = 0; j < N; ++j) {
-#pragma GCC unroll 8
-            for (int l = 0; l < G; ++l) {
-                Slot<NV>& sl = slots[l];
-                sl.out[j] = (uint32_t)(reinterpret_cast<const uint64_t*>(sl.c)[p[l]] >> 32);
-                p[l] = step(sl.mask, p[l], sl.ra[j], sl.ra[j + k]);
+        walk_up_to<G>(gl, slots, p, k, (int)h, kk);
+        for (int l = 0; l < gl; ++l) {
+            const std::ptrdiff_t i0 = (b0 + l) * N;
+            const std::ptrdiff_t cnt = std::min<std::ptrdiff_t>(N, n - i0);
+            if (cnt <= 0) continue;
+            const float* med = slots[l].out;
+            std::ptrdiff_t i = 0;
+            if (subtract) {
+                for (; i + 16 <= cnt; i += 16)
+                    _mm512_storeu_ps(y + i0 + i, _mm512_sub_ps(_mm512_loadu_ps(x + i0 + i), _mm512_loadu_ps(med + i)));
+                for (; i < cnt; ++i) y[i0 + i] = x[i0 + i] - med[i];
+            } else {
+                std::memcpy(y + i0, med, sizeof(float) * (size_t)cnt);
             }
         }
-        for (int l = 0; l < G; ++l) {
-            const std::ptrdiff_t i0 = (g * G + l) * N;
-            if (i0 < n) std::memcpy(keys + i0, slots[l].out, sizeof(uint32_t) * (size_t)std::min<std::ptrdiff_t>(N, n - i0));
-        }
-    }
-    // keys back to floats, minus from the signal if asked
-    std::ptrdiff_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 med = unkeys16(_mm512_loadu_si512(keys + i));
-        _mm512_storeu_ps(y + i, subtract ? _mm512_sub_ps(_mm512_loadu_ps(x + i), med) : med);
-    }
-    if (i < n) {
-        const __mmask16 lm = (__mmask16)((1u << (n - i)) - 1u);
-        const __m512 med = unkeys16(_mm512_maskz_loadu_epi32(lm, keys + i));
-        _mm512_mask_storeu_ps(y + i, lm, subtract ? _mm512_sub_ps(_mm512_maskz_loadu_ps(lm, x + i), med) : med);
+        b0 += gl;
     }
 }
 
@@ -397,9 +656,14 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
 // Largest window the sorted-block kernel takes (blocks of up to 512 slots).
 static inline std::ptrdiff_t median_sorted_max_k() { return 511; }
 
-static void median_rows_sorted_f32(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s) {
-    if (k <= 255) ms::median_row<32>(x, y, n, k, s);
-    else ms::median_row<64>(x, y, n, k, s);
+// exact: 64-bit entries (bit for bit scipy's result); else windows of up to
+// 255 samples use 32-bit entries (a sample within about range * 2^-23 of it),
+// except on rows whose range is not finite (+/-inf)
+static void median_rows_sorted_f32(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s, bool exact) {
+    ms::Quant qz{0.0f, 0.0f};
+    if (k <= 255 && !exact && ms::make_quant(x, n, qz)) ms::median_row<256, true>(x, y, n, k, s, qz);
+    else if (k <= 255) ms::median_row<256, false>(x, y, n, k, s, qz);
+    else ms::median_row<512, false>(x, y, n, k, s, qz);
 }
 
 #pragma GCC diagnostic pop

@@ -7,7 +7,7 @@ near the edges; ECGFounder relies on it, so it is reproduced). The kernel size i
 ``k = int(window_s * fs)``, made odd by adding one when even: 0.4 s at 500 Hz gives
 201, ECGFounder's ``int(0.4 * fs) + 1``.
 
-The running median is a C++ kernel with exact algorithms only. Short windows
+The running median is a C++ kernel of selection algorithms. Short windows
 keep the sorted window in vector registers and update every slot per step with
 min/max against the entering and leaving sample (O(k / vector width) per
 sample, no searches). Longer windows use Suomela's block sort (J. Suomela,
@@ -16,10 +16,23 @@ is sorted once, two adjacent sorted blocks are merged into ranks, and the
 window's median is the (k/2)-th set bit of a rank bit mask, which moves by at
 most one set bit per step. On AVX-512 machines float32 windows of 129 to 511
 samples (ECGFounder's 201 included) run it with bitonic sorting and merging
-networks in zmm registers on blocks of 256 or 512 samples and two interleaved
-median walks; longer windows, float64 (from about 400 samples) and other
-machines use a scalar radix-sort version. All select samples, so they equal
-scipy bit for bit (``-0.0`` and ``+0.0`` compare equal, as in scipy).
+networks in zmm registers on blocks of 256 or 512 samples and five interleaved
+median walks (the window's ranks are found from the fixed rank -> position
+table of a block pair, 16 ranks per vector compare, instead of a bit mask);
+longer windows, float64 (from about 400 samples) and other machines use a
+scalar radix-sort version.
+
+Accuracy. Every path returns a sample of the window. All paths but one select
+exactly scipy's sample (bit for bit; ``-0.0`` and ``+0.0`` compare equal, as in
+scipy). The exception, the fastest path (float32, AVX-512, windows of 129 to 255
+samples: ECGFounder's 201 at 500 Hz), sorts 32-bit entries whose keys are the
+samples quantised to 23 bits over the lead's range (zero included, for the
+padding): it returns the sample of the window whose quantised key equals the
+exact median's, within one quantisation step (about ``range * 2**-23``; the
+tests allow ``range * 2**-20``) of scipy's result and equal to it unless two
+samples that close share the window, far inside the 1e-4-of-range contract for
+float32. ``exact=True`` turns it off (about 35% slower there). Leads with
+``+/-inf`` or a subnormal range always take an exact path.
 A lead containing NaN returns NaN throughout (a median is not
 defined with NaN; scipy's result is unspecified there).
 """
@@ -47,8 +60,8 @@ def median_kernel_size(fs, window_s) -> int:
     return max(1, k + 1 if k % 2 == 0 else k)
 
 
-def running_median(x, kernel_size: int, axis: int = -1) -> np.ndarray:
-    """Zero-padded running median, equal to ``scipy.signal.medfilt`` applied to each 1-D lead.
+def running_median(x, kernel_size: int, axis: int = -1, exact: bool = False) -> np.ndarray:
+    """Zero-padded running median: ``scipy.signal.medfilt`` applied to each 1-D lead.
 
     Parameters
     ----------
@@ -58,15 +71,19 @@ def running_median(x, kernel_size: int, axis: int = -1) -> np.ndarray:
         Odd window length in samples.
     axis : int
         Time axis.
+    exact : bool
+        Bit for bit scipy's result on every path. By default float32 windows of
+        129 to 255 samples on AVX-512 machines may return a sample within about
+        ``range * 2**-23`` of it instead (module docstring).
     """
     from ecgcore._kernels import medfilt as _mf
 
     k = _check_k(kernel_size)
     rows, lead_shape, axis = to_rows(x, axis)
-    return from_rows(_mf.running_median(rows, k, False), lead_shape, axis)
+    return from_rows(_mf.running_median(rows, k, False, 0, bool(exact)), lead_shape, axis)
 
 
-def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1) -> np.ndarray:
+def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1, exact: bool = False) -> np.ndarray:
     """Remove the running-median baseline: ``x - medfilt(x, k)`` per lead.
 
     Parameters
@@ -79,12 +96,14 @@ def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1) -> np.ndarray:
         Median window, seconds (ECGFounder: 0.4).
     axis : int
         Time axis.
+    exact : bool
+        Subtract exactly scipy's median on every path (see :func:`running_median`).
     """
     from ecgcore._kernels import medfilt as _mf
 
     k = median_kernel_size(fs, window_s)
     rows, lead_shape, axis = to_rows(x, axis)
-    return from_rows(_mf.running_median(rows, k, True), lead_shape, axis)
+    return from_rows(_mf.running_median(rows, k, True, 0, bool(exact)), lead_shape, axis)
 
 
 def _check_k(kernel_size) -> int:
