@@ -1503,7 +1503,172 @@ def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, s
             if on[l, b] >= 0:
                 on[l, b] = max(on[l, b] + sh, 0)
     m3, f3 = delineate_leads_only(full, u, rt, fs, p, on, off, 1)
+    if p.shape[0] > 25:
+        # same per-lead QRS bounds as the record's beats (used with qrs_from_template)
+        qrs_bounds_amplitude(full, u, rt, m3, p[21], p[24], int(p[22] * fs), int(round(p[23] * fs)),
+                             int(round(p[25] * fs)))
     return m3[:, 1].copy(), f3[:, 1].copy()
+
+
+@njit(cache=True)
+def qrs_bounds_amplitude(y, usable, r, marks, rel_off, rel_on, k, sh_off, sh_on):
+    """In place: per-lead QRS offsets (``marks[:, :, 5]``) moved earlier, and onsets
+    (``marks[:, :, 3]``) later, where the lead's own signal is still at its level.
+
+    The slope rule of :func:`qrs_bounds_multilead` searches inwards from the multi-lead
+    bounds with a low slope threshold, so a lead whose complex ends early but keeps a
+    slow terminal drift (the leads perpendicular to a wide terminal wave, e.g. lead II
+    in right bundle branch block) inherits the latest lead's offset, and a lead with
+    small fibrillatory or noise wiggles before its complex the earliest lead's onset.
+    Per lead and beat, with ``pp`` the lead's peak-to-peak over its QRS: offset: the
+    level is the mean of the lead over ``k`` samples from the offset, and the amplitude
+    offset is one sample after the last sample between the R fiducial ``r`` and the
+    offset further than ``rel_off * pp`` from it, plus ``sh_off`` samples; onset: the
+    level is the mean over ``k`` samples up to the onset, the amplitude onset is one
+    sample before the first sample between the onset and ``r`` further than
+    ``rel_on * pp`` from it, minus ``sh_on`` samples. The shifts are the amplitude
+    rule's bias against the annotators (LUDB development split). Bounds only move
+    inwards; ``rel_* <= 0`` switches a side off. Offsets first: the onset's ``pp`` is
+    taken up to the updated offset.
+    """
+    if rel_off <= 0.0 and rel_on <= 0.0:
+        return
+    L, n = y.shape
+    nb = r.shape[0]
+    for l in range(L):
+        if not usable[l]:
+            continue
+        yl = y[l]
+        for b in range(nb):
+            on = marks[l, b, 3]
+            off = marks[l, b, 5]
+            rb = r[b]
+            if on < 0 or off < 0 or off >= n:
+                continue
+            # peak-to-peak over on..off (recomputed for the onset only if off moved)
+            mn = yl[on]
+            mx = yl[on]
+            for i in range(on, off + 1):
+                v = yl[i]
+                if v < mn:
+                    mn = v
+                if v > mx:
+                    mx = v
+            if rel_off > 0.0 and on <= rb <= off:
+                hi = min(n - 1, off + k)
+                lev = 0.0
+                for i in range(off, hi + 1):
+                    lev += yl[i]
+                lev /= hi - off + 1
+                th = rel_off * (mx - mn)
+                i = off
+                while i >= rb and abs(yl[i] - lev) <= th:
+                    i -= 1
+                if i >= rb:
+                    cand = i + 1 + sh_off
+                    if cand < off:
+                        marks[l, b, 5] = cand
+                        off = cand
+                        mn = yl[on]
+                        mx = yl[on]
+                        for i in range(on, off + 1):
+                            v = yl[i]
+                            if v < mn:
+                                mn = v
+                            if v > mx:
+                                mx = v
+            if rel_on > 0.0 and on <= rb:
+                lo = max(0, on - k)
+                lev = 0.0
+                for i in range(lo, on + 1):
+                    lev += yl[i]
+                lev /= on - lo + 1
+                th = rel_on * (mx - mn)
+                i = on
+                while i <= rb and abs(yl[i] - lev) <= th:
+                    i += 1
+                if i <= rb:
+                    cand = i - 1 - sh_on
+                    if cand > on:
+                        marks[l, b, 3] = cand
+
+
+@njit(cache=True)
+def p_offset_amplitude(y, usable, marks, w, k, rel):
+    """Per-lead P offset from the lead's own amplitude: (L, nb) sample indices, -1 where
+    not computed.
+
+    On the moving average (width ``w``) of the band-limited lead, the PR level is the
+    mean over the ``k - 1`` samples ending two samples before the lead's QRS onset; the
+    offset is the first sample from the P peak (``marks[:, :, 1]``) on that lies within
+    ``rel`` times the P amplitude (peak minus level) of that level, else the sample
+    before the QRS onset. Needs a P peak at least ``k`` samples before the QRS onset.
+    """
+    L, n = y.shape
+    nb = marks.shape[1]
+    out = -np.ones((L, nb), np.int64)
+    h = w // 2
+    seg = np.empty(n + 1)
+    for l in range(L):
+        if not usable[l]:
+            continue
+        yl = y[l]
+        for b in range(nb):
+            pk = marks[l, b, 1]
+            q = marks[l, b, 3]
+            if pk < 0 or q < 0 or q - k < pk or q > n:
+                continue
+            m = q - pk
+            a = max(0, pk - h)
+            z = min(n, pk + h + 1)
+            acc = 0.0
+            for i in range(a, z):
+                acc += yl[i]
+            seg[0] = acc / (z - a)
+            for j in range(1, m):
+                i = pk + j
+                if i + h < n:
+                    acc += yl[i + h]
+                    z = i + h + 1
+                if i - h - 1 >= 0:
+                    acc -= yl[i - h - 1]
+                    a = i - h
+                seg[j] = acc / (z - a)
+            if q - 1 > q - k:
+                lev = 0.0
+                for j in range(q - k - pk, q - 1 - pk):
+                    lev += seg[j]
+                lev /= k - 1
+            else:
+                lev = seg[m - 1]
+            th = rel * abs(seg[0] - lev)
+            c = q - 1
+            for j in range(m):
+                if abs(seg[j] - lev) <= th:
+                    c = pk + j
+                    break
+            out[l, b] = c
+    return out
+
+
+@njit(cache=True)
+def mix_p_offset(out, cand, sh):
+    """In place: ``out[:, :, 2]`` (P offsets) becomes ``(offset + cand + sh) // 2`` where
+    both exist, kept at or after the P peak and before the QRS onset (see
+    ``waves._mix_p_offset_amplitude``)."""
+    L, nb = cand.shape
+    for l in range(L):
+        for b in range(nb):
+            off = out[l, b, 2]
+            c = cand[l, b]
+            if off < 0 or c < 0:
+                continue
+            v = (off + c + sh) // 2
+            if out[l, b, 3] >= 0 and v > out[l, b, 3] - 1:
+                v = out[l, b, 3] - 1
+            if out[l, b, 1] >= 0 and v < out[l, b, 1]:
+                v = out[l, b, 1]
+            out[l, b, 2] = v
 
 
 @njit(cache=True)
@@ -1520,6 +1685,9 @@ def delineate_block(y, usable, r, fs, p, alpha, beta, pad, sh, n_extra):
             if on[l, b] >= 0:
                 on[l, b] = max(on[l, b] + sh, 0)
     marks, feats = delineate_leads(y, usable, r, fs, p, on, off)
+    if p.shape[0] > 25:
+        qrs_bounds_amplitude(y, usable, r, marks, p[21], p[24], int(p[22] * fs), int(round(p[23] * fs)),
+                             int(round(p[25] * fs)))
     extra = np.zeros((L, nb, n_extra))
     for l in range(L):
         for b in range(nb):

@@ -1,14 +1,17 @@
 """12-lead wave delineation: planning around the per-lead numba kernel.
 
 Steps: QRS detection on all leads together (``qrs.detect_qrs``); zero-phase
-band-limiting (0.5-40 Hz); per-lead candidate boundaries (``_wave_kernels``);
-presence decisions (amplitude vs QRS size and noise, beat-to-beat consistency);
-record-level "no atrial activity" decision (RR irregularity and inconsistent
-atrial waves: AF, flutter, paced; atrial flutter also from the periodicity of the
-QRS-blanked signal at 176-250 ms); multi-lead consistency of P and T boundaries
+band-limiting (0.5-40 Hz); per-lead candidate boundaries (``_wave_kernels``;
+per-lead QRS bounds from the multi-lead spatial velocity and the lead's slope, then
+moved inwards where the lead's own amplitude has already settled); presence
+decisions (amplitude vs QRS size and noise, beat-to-beat consistency); record-level
+"no atrial activity" decision (RR irregularity and inconsistent atrial waves: AF,
+flutter, paced; atrial flutter also from the periodicity of the QRS-blanked signal
+at 176-250 ms); multi-lead consistency of P and T boundaries
 (a lead far from the other leads' median is pulled to it; a beat's wave is
 reported in every usable lead; a weak lead's P onset follows the other leads);
-P offsets from the multi-lead P envelope; multi-lead fusion to global marks.
+P offsets from the multi-lead P envelope, averaged per lead with the lead's own
+amplitude offset; multi-lead fusion to global marks.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ PARAMS = {
     "qrs_lead_beta": 0.02,     # per-lead bounds where the lead's slope exceeds this fraction
     "qrs_lead_pad_s": 0.005,   # per-lead search starts this far outside the global bounds
     "qrs_on_shift_s": -0.005,  # the slope rule finds onsets this late vs annotators (dev split)
+    # per-lead QRS offset also from the lead's amplitude (``_wave_kernels.qrs_off_amplitude``):
+    # a lead's complex has ended once it stays within this fraction of its QRS p-p of the
+    # level just after the offset (0 = off) ...
+    "qrs_off_amp_rel": 0.12,
+    "qrs_off_amp_level_s": 0.02,  # ... that level being the mean over this span
+    "qrs_off_amp_shift_s": 0.02,  # ... plus this (the amplitude rule ends early vs annotators, dev split)
+    "qrs_on_amp_rel": 0.05,    # same for the onset (level: the mean over the span before it) ...
+    "qrs_on_amp_shift_s": 0.02,  # ... minus this
 }
 
 #: Presence thresholds (fractions of the lead's median QRS peak-to-peak, or of noise).
@@ -106,6 +117,12 @@ P_ENVELOPE = {
                                # same, but leads with a large P keep their own offset when it is 0..tol_s
                                # later (``_apply_p_envelope``); "off" = per-lead kernel offsets only
     "tol_s": 0.02,
+    # then every lead's P offset is the mean of that offset and the lead's own amplitude
+    # offset (``_wave_kernels.p_offset_amplitude``: where the smoothed lead is back within
+    # ``amp_rel`` of its P amplitude from the PR level; 0 = off) plus ``amp_shift_s``
+    "amp_rel": 0.25,
+    "amp_level_s": 0.02,       # PR level: mean over this span before the lead's QRS onset
+    "amp_shift_s": 0.005,
 }
 
 #: Global (multi-lead) QRS bounds: shifts applied to the earliest onset / latest offset.
@@ -119,8 +136,8 @@ GLOBAL = {"qrs_on_shift_s": -0.012, "qrs_off_shift_s": 0.014,
 
 #: per-beat, per-lead working values of ``_delineate_block``: 0 P peak candidate, 1 its
 #: amplitude, 2 template member, 3 P projection, 4 template P amplitude, 5 flutter score
-#: 6 multi-lead P offset of the beat (same in every lead)
-N_EXTRA = 7
+#: 6 multi-lead P offset of the beat (same in every lead), 7 the lead's amplitude P offset
+N_EXTRA = 8
 
 CHUNK_S = 60.0       # long records are delineated in chunks of this length
 MARGIN_S = 3.0
@@ -189,6 +206,11 @@ def _delineate_block(x, usable, fs, r, lazy=False):
         extra[:, :, 2] = tinfo["member"][None, :]
         extra[:, :, 3] = tinfo["p_proj"]
         extra[:, :, 4] = tinfo["p_amp"][:, None]
+    extra[:, :, 7] = -1.0
+    if P_ENVELOPE["amp_rel"] > 0:
+        extra[:, :, 7] = _wk.p_offset_amplitude(y, np.ascontiguousarray(usable, dtype=np.bool_), marks,
+                                                int(PARAMS["smooth_s"] * fs) | 1, int(P_ENVELOPE["amp_level_s"] * fs),
+                                                float(P_ENVELOPE["amp_rel"]))
 
     def flutter():
         extra[:, :, 5] = _flutter_scores(y, usable, fs, g_on, g_off)[:, None]
@@ -322,6 +344,18 @@ def _apply_p_envelope(out, keep, env_off, fs, amp, lead_qpp):
         d = out[:, :, 2] - e
         own = strong & (d >= 0) & (d <= P_ENVELOPE["tol_s"] * fs)
     out[:, :, 2] = np.where(sel & ~own, e, out[:, :, 2])
+
+
+def _mix_p_offset_amplitude(out, extra, fs):
+    """In place: each lead's P offset becomes the mean of the decided offset (mostly the
+    multi-lead envelope's) and the lead's own amplitude offset (``extra[:, :, 7]``, see
+    ``P_ENVELOPE["amp_*"]``) plus a shift, kept after the P peak and before the lead's
+    QRS onset. The envelope gives the beat's typical offset; the lead's own signal says
+    whether its P ends earlier or later (LUDB development split: per-lead P_off SD 18.7
+    -> 17.1 ms). Global marks are not changed."""
+    if P_ENVELOPE["amp_rel"] <= 0 or out.shape[1] == 0 or extra.shape[2] < 8:
+        return
+    _wk.mix_p_offset(out, extra[:, :, 7].astype(np.int64), int(round(P_ENVELOPE["amp_shift_s"] * fs)))
 
 
 def _pull_weak_leads(out, keep, amp, lead_qpp, fs):
@@ -628,9 +662,15 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
     Notes
     -----
     Per lead, QRS boundaries follow the slope-threshold rule of wavelet delineators
-    (Martínez et al., IEEE TBME 2004) on the band-limited derivative; P and T ends
-    use the trapezium-area method (Vázquez-Seisdedos et al., BioMed Eng OnLine 2011)
-    from the steepest slope after (before) the peak.
+    (Martínez et al., IEEE TBME 2004) on the band-limited derivative, searched inwards
+    from the multi-lead bounds, then moved inwards where the lead's amplitude stays
+    within a fraction of its QRS peak-to-peak of its level before (after) the complex
+    (``PARAMS["qrs_*_amp_*"]``: a lead perpendicular to a wide terminal wave ends its
+    complex earlier than the latest lead). A lead's P offset is the mean of the
+    multi-lead P-envelope offset and the lead's own amplitude offset
+    (``P_ENVELOPE["amp_*"]``). The per-lead kernel's P and T ends use the
+    trapezium-area method (Vázquez-Seisdedos et al., BioMed Eng OnLine 2011) from the
+    steepest slope after (before) the peak.
     """
     x, fs, names, source = _as_input(record_or_array, fs)
     n_leads, n = x.shape
@@ -663,7 +703,7 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
         marks = -np.ones((n_leads, r.size, 9), np.int64)
         feats = np.zeros((n_leads, r.size, _wk.N_FEATS))
         extra = np.zeros((n_leads, r.size, N_EXTRA))
-        extra[:, :, 5:7] = -1.0
+        extra[:, :, 5:8] = -1.0
         deferred = {}
         for start in range(0, n, step):
             sel = np.flatnonzero((r >= start) & (r < start + step))
@@ -681,7 +721,9 @@ def delineate(record_or_array, fs=None, leads_usable=None) -> Delineation:
             feats[:, ctx[keep]] = f[:, keep]
             e[:, :, 0] = np.where(e[:, :, 0] >= 0, e[:, :, 0] + a, -1)
             e[:, :, 6] = np.where(e[:, :, 6] >= 0, e[:, :, 6] + a, -1)
+            e[:, :, 7] = np.where(e[:, :, 7] >= 0, e[:, :, 7] + a, -1)
             extra[:, ctx[keep]] = e[:, keep]
     out, g, cls, quality, f2, feat_out = _decide(marks, feats, usable, r, fs, extra, deferred)
+    _mix_p_offset_amplitude(out, extra, fs)
     flags.update(f2)
     return Delineation(fs, names, out, g, cls, quality, flags, feat_out, source)
