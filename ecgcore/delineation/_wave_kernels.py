@@ -1747,3 +1747,93 @@ def qrs_correlation(y, leads, starts, w, tq):
                 sqq += d * d
         out[b] = num / (np.sqrt(sqq * stt) + 1e-30)
     return out
+
+
+@njit(cache=True)
+def p_onset_amplitude(y, usable, out, w, k, gap, rel, maxback):
+    """Per-lead P onset from the lead's own amplitude: (L, nb) sample indices of ``y``,
+    -1 where not found.
+
+    On the moving average (width ``w``) of the band-limited lead, the TP level is the
+    mean over the ``k`` samples ending ``gap`` samples before the decided P onset
+    (``out[:, :, 0]``); the amplitude onset is the first sample, searching back from the
+    P peak (``out[:, :, 1]``) over at most ``maxback`` samples, that lies within ``rel``
+    times the P amplitude (peak minus level) of that level. The smoothed values are
+    computed only over the samples visited (the record is not smoothed as a whole).
+    """
+    L, n = y.shape
+    nb = out.shape[1]
+    res = -np.ones((L, nb), np.int64)
+    h = w // 2
+    for l in range(L):
+        if not usable[l]:
+            continue
+        yl = y[l]
+        for b in range(nb):
+            on = out[l, b, 0]
+            pk = out[l, b, 1]
+            if on < 0 or pk <= on or pk >= n:
+                continue
+            a = on - gap - k
+            if a < 0:
+                continue
+            # level: mean of the smoothed lead over a .. a + k - 1 (running window sum)
+            lo = max(0, a - h)
+            hi = min(n, a + h + 1)
+            s = 0.0
+            for j in range(lo, hi):
+                s += yl[j]
+            lev = s / (hi - lo)
+            for i in range(a + 1, a + k):
+                if i + h < n:
+                    s += yl[i + h]
+                    hi = i + h + 1
+                if i - h - 1 >= 0:
+                    s -= yl[i - h - 1]
+                    lo = i - h
+                lev += s / (hi - lo)
+            lev /= k
+            # smoothed value at the peak, then backwards with a running sum
+            lo = max(0, pk - h)
+            hi = min(n, pk + h + 1)
+            s = 0.0
+            for j in range(lo, hi):
+                s += yl[j]
+            th = rel * abs(s / (hi - lo) - lev)
+            stop = max(0, pk - maxback)
+            i = pk
+            while True:
+                if abs(s / (hi - lo) - lev) <= th:
+                    res[l, b] = i
+                    break
+                if i <= stop:
+                    break
+                # move the window from centre i to centre i - 1
+                if i + h < n:
+                    s -= yl[i + h]
+                    hi = i + h
+                if i - 1 - h >= 0:
+                    s += yl[i - 1 - h]
+                    lo = i - 1 - h
+                i -= 1
+    return res
+
+
+@njit(cache=True)
+def mix_p_onset(out, cand, sh, cap):
+    """In place: ``out[:, :, 0]`` (P onsets) becomes the mean of the onset and
+    ``cand + sh``, rounded to the nearest sample (ties to even: no bias), where both exist and ``cand + sh`` lies within ``cap`` samples of the onset, kept at or
+    before the P peak and at or after 0 (see ``waves._mix_p_onset_amplitude``)."""
+    L, nb = cand.shape
+    for l in range(L):
+        for b in range(nb):
+            on = out[l, b, 0]
+            c = cand[l, b]
+            if on < 0 or c < 0 or abs(c + sh - on) > cap:
+                continue
+            v = np.int64(np.rint(0.5 * (on + c + sh)))
+            if out[l, b, 1] >= 0 and v > out[l, b, 1]:
+                v = out[l, b, 1]
+            if v < 0:
+                v = 0
+            out[l, b, 0] = v
