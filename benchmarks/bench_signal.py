@@ -201,7 +201,8 @@ def main(argv=None):
     # choice used before the zmm block sort (the register window, method 1, at k = 201)
     from ecgcore._kernels import medfilt as mf
     auto = mf.running_median
-    mf.running_median = lambda x, k, subtract=False, method=0: auto(x, k, subtract, method or (1 if k < 301 else 3))
+    mf.running_median = lambda x, k, subtract=False, method=0, exact=False: auto(
+        x, k, subtract, method or (1 if k < 301 else 3), exact)
     try:
         ef_old = per_record(lambda b: presets.preprocess_batch(b, FS, "ecgfounder"), batch, args.repeats)
     finally:

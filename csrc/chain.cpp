@@ -5,7 +5,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <new>
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 #include <limits>
 #include <stdexcept>
 
@@ -22,13 +28,77 @@ struct ZPost {
 // A plan as the chain driver runs it: stages possibly normalised to unit
 // sections (see chain_body.hpp), the gain that normalisation dropped, and the
 // optional z-score.
+// A zero-phase unit stage as the mixed-precision path runs it (float32 rows,
+// AVX-512): the sections whose recursion float32 carries within ~1e-6 of the
+// range (s32) and those that need float64 (s64: poles near z = 1). The forward
+// pass runs s32 then s64, the backward pass s64 then s32, so each pass converts
+// once; zf / zb are the step steady states (zi) of those two section orders.
+struct HStage {
+    std::vector<double> s32, s64;  // (c, a1, a2) per unit section
+    std::vector<double> zf, zb;    // (z0, z1) per section, in pass order
+    int n32() const { return (int)(s32.size() / 3); }
+    int n64() const { return (int)(s64.size() / 3); }
+};
 struct ChainX {
     ChainPlan plan;
     std::vector<char> unit;
     double gain = 1.0;
     std::ptrdiff_t poly_down = 0;  // > 0: single-phase polyphase plan, base[m] = base[0] + m * poly_down
     ZPost z;
+    bool mixed = false;  // float32 rows, float64 state: run the mixed-precision path
+    std::vector<HStage> hs;
 };
+// The output layout of the call running on this thread: len > 0 writes
+// non-overlapping windows of len samples, (rows / lc, k, lc, len), i.e.
+// ecgcore.signal.segment's layout for rows that are groups of lc leads. Set by
+// exec() around the kernel call (per call, so a Plan stays shared and const).
+struct SegOut {
+    std::ptrdiff_t len = 0, k = 0, lc = 0;
+};
+inline thread_local SegOut tl_seg;
+// 64-byte aligned scratch for the block buffers. Up to 16 MB per slot stays
+// cached per thread between calls: a 12-lead record needs about 1 MB, which
+// glibc hands back to the kernel and faults in again on every call (a quarter
+// of a one-record call's time went to page faults). Larger requests are
+// allocated for the call only.
+class Scratch {
+  public:
+    Scratch(int slot, std::size_t bytes) {
+        bytes = (bytes + 63) & ~(std::size_t)63;
+        if (bytes <= kCache) {
+            Slot& s = slots()[slot];
+            if (s.cap < bytes) {
+                std::free(s.p);
+                s.p = std::aligned_alloc(64, bytes);
+                s.cap = s.p ? bytes : 0;
+            }
+            p_ = s.p;
+        } else {
+            p_ = own_ = std::aligned_alloc(64, bytes);
+        }
+        if (!p_) throw std::bad_alloc();
+    }
+    ~Scratch() { std::free(own_); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    template <class C>
+    C* get() const { return static_cast<C*>(p_); }
+
+  private:
+    static constexpr std::size_t kCache = std::size_t(16) << 20;
+    struct Slot {
+        void* p = nullptr;
+        std::size_t cap = 0;
+        ~Slot() { std::free(p); }
+    };
+    static Slot* slots() {
+        thread_local Slot s[4];
+        return s;
+    }
+    void* p_ = nullptr;
+    void* own_ = nullptr;
+};
+
 namespace portable {
 #include "chain_body.hpp"
 }
@@ -42,7 +112,9 @@ namespace avx2 {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
 namespace avx512 {
+#define ECGC_AVX512 1  // chain_body.hpp: AVX-512 intrinsics (8 x 8 transposes)
 #include "chain_body.hpp"
+#undef ECGC_AVX512
 }
 #pragma GCC pop_options
 #endif
@@ -103,6 +175,79 @@ static ChainX make_x(ChainPlan plan, bool normalise) {
     }
     cx.plan = std::move(plan);
     return cx;
+}
+
+// Smallest |A(e^jw)| of a section's denominator 1 + a1 z^-1 + a2 z^-2, taken at
+// w = 0, pi and (complex poles) the pole angle, where it bottoms out. 1 / that is
+// the gain from a rounding error in the state to the output: about 6 for the
+// 40 Hz Butterworth sections, 80 for a 50 Hz Q30 notch, 25000 for the 0.5 Hz
+// sections. float32 rounding (6e-8) times 1e3 stays far inside the 1e-4 contract.
+static double min_den(double a1, double a2) {
+    double m = std::min(std::fabs(1 + a1 + a2), std::fabs(1 - a1 + a2));
+    if (a1 * a1 < 4 * a2 && a2 > 0) {
+        const double r = std::sqrt(a2), c = -a1 / (2 * r);
+        const double th = std::acos(std::max(-1.0, std::min(1.0, c)));
+        const double re = 1 + a1 * std::cos(th) + a2 * std::cos(2 * th);
+        const double im = -a1 * std::sin(th) - a2 * std::sin(2 * th);
+        m = std::min(m, std::hypot(re, im));
+    }
+    return m;
+}
+
+// Step steady state of a cascade of unit sections (c, a1, a2), in that order:
+// input u, y = g u with g = (2 + c) / (1 + a1 + a2), z0 = y - u, z1 = u - a2 y.
+static bool unit_zi(const std::vector<double>& secs, std::vector<double>& zi) {
+    double u = 1.0;
+    for (std::size_t k = 0; k + 2 < secs.size(); k += 3) {
+        const double c = secs[k], a1 = secs[k + 1], a2 = secs[k + 2], den = 1 + a1 + a2;
+        if (den == 0.0) return false;
+        const double y = (2 + c) / den * u;
+        zi.push_back(y - u);
+        zi.push_back(u - a2 * y);
+        u = y;
+    }
+    return true;
+}
+
+// Float32 rows with float64 state on an AVX-512 machine: split every stage into
+// float32 and float64 sections (see HStage). Only zero-phase unit stages of at
+// most 4 sections with at most 2 float64 ones (a band-pass or high-pass of order
+// up to 4, a notch, a low-pass), and no resampling or polyphase resampling; any
+// other plan keeps the float64 path.
+static void make_mixed(ChainX& cx) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (ecgk::simd_level() != 2 || cx.plan.resample == 2 || cx.plan.stages.empty()) return;
+    std::vector<ecgk::HStage> hs;
+    bool kills_dc = false;
+    for (std::size_t i = 0; i < cx.plan.stages.size(); ++i) {
+        const Stage& s = cx.plan.stages[i];
+        if (!cx.unit[i] || !s.zero_phase || s.K != 2 || s.nsec > 4) return;
+        ecgk::HStage h;
+        for (int k = 0; k < s.nsec; ++k) {
+            const double c = s.b[k * 3 + 1], a1 = s.a[k * 3 + 1], a2 = s.a[k * 3 + 2];
+            auto& dst = min_den(a1, a2) >= 1e-3 ? h.s32 : h.s64;
+            dst.insert(dst.end(), {c, a1, a2});
+        }
+        if (h.n64() > 2 || (h.n64() > 0 && h.n32() > 2)) return;
+        std::vector<double> fwd = h.s32, bwd = h.s64;
+        fwd.insert(fwd.end(), h.s64.begin(), h.s64.end());
+        bwd.insert(bwd.end(), h.s32.begin(), h.s32.end());
+        if (!unit_zi(fwd, h.zf) || !unit_zi(bwd, h.zb)) return;
+        hs.push_back(std::move(h));
+        for (int k = 0; k < s.nsec; ++k) kills_dc = kills_dc || s.b[k * 3 + 1] == -2.0;
+    }
+    // The float32 sections must not carry a large DC offset (their rounding is
+    // relative to it, the tolerance to the output's range). The mixed block
+    // subtracts each lane's first sample, which changes every stage's output by
+    // a constant times its DC gain; a stage with a double zero at z = 1
+    // (numerator [1, -2, 1]: any high-pass or band-pass) has DC gain 0 and
+    // removes that constant exactly, so only such plans take the mixed path.
+    if (!kills_dc) return;
+    cx.hs = std::move(hs);
+    cx.mixed = true;
+#else
+    (void)cx;
+#endif
 }
 
 template <class T>
@@ -166,44 +311,106 @@ static ChainPlan parse_plan(py::list stages, py::object resample, std::ptrdiff_t
 
 // zscore: None, or (ddof, eps, constant) to z-score every output row in float64
 // (ecgcore.signal.zscore with scope="lead"; constant 0 zeros, 1 NaN, 2 keep).
-template <class T>
-static py::array_t<T> run(py::array_t<T, py::array::c_style> x, py::list stages, py::object resample,
-                          bool double_state, py::object zscore) {
-    if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
-    const std::ptrdiff_t rows = x.shape(0), n = x.shape(1);
-    const bool dstate = sizeof(T) == sizeof(double) || double_state;
-    ChainX cx = make_x(parse_plan(stages, resample, n), dstate);
+// A plan for rows of n samples of one dtype, parsed and checked once.
+struct Prepared {
+    ChainX cx;
+    std::ptrdiff_t n = 0;
+    bool f32 = false, double_state = true;
+    std::ptrdiff_t seg_len = 0;
+};
+
+static Prepared prepare(bool f32, std::ptrdiff_t n, py::list stages, py::object resample, bool double_state,
+                        py::object zscore, std::ptrdiff_t seg_len) {
+    Prepared p;
+    p.n = n;
+    p.f32 = f32;
+    p.double_state = !f32 || double_state;
+    const bool dstate = p.double_state;
+    p.cx = make_x(parse_plan(stages, resample, n), dstate);
+    if (f32 && double_state) make_mixed(p.cx);
     if (!zscore.is_none()) {
         auto t = zscore.cast<py::tuple>();
-        cx.z.on = true;
-        cx.z.ddof = t[0].cast<int>();
-        cx.z.eps = t[1].cast<double>();
-        cx.z.constant = t[2].cast<int>();
+        p.cx.z.on = true;
+        p.cx.z.ddof = t[0].cast<int>();
+        p.cx.z.eps = t[1].cast<double>();
+        p.cx.z.constant = t[2].cast<int>();
         if (!dstate) throw std::invalid_argument("the fused z-score needs float64 state");
-        if (cx.z.ddof < 0 || cx.z.ddof >= cx.plan.n_out || !(cx.z.eps >= 0) || cx.z.constant < 0 || cx.z.constant > 2)
+        if (p.cx.z.ddof < 0 || p.cx.z.ddof >= p.cx.plan.n_out || !(p.cx.z.eps >= 0) || p.cx.z.constant < 0 ||
+            p.cx.z.constant > 2)
             throw std::invalid_argument("malformed z-score parameters");
     }
-    py::array_t<T> y({rows, cx.plan.n_out});
+    if (seg_len < 0 || seg_len > p.cx.plan.n_out) throw std::invalid_argument("malformed segment parameters");
+    p.seg_len = seg_len;
+    return p;
+}
+
+// seg_lc > 0 (with a plan prepared with a segment length): (rows / seg_lc, windows, seg_lc, length)
+template <class T>
+static py::array_t<T> exec(py::array_t<T, py::array::c_style> x, const Prepared& p, std::ptrdiff_t seg_lc) {
+    if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
+    if ((sizeof(T) == sizeof(float)) != p.f32) throw std::invalid_argument("x has another dtype than the plan");
+    const std::ptrdiff_t rows = x.shape(0), n = x.shape(1);
+    if (n != p.n) throw std::invalid_argument("x has another length than the plan");
+    const ChainX& cx = p.cx;
+    py::array_t<T> y;
+    ecgk::SegOut seg;
+    if (p.seg_len == 0) {
+        y = py::array_t<T>({rows, cx.plan.n_out});
+    } else {
+        if (seg_lc < 1 || rows % seg_lc != 0) throw std::invalid_argument("malformed segment parameters");
+        seg.len = p.seg_len;
+        seg.lc = seg_lc;
+        seg.k = cx.plan.n_out / seg.len;
+        y = py::array_t<T>({rows / seg.lc, seg.k, seg.lc, seg.len});
+    }
     const T* xp = x.data();
     T* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
+        struct Reset {
+            ~Reset() { ecgk::tl_seg = ecgk::SegOut(); }
+        } reset;
+        ecgk::tl_seg = seg;
         if constexpr (sizeof(T) == sizeof(double)) {
             ECGK_DISPATCH(runx_f64, xp, yp, rows, n, cx);
         } else {
-            if (double_state) ECGK_DISPATCH(runx_f32d, xp, yp, rows, n, cx);
+            if (p.double_state) ECGK_DISPATCH(runx_f32d, xp, yp, rows, n, cx);
             else ECGK_DISPATCH(runx_f32, xp, yp, rows, n, cx);
         }
     }
     return y;
 }
 
+template <class T>
+static py::array_t<T> run(py::array_t<T, py::array::c_style> x, py::list stages, py::object resample,
+                          bool double_state, py::object zscore, py::object segment) {
+    if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
+    std::ptrdiff_t seg_len = 0, seg_lc = 0;
+    if (!segment.is_none()) {
+        auto t = segment.cast<py::tuple>();
+        seg_len = t[0].cast<std::ptrdiff_t>();
+        seg_lc = t[1].cast<std::ptrdiff_t>();
+        if (seg_len < 1) throw std::invalid_argument("malformed segment parameters");
+    }
+    const Prepared p = prepare(sizeof(T) == sizeof(float), x.shape(1), stages, resample, double_state, zscore, seg_len);
+    return exec<T>(x, p, seg_lc);
+}
+
 PYBIND11_MODULE(chain, m) {
     m.doc() = "Block IIR filtering and resampling kernels (see ecgcore.signal).";
+    // segment: None, or (length, leads) to return (rows / leads, n_out // length,
+    // leads, length) windows instead of (rows, n_out)
     m.def("run", &run<double>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = true,
-          py::arg("zscore") = py::none());
+          py::arg("zscore") = py::none(), py::arg("segment") = py::none());
     m.def("run", &run<float>, py::arg("x"), py::arg("stages"), py::arg("resample"), py::arg("double_state") = false,
-          py::arg("zscore") = py::none());
+          py::arg("zscore") = py::none(), py::arg("segment") = py::none());
+    py::class_<Prepared>(m, "Plan", py::module_local(), "A chain plan parsed once for rows of one length and dtype (see prepare).");
+    // prepare(float32, n, stages, resample, double_state, zscore, segment_length) -> Plan;
+    // run_plan(x, plan, leads) runs it (leads: rows per group for the windows, 0 without)
+    m.def("prepare", &prepare, py::arg("float32"), py::arg("n"), py::arg("stages"), py::arg("resample"),
+          py::arg("double_state") = true, py::arg("zscore") = py::none(), py::arg("segment_length") = 0);
+    m.def("run_plan", &exec<double>, py::arg("x"), py::arg("plan"), py::arg("leads") = 0);
+    m.def("run_plan", &exec<float>, py::arg("x"), py::arg("plan"), py::arg("leads") = 0);
     m.def("simd_level", []() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         return ecgk::simd_level();

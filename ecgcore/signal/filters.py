@@ -23,9 +23,13 @@ NaN and inf propagate as in scipy: a NaN anywhere in a lead makes the zero-phase
 output of that lead NaN from that point on in both directions.
 
 float32 input returns float32. The recursion runs in float64 for float32 input by
-default (scipy also filters float32 in float64); ``fast_float32=True`` keeps it in
-float32, twice as wide per vector, which stays within ~1e-5 of the signal range
-for ECG band-passes.
+default (scipy also filters float32 in float64). On AVX-512 machines a stage set
+that contains a high-pass or band-pass (numerator zeros at z = 1) runs mixed:
+float64 only for the sections whose poles sit near z = 1, float32 for the others
+(see ``ecgcore.signal.chain``), within ~2e-6 of the output range.
+``fast_float32=True`` keeps the whole recursion in float32, twice as wide per
+vector; it stays within ~1e-5 of the range for ECG band-passes of zero-mean
+signals but loses ~1e-4 of it on a DC offset of a few times the signal's swing.
 """
 
 from __future__ import annotations
