@@ -64,22 +64,27 @@ def _ludb(name):
     return rec.p_signal.T, float(rec.fs), refs
 
 
-def test_ludb_sinus_records_against_annotations():
-    """Sinus records of the validation split (not used for tuning): loose but meaningful
-    bounds."""
-    errs = {m: [] for m in ("P_on", "P_off", "QRS_on", "QRS_off", "T_off")}
-    n_ref = {m: 0 for m in errs}
-    for name in ("113", "130", "159"):
+def _ludb_errors(names, marks=("QRS_on", "QRS_off", "P_off")):
+    """Per-lead errors (ms) of the matched marks over LUDB records, and the reference counts."""
+    errs = {m: [] for m in marks}
+    n_ref = {m: 0 for m in marks}
+    for name in names:
         x, fs, refs = _ludb(name)
         d = delineate(x, fs)
         for li, ld in enumerate(LUDB_LEADS):
             det = d.lead(li)
-            for m in errs:
+            for m in marks:
                 a, b = _pairs(refs[ld][m], det[m], int(0.15 * fs))
                 errs[m].extend((b - a) * 1000.0 / fs)
                 n_ref[m] += int((refs[ld][m] >= 0).sum())
+    return {m: np.asarray(e) for m, e in errs.items()}, n_ref
+
+
+def test_ludb_sinus_records_against_annotations():
+    """Sinus records of the validation split (not used for tuning): loose but meaningful
+    bounds."""
+    errs, n_ref = _ludb_errors(("113", "130", "159"), ("P_on", "P_off", "QRS_on", "QRS_off", "T_off"))
     for m, e in errs.items():
-        e = np.asarray(e)
         se = e.size / n_ref[m]
         assert se >= (0.97 if m.startswith("QRS") else 0.85), (m, se)
         # the bias is checked on the median: one of the three strips (130) has P onsets
@@ -630,30 +635,17 @@ LUDB_VAL = ("103", "113", "116", "118", "129", "130", "141", "148", "149", "150"
             "166", "168", "179", "181", "186", "190", "193", "194")
 
 
-def _ludb_errors(names):
-    errs = {"QRS_on": [], "QRS_off": [], "P_off": []}
-    for name in names:
-        x, fs, refs = _ludb(name)
-        d = delineate(x, fs)
-        for li, ld in enumerate(LUDB_LEADS):
-            det = d.lead(li)
-            for m in errs:
-                a, b = _pairs(refs[ld][m], det[m], int(0.15 * fs))
-                errs[m].extend((b - a) * 1000.0 / fs)
-    return {m: np.asarray(e) for m, e in errs.items()}
-
-
 def test_amplitude_bounds_improve_ludb_validation(monkeypatch):
     """Per-lead QRS bounds and P offsets from the lead's own amplitude
     (``qrs_bounds_amplitude``, ``p_offset_amplitude``; constants chosen on the
     development split) against the annotators' per-lead marks of the whole validation
     split: QRS bounds with a lower SD than the slope rule alone; P offsets with a
     smaller bias than the envelope alone and no larger SD; small biases."""
-    new = _ludb_errors(LUDB_VAL)
+    new = _ludb_errors(LUDB_VAL)[0]
     monkeypatch.setitem(waves.PARAMS, "qrs_off_amp_rel", 0.0)
     monkeypatch.setitem(waves.PARAMS, "qrs_on_amp_rel", 0.0)
     monkeypatch.setitem(waves.P_ENVELOPE, "amp_rel", 0.0)
-    old = _ludb_errors(LUDB_VAL)
+    old = _ludb_errors(LUDB_VAL)[0]
     for m in ("QRS_on", "QRS_off", "P_off"):
         assert new[m].size >= 0.99 * old[m].size, m
         assert abs(np.mean(new[m])) < 5, (m, np.mean(new[m]))

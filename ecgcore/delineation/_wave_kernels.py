@@ -1511,6 +1511,20 @@ def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, s
 
 
 @njit(cache=True)
+def _peak_to_peak(y, a, b):
+    # max - min of y[a..b], both ends included
+    mn = y[a]
+    mx = y[a]
+    for i in range(a, b + 1):
+        v = y[i]
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+    return mx - mn
+
+
+@njit(cache=True)
 def qrs_bounds_amplitude(y, usable, r, marks, rel_off, rel_on, k, sh_off, sh_on):
     """In place: per-lead QRS offsets (``marks[:, :, 5]``) moved earlier, and onsets
     (``marks[:, :, 3]``) later, where the lead's own signal is still at its level.
@@ -1546,21 +1560,14 @@ def qrs_bounds_amplitude(y, usable, r, marks, rel_off, rel_on, k, sh_off, sh_on)
             if on < 0 or off < 0 or off >= n:
                 continue
             # peak-to-peak over on..off (recomputed for the onset only if off moved)
-            mn = yl[on]
-            mx = yl[on]
-            for i in range(on, off + 1):
-                v = yl[i]
-                if v < mn:
-                    mn = v
-                if v > mx:
-                    mx = v
+            ptp = _peak_to_peak(yl, on, off)
             if rel_off > 0.0 and on <= rb <= off:
                 hi = min(n - 1, off + k)
                 lev = 0.0
                 for i in range(off, hi + 1):
                     lev += yl[i]
                 lev /= hi - off + 1
-                th = rel_off * (mx - mn)
+                th = rel_off * ptp
                 i = off
                 while i >= rb and abs(yl[i] - lev) <= th:
                     i -= 1
@@ -1569,21 +1576,14 @@ def qrs_bounds_amplitude(y, usable, r, marks, rel_off, rel_on, k, sh_off, sh_on)
                     if cand < off:
                         marks[l, b, 5] = cand
                         off = cand
-                        mn = yl[on]
-                        mx = yl[on]
-                        for i in range(on, off + 1):
-                            v = yl[i]
-                            if v < mn:
-                                mn = v
-                            if v > mx:
-                                mx = v
+                        ptp = _peak_to_peak(yl, on, off)
             if rel_on > 0.0 and on <= rb:
                 lo = max(0, on - k)
                 lev = 0.0
                 for i in range(lo, on + 1):
                     lev += yl[i]
                 lev /= on - lo + 1
-                th = rel_on * (mx - mn)
+                th = rel_on * ptp
                 i = on
                 while i <= rb and abs(yl[i] - lev) <= th:
                     i += 1
