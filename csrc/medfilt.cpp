@@ -124,10 +124,22 @@ static void median_row_block(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t 
 // beyond 32 vectors.
 template <class T>
 static bool use_block(std::ptrdiff_t k, std::ptrdiff_t n) {
-    // measured crossover on the AVX-512 VM (benchmarks/results/signal.md): the
-    // register window costs O(k / lanes) per step and wins below about
-    // k = 300 (float32) / 400 (float64); the block sort costs O(log k)
-    return k >= (sizeof(T) == 4 ? MB_MIN_K_F32 : MB_MIN_K_F64) && n > 1;
+    // The register window costs O(k / lanes) per step, the block sort O(log k),
+    // so the crossover depends on the vector width the window actually gets.
+    // Measured on the AVX-512 VM (benchmarks/results/signal.md), the lower levels
+    // forced with ECGCORE_SIMD: AVX-512 k = 300 (float32) / 400 (float64); AVX2
+    // about 110 / 180 (at k = 201 the window took 55 / 70 ns per sample, the
+    // block sort 32 / 68); portable code (other CPUs, ARM included) the block
+    // sort wins from k = 7 up (29 vs 54 ns; at k = 201 float32 34 vs 620 ns).
+    if (n <= 1) return false;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    const int lvl = block_level();
+#else
+    const int lvl = 0;
+#endif
+    if (lvl == 2) return k >= (sizeof(T) == 4 ? MB_MIN_K_F32 : MB_MIN_K_F64);
+    if (lvl == 1) return k >= (sizeof(T) == 4 ? 129 : 201);
+    return k >= 7;
 }
 
 // Sorted-block kernel (medsort_body.hpp; float32 on AVX-512 only). Its cost per
