@@ -22,7 +22,7 @@ Measures, on 12-lead 10 s 500 Hz records (one core unless stated):
    manifest rows, which the workers render). ``--cli-repeat N`` runs the pair N times,
    alternating the order, and prints the worst and median rates;
    ``--cli-only`` skips sections 1-2. Both runs pay the same fixed start-up S
-   (about 1 s of interpreter, imports and numba cache: in the process with
+   (about 0.3 s of interpreter and imports, 1 s while numba was imported: in the process with
    ``--workers 1``, in the pool's forkserver with 2), so the wall-clock ratio
    is (S + N c) / (S + N c / 2) for N records of c seconds: with the default
    2,000 files it measures mostly S; it nears 1.8 only from about 8 S / c
@@ -88,7 +88,7 @@ def bench_ecgfm(x, batch=64):
     def run():
         for a in range(0, x.shape[0], batch):
             presets.preprocess_batch(x[a:a + batch], 500, "ecgfm")
-    run()  # warm-up (kernel load / numba cache)
+    run()  # warm-up (kernel load)
     return x.shape[0] / best_of(run)
 
 
@@ -183,7 +183,7 @@ def bench_cli(folder, workers, chunk, tmp=None):
             chunk_cpu += cpu
             span[0] = min(span[0], side["timings"].get("start", float("nan")))
             span[1] = max(span[1], side["timings"].get("end", float("nan")))
-            if side["chunk"] != 0:  # chunk 0 of --workers 1 pays the imports (scipy, numba)
+            if side["chunk"] != 0:  # chunk 0 of --workers 1 paid the imports before the warm-up
                 steady[0] += len(side["records"])
                 steady[1] += cpu
     shutil.rmtree(out)
@@ -284,7 +284,7 @@ def _cli_line(folder, w, args):
           f"= {extra['manifest_cpu_s'] / n * 1e6:.1f} us/record")
     if w == 1:
         print(f"    whole --workers 1 run in CPU time (interpreter start, imports, "
-              f"numba cache, planning, manifest included): {proc_cpu:.2f} s = "
+              f"planning, manifest included): {proc_cpu:.2f} s = "
               f"{n / proc_cpu:.0f} records/s/core")
     return {"wall": wall_rate, "engine": engine_rate, "span": extra["span_rate"],
             "load": load, "per_core": n / chunk_cpu}

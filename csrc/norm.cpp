@@ -6,15 +6,32 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 namespace py = pybind11;
+
+// No fused multiply-add contraction: the AVX2/AVX-512 clones below must round
+// as the baseline build does, so that results do not depend on the CPU (and
+// zscore_segments stays bit-identical to zscore).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+#if defined(__GNUC__)
+#define ECGK_INLINE inline __attribute__((always_inline))
+#else
+#define ECGK_INLINE inline
+#endif
 
 // Eight independent accumulators: the loop vectorises without -ffast-math
 // and the rounding error stays ~N/8 times smaller than one running sum.
 template <class T>
-static void row_stats(const T* p, std::ptrdiff_t n, double& sum, double& mn, double& mx) {
+static ECGK_INLINE void row_stats(const T* p, std::ptrdiff_t n, double& sum, double& mn, double& mx) {
     constexpr int L = 8;
     double s[L] = {0}, lo[L], hi[L];
     for (int l = 0; l < L; ++l) { lo[l] = std::numeric_limits<double>::infinity(); hi[l] = -lo[l]; }
@@ -37,7 +54,7 @@ static void row_stats(const T* p, std::ptrdiff_t n, double& sum, double& mn, dou
 }
 
 template <class T>
-static double row_ss(const T* p, std::ptrdiff_t n, double mean) {
+static ECGK_INLINE double row_ss(const T* p, std::ptrdiff_t n, double mean) {
     constexpr int L = 8;
     double s[L] = {0};
     std::ptrdiff_t i = 0;
@@ -87,8 +104,309 @@ static py::tuple zscore(py::array_t<T, py::array::c_style> x, int ddof, double e
     return py::make_tuple(y, mean_a, std_a, const_a);
 }
 
+// ---------------------------------------------------------------------------
+// Fused z-score + segmentation (the ecgfm-style presets): x (n, L, T) float32
+// or float64, C-contiguous -> out (n, T / len, L, len) float32, the tail
+// dropped. Each lead row (20 kB for 10 s at 500 Hz) is read once from memory
+// for its statistics (it then sits in cache) and written straight into its
+// windows, so the whole step costs about one memory copy instead of two.
+//
+// Semantics (those of the former numba kernel ecgcore.pipeline._fused):
+// float64 statistics, population std (ddof 0); a lead (or record) is constant
+// when all its samples compare equal to its first (exact, whatever the order
+// of the sums; -0.0 == 0.0) or when std + eps == 0 (a float64 row whose
+// samples are a subnormal apart: its std underflows), unless the mean is NaN.
+// The sums are those of zscore() above (8 independent accumulators; a record
+// is one row), so for eps = 0 the output is bit-identical to zscore() then
+// segmenting, cast to float32. The numba kernel summed in the order its
+// vectoriser chose (host-dependent): the two differ by float64 rounding only.
+
+// The sums of row_stats() and row_ss() for K rows at once: each row's in the
+// order of those functions (lane l of 8 takes samples l, l + 8, ...; the tail
+// goes to lane 0), so the results are bit-identical to theirs; the K
+// independent accumulator chains hide the add latency that bounds a single
+// row. GCC vector types, because the vectoriser leaves the scalar form of the
+// first pass scalar; each clone below maps them to its own registers, the
+// order unchanged.
+#if defined(__GNUC__)
+template <int K, class T>
+static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
+    constexpr int L = 8;
+    typedef double v8d __attribute__((vector_size(L * sizeof(double))));
+    typedef T v8t __attribute__((vector_size(L * sizeof(T))));
+    v8d acc[K];
+    for (int k = 0; k < K; ++k)
+        for (int l = 0; l < L; ++l) acc[k][l] = 0.0;
+    std::ptrdiff_t i = 0;
+    for (; i + L <= n; i += L)
+        for (int k = 0; k < K; ++k) {
+            v8t v;
+            std::memcpy(&v, rows[k] + i, sizeof v);
+            acc[k] += __builtin_convertvector(v, v8d);
+        }
+    for (int k = 0; k < K; ++k) {
+        double s[L];
+        for (int l = 0; l < L; ++l) s[l] = acc[k][l];
+        for (std::ptrdiff_t j = i; j < n; ++j) s[0] += (double)rows[k][j];
+        double t = 0;
+        for (int l = 0; l < L; ++l) t += s[l];
+        sum[k] = t;
+    }
+}
+
+template <int K, class T>
+static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
+    constexpr int L = 8;
+    typedef double v8d __attribute__((vector_size(L * sizeof(double))));
+    typedef T v8t __attribute__((vector_size(L * sizeof(T))));
+    v8d acc[K], m[K];
+    for (int k = 0; k < K; ++k)
+        for (int l = 0; l < L; ++l) { acc[k][l] = 0.0; m[k][l] = mean[k]; }
+    std::ptrdiff_t i = 0;
+    for (; i + L <= n; i += L)
+        for (int k = 0; k < K; ++k) {
+            v8t v;
+            std::memcpy(&v, rows[k] + i, sizeof v);
+            const v8d d = __builtin_convertvector(v, v8d) - m[k];
+            acc[k] += d * d;
+        }
+    for (int k = 0; k < K; ++k) {
+        double s[L];
+        for (int l = 0; l < L; ++l) s[l] = acc[k][l];
+        for (std::ptrdiff_t j = i; j < n; ++j) { const double d = (double)rows[k][j] - mean[k]; s[0] += d * d; }
+        double t = 0;
+        for (int l = 0; l < L; ++l) t += s[l];
+        ss[k] = t;
+    }
+}
+#else
+template <int K, class T>
+static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
+    for (int k = 0; k < K; ++k) {
+        double mn, mx;
+        row_stats(rows[k], n, sum[k], mn, mx);
+    }
+}
+
+template <int K, class T>
+static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
+    for (int k = 0; k < K; ++k) ss[k] = row_ss(rows[k], n, mean[k]);
+}
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#define ECGK_AVX512 1
+// AVX-512 float32 forms of rows_sum / rows_ss: the same lanes and order (one
+// zmm = lanes 0-7), but each 8 samples convert with one instruction from
+// memory; GCC's lowering of the generic vector conversion adds two shuffles.
+#define ECGK_T512 __attribute__((target("avx512f"), noinline))  // called, not inlined: one call a row group
+template <int K>
+static ECGK_T512 void rows_sum_512(const float* const* rows, std::ptrdiff_t n, double* sum) {
+    __m512d acc[K];
+    for (int k = 0; k < K; ++k) acc[k] = _mm512_setzero_pd();
+    std::ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < K; ++k)
+            acc[k] = _mm512_add_pd(acc[k], _mm512_cvtps_pd(_mm256_loadu_ps(rows[k] + i)));
+    for (int k = 0; k < K; ++k) {
+        double s[8];
+        _mm512_storeu_pd(s, acc[k]);
+        for (std::ptrdiff_t j = i; j < n; ++j) s[0] += (double)rows[k][j];
+        double t = 0;
+        for (int l = 0; l < 8; ++l) t += s[l];
+        sum[k] = t;
+    }
+}
+
+template <int K>
+static ECGK_T512 void rows_ss_512(const float* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
+    __m512d acc[K], m[K];
+    for (int k = 0; k < K; ++k) { acc[k] = _mm512_setzero_pd(); m[k] = _mm512_set1_pd(mean[k]); }
+    std::ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < K; ++k) {
+            const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(rows[k] + i)), m[k]);
+            acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(d, d));  // no FMA: same rounding
+        }
+    for (int k = 0; k < K; ++k) {
+        double s[8];
+        _mm512_storeu_pd(s, acc[k]);
+        for (std::ptrdiff_t j = i; j < n; ++j) { const double d = (double)rows[k][j] - mean[k]; s[0] += d * d; }
+        double t = 0;
+        for (int l = 0; l < 8; ++l) t += s[l];
+        ss[k] = t;
+    }
+}
+#endif
+
+// Whether every sample equals the first: exact (NaN never does, -0.0 equals
+// 0.0; the verdict of min == max wherever the mean is not NaN).
+template <class T>
+static ECGK_INLINE bool row_same(const T* p, std::ptrdiff_t n) {
+    const T first = p[0];
+    unsigned diff = 0;
+    for (std::ptrdiff_t i = 0; i < n; ++i) diff |= p[i] != first;
+    return diff == 0;
+}
+
+// Whether a row's constant test needs row_same(), from its statistics alone.
+// A constant float32 row of value c sums exactly in float64 whatever the
+// order (n copies of a 24-bit mantissa, n < 2**29), so its mean is c within
+// 2**-53 relative and its squared deviations sum to at most n * mean**2 *
+// 2**-100: a row whose ss exceeds n * mean**2 * 2**-90 is not constant. The
+// counting pass then runs only for the others, for infinite or NaN means and
+// for float64 rows: the verdict stays exact and the hot pass compare-free.
+template <class T>
+static ECGK_INLINE bool need_same_pass(std::ptrdiff_t n, double mean, double ss) {
+    if (!std::is_same_v<T, float> || n >= (std::ptrdiff_t(1) << 29) || !std::isfinite(mean)) return true;
+    return ss <= mean * mean * ((double)n * 0x1p-90);
+}
+
+// compiled for AVX-512, AVX2 and the baseline; the loader picks one at run
+// time (the default build stays portable)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ECGK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ECGK_CLONES
+#endif
+
+// Standardises row ``row`` (n samples, statistics given) into its windows.
+template <class T>
+static ECGK_INLINE void zseg_write(const T* row, float* out, std::ptrdiff_t L, std::ptrdiff_t len,
+                                   std::ptrdiff_t k, double mean, double sd, bool same,
+                                   int constant, double eps) {
+    if ((same || sd + eps == 0.0) && !std::isnan(mean)) {
+        for (std::ptrdiff_t j = 0; j < k; ++j) {
+            float* o = out + j * L * len;
+            const T* p = row + j * len;
+            if (constant == 0) for (std::ptrdiff_t i = 0; i < len; ++i) o[i] = 0.0f;
+            else if (constant == 1) for (std::ptrdiff_t i = 0; i < len; ++i) o[i] = std::numeric_limits<float>::quiet_NaN();
+            else for (std::ptrdiff_t i = 0; i < len; ++i) o[i] = (float)p[i];
+        }
+        return;
+    }
+    const double inv = 1.0 / (sd + eps);
+    for (std::ptrdiff_t j = 0; j < k; ++j) {
+        float* o = out + j * L * len;
+        const T* p = row + j * len;
+        for (std::ptrdiff_t i = 0; i < len; ++i) o[i] = (float)(((double)p[i] - mean) * inv);
+    }
+}
+
+// K leads of one record: statistics in lockstep (see rows_sum), then written.
+template <bool A512, int K, class T>
+static ECGK_INLINE void zseg_leads(const T* x, float* out, std::ptrdiff_t l0, std::ptrdiff_t L,
+                                   std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
+                                   int constant, double eps) {
+    const T* rows[K];
+    double sum[K], mean[K], ss[K];
+    bool same[K];
+    for (int q = 0; q < K; ++q) rows[q] = x + (l0 + q) * T_;
+#ifdef ECGK_AVX512
+    if constexpr (A512) rows_sum_512<K>(rows, T_, sum); else
+#endif
+    rows_sum<K>(rows, T_, sum);
+    for (int q = 0; q < K; ++q) mean[q] = sum[q] / (double)T_;
+#ifdef ECGK_AVX512
+    if constexpr (A512) rows_ss_512<K>(rows, T_, mean, ss); else
+#endif
+    rows_ss<K>(rows, T_, mean, ss);
+    for (int q = 0; q < K; ++q)
+        same[q] = need_same_pass<T>(T_, mean[q], ss[q]) && row_same(rows[q], T_);
+    for (int q = 0; q < K; ++q)
+        zseg_write(rows[q], out + (l0 + q) * len, L, len, k, mean[q],
+                   std::sqrt(ss[q] / (double)T_), same[q], constant, eps);
+}
+
+template <bool A512, class T>
+static ECGK_INLINE void zseg_record(
+        const T* x, float* out, std::ptrdiff_t L, std::ptrdiff_t T_, std::ptrdiff_t len,
+        std::ptrdiff_t k, bool scope_record, int constant, double eps) {
+    if (scope_record) {
+        // the record is contiguous: one row of L * T samples, summed as
+        // ecgcore.signal.zscore sums it (bit-identical results for eps = 0)
+        const std::ptrdiff_t n = L * T_;
+        double s, ss;
+        bool same;
+#ifdef ECGK_AVX512
+        if constexpr (A512) rows_sum_512<1>(&x, n, &s); else
+#endif
+        rows_sum<1>(&x, n, &s);
+        const double mean = s / (double)n;
+#ifdef ECGK_AVX512
+        if constexpr (A512) rows_ss_512<1>(&x, n, &mean, &ss); else
+#endif
+        rows_ss<1>(&x, n, &mean, &ss);
+        same = need_same_pass<T>(n, mean, ss) && row_same(x, n);
+        const double sd = std::sqrt(ss / (double)n);
+        for (std::ptrdiff_t l = 0; l < L; ++l)
+            zseg_write(x + l * T_, out + l * len, L, len, k, mean, sd, same, constant, eps);
+        return;
+    }
+    std::ptrdiff_t l = 0;
+    for (; l + 4 <= L; l += 4) zseg_leads<A512, 4>(x, out, l, L, T_, len, k, constant, eps);
+    for (; l < L; ++l) zseg_leads<A512, 1>(x, out, l, L, T_, len, k, constant, eps);
+}
+
+#ifdef ECGK_AVX512
+__attribute__((target("avx512f"))) static void zseg_f32_512(
+        const float* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L, std::ptrdiff_t T_,
+        std::ptrdiff_t len, std::ptrdiff_t k, bool scope_record, int constant, double eps) {
+    for (std::ptrdiff_t r = 0; r < n; ++r)
+        zseg_record<true>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
+}
+#endif
+
+ECGK_CLONES static void zseg_f32(const float* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L,
+                                 std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
+                                 bool scope_record, int constant, double eps) {
+    for (std::ptrdiff_t r = 0; r < n; ++r)
+        zseg_record<false>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
+}
+
+ECGK_CLONES static void zseg_f64(const double* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L,
+                                 std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
+                                 bool scope_record, int constant, double eps) {
+    for (std::ptrdiff_t r = 0; r < n; ++r)
+        zseg_record<false>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
+}
+
+// The wrapper (ecgcore.signal.normalize.zscore_segments) validates the arguments.
+template <class T>
+static py::array_t<float> zscore_segments(py::array_t<T, py::array::c_style> x, std::ptrdiff_t len,
+                                          bool scope_record, int constant, double eps) {
+    if (x.ndim() != 3) throw std::invalid_argument("x must be 3-D (records, leads, samples)");
+    if (len < 1) throw std::invalid_argument("length must be positive");
+    if (constant < 0 || constant > 2) throw std::invalid_argument("constant must be 0, 1 or 2");
+    const std::ptrdiff_t n = x.shape(0), L = x.shape(1), T_ = x.shape(2), k = T_ / len;
+    py::array_t<float> out({n, k, L, len});
+    if (n == 0 || k == 0 || L == 0) return out;
+    const T* xp = x.data();
+    float* op = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+#ifdef ECGK_AVX512
+        static const bool a512 = __builtin_cpu_supports("avx512f");
+        if constexpr (std::is_same_v<T, float>) {
+            if (a512) zseg_f32_512(xp, op, n, L, T_, len, k, scope_record, constant, eps);
+            else zseg_f32(xp, op, n, L, T_, len, k, scope_record, constant, eps);
+        }
+#else
+        if constexpr (std::is_same_v<T, float>) zseg_f32(xp, op, n, L, T_, len, k, scope_record, constant, eps);
+#endif
+        else zseg_f64(xp, op, n, L, T_, len, k, scope_record, constant, eps);
+    }
+    return out;
+}
+
 PYBIND11_MODULE(norm, m) {
     m.doc() = "Row-wise z-score kernels (see ecgcore.signal.zscore).";
     m.def("zscore", &zscore<double>, py::arg("x"), py::arg("ddof"), py::arg("eps"), py::arg("constant"));
     m.def("zscore", &zscore<float>, py::arg("x"), py::arg("ddof"), py::arg("eps"), py::arg("constant"));
+    // float32 first: pybind11 tries the overloads in order without converting
+    m.def("zscore_segments", &zscore_segments<float>, py::arg("x"), py::arg("length"),
+          py::arg("scope_record"), py::arg("constant"), py::arg("eps"));
+    m.def("zscore_segments", &zscore_segments<double>, py::arg("x"), py::arg("length"),
+          py::arg("scope_record"), py::arg("constant"), py::arg("eps"));
 }

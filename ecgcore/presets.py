@@ -499,17 +499,10 @@ _FUSED = {"ok": None}
 
 
 def _fused_ok() -> bool:
-    """True when the fused z-score + segment kernel (numba) is usable; set
-    ``ECGCORE_NO_FUSED=1`` to force the generic ecgcore.signal route."""
+    """True unless ``ECGCORE_NO_FUSED=1`` forces the generic ecgcore.signal route
+    instead of the fused z-score + segment kernel (C++, always built)."""
     if _FUSED["ok"] is None:
-        if os.environ.get("ECGCORE_NO_FUSED") == "1":
-            _FUSED["ok"] = False
-        else:
-            try:
-                import numba  # noqa: F401
-                _FUSED["ok"] = True
-            except ImportError:
-                _FUSED["ok"] = False
+        _FUSED["ok"] = os.environ.get("ECGCORE_NO_FUSED") != "1"
     return _FUSED["ok"]
 
 
@@ -587,12 +580,12 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
                     and (nxt["stride"] is None or nxt["stride"] == nxt["length"])
                     and _fused_ok()):
                 # z-score written straight into the windows: one pass instead of two
-                from .pipeline._fused import zscore_segment
+                from .signal.normalize import zscore_segments
                 L = int(nxt["length"])
                 if x.shape[-1] < L:
                     raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
                                           f"{L}-sample segment", where)
-                x = zscore_segment(x, L, step["scope"], step["constant"], float(step["eps"]))
+                x = zscore_segments(x, L, step["scope"], step["constant"], float(step["eps"]))
                 skip_next = True
                 segmented = True
                 continue

@@ -1,9 +1,10 @@
-"""The fused z-score + segment kernel's constant-lead test (ecgcore.pipeline._fused).
+"""The fused z-score + segment kernel's constant-lead test
+(ecgcore.signal.normalize.zscore_segments, formerly numba in ecgcore.pipeline._fused).
 
-The kernel skips its exact count of differing samples when the squared
-deviations prove a lead is not constant; these cases put constant leads of
-awkward values (inexact reciprocals, huge, subnormal, negative zero, one step
-away from constant) against the generic ecgcore.signal route.
+These cases put constant leads of awkward values (inexact reciprocals, huge,
+subnormal, negative zero, one step away from constant) against the generic
+ecgcore.signal route (zscore then segment). The fused kernel sums as
+ecgcore.signal.zscore does, so with eps = 0 the two agree bit for bit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 import ecgcore.signal as S
 
-pytest.importorskip("numba")
+from ecgcore.signal.normalize import zscore_segments
 
 
 def _awkward(rng, T, dtype):
@@ -35,10 +36,9 @@ def _awkward(rng, T, dtype):
 @pytest.mark.parametrize("scope", ["lead", "record"])
 @pytest.mark.parametrize("constant", ["zero", "nan", "keep"])
 def test_constant_rows_match_signal_kernels(rng, dtype, scope, constant):
-    from ecgcore.pipeline._fused import zscore_segment
     for T in (5000, 6727, 2503):
         x = _awkward(rng, T, dtype)
-        got = zscore_segment(x, 2500, scope, constant)
+        got = zscore_segments(x, 2500, scope, constant)
         with np.errstate(invalid="ignore"):
             ref = S.segment(S.zscore(x, scope=scope, constant=constant), 2500)
         assert got.shape == ref.shape and got.dtype == np.float32
@@ -47,6 +47,8 @@ def test_constant_rows_match_signal_kernels(rng, dtype, scope, constant):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
         atol = 2e-6 * max(1.0, float(np.abs(ref[ok]).max()))
         np.testing.assert_allclose(got[ok], ref[ok], rtol=0, atol=atol)
+        # the same sums in the same order: identical, not just close
+        np.testing.assert_array_equal(got, ref.astype(np.float32))
         if constant == "zero" and scope == "lead":
             for i in range(9):
                 assert not got[i, :, 2 * (i % 6)].any()
@@ -59,14 +61,14 @@ def test_constant_rows_match_signal_kernels(rng, dtype, scope, constant):
 def test_float64_lead_whose_std_underflows(rng, scope, constant):
     """Samples a subnormal apart: not exactly constant, but the std underflows to 0;
     the generic route treats the lead as constant, and so does the fused kernel
-    (it raised ZeroDivisionError before)."""
-    from ecgcore.pipeline._fused import zscore_segment
+    (the numba kernel once raised ZeroDivisionError)."""
     x = np.zeros((2, 3, 5000))
     x[0, 1, 17] = 5e-324
     x[1] = rng.standard_normal((3, 5000))
     x[1, 2] = 0.0
     x[1, 2, 4000] = -5e-324
-    got = zscore_segment(x, 2500, scope, constant)
+    got = zscore_segments(x, 2500, scope, constant)
     ref = S.segment(S.zscore(x, scope=scope, constant=constant), 2500).astype(np.float32)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(ref), rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(got, ref)

@@ -50,8 +50,8 @@ def run_local(tasks, workers: int, on_done, fn=None) -> None:
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:
         if fn is _chunk_summary or fn is process_chunk:
-            # the same warm-up the forkserver gives pool workers (numba import and
-            # cache load, about 0.7 s of CPU): without it the first chunk pays it,
+            # the same warm-up the forkserver gives pool workers (the readers,
+            # presets and kernel modules): without it the first chunk pays it,
             # and its CPU time (the sidecar's cpu_s) no longer measures the records
             from . import _preload  # noqa: F401
         for t in tasks:

@@ -24,7 +24,7 @@ import numpy as np
 from ecgcore.errors import PreprocessError
 from ecgcore.signal._validate import as_float, from_rows, to_rows
 
-__all__ = ["zscore"]
+__all__ = ["zscore", "zscore_segments"]
 
 _CONSTANT = {"zero": 0, "nan": 1, "keep": 2}
 
@@ -84,3 +84,60 @@ def zscore(x, scope: str = "lead", constant: str = "zero", ddof: int = 0, axis: 
     if return_stats:
         return out, mean.reshape(stat_shape), std.reshape(stat_shape)
     return out
+
+
+def zscore_segments(x, length: int, scope: str = "lead", constant: str = "zero",
+                    eps: float = 0.0) -> np.ndarray:
+    """Z-score each record (per lead or per record) and cut non-overlapping windows, fused.
+
+    Equals ``segment(zscore(x, scope, constant, ddof=0, eps=eps), length)`` cast to
+    float32, in one pass: each lead is read once for its statistics and written
+    straight into its windows (the ``ecgfm``-style presets' last two steps).
+    Statistics are float64 over the whole unsegmented record (population std,
+    ddof 0, as fairseq-signals). A lead (record) is constant when all its samples
+    are equal, or when its float64 std underflows to 0 (samples a subnormal
+    apart), unless its mean is NaN; ``constant`` then chooses its windows.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, leads, T)
+        Records; float32 and float64 are read as they are, other dtypes as float64.
+    length : int
+        Window length in samples; ``T // length`` windows, the tail dropped.
+    scope : {"lead", "record"}
+        Statistics over time for each lead, or over leads and time for each record.
+    constant : {"zero", "nan", "keep"}
+        What a constant lead/record becomes (zeros, NaN, or its samples unchanged).
+    eps : float
+        Added to the std before dividing (ECGFounder/CCTA: 1e-8), in the signal's units.
+
+    Returns
+    -------
+    ndarray, float32, shape (n, T // length, leads, length)
+        Dimensionless (standard deviations from the mean); no windows when
+        ``T < length``.
+
+    Raises
+    ------
+    PreprocessError
+        When ``x`` is not 3-D or an argument is out of range.
+    """
+    from ecgcore._kernels import norm as _norm
+
+    if scope not in ("lead", "record"):
+        raise PreprocessError(f"scope must be 'lead' or 'record', got {scope!r}")
+    if constant not in _CONSTANT:
+        raise PreprocessError(f"constant must be 'zero', 'nan' or 'keep', got {constant!r}")
+    if (isinstance(length, (bool, np.bool_)) or not isinstance(length, (int, np.integer, float))
+            or not np.isfinite(length) or int(length) != length or length < 1):
+        raise PreprocessError(f"length must be a positive integer (samples), got {length!r}")
+    if not np.isfinite(eps) or eps < 0:
+        raise PreprocessError(f"eps must be a non-negative number, got {eps!r}")
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise PreprocessError(f"x must be 3-D (records, leads, samples), got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    x = np.ascontiguousarray(x)
+    return _norm.zscore_segments(x, int(length), scope == "record", _CONSTANT[constant],
+                                 float(eps))
