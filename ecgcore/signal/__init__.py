@@ -12,11 +12,11 @@ from ecgcore.signal.baseline import median_baseline, median_kernel_size, running
 from ecgcore.signal.chain import chain
 from ecgcore.signal.filters import (bandpass, filtfilt, highpass, lowpass, notch, sosfilt,
                                     sosfiltfilt)
-from ecgcore.signal.normalize import zscore
+from ecgcore.signal.normalize import zscore, zscore_segments
 from ecgcore.signal.quality import quality
 from ecgcore.signal.resample import resample, resample_length
 from ecgcore.signal.segment import n_segments, segment
 
 __all__ = ["bandpass", "highpass", "lowpass", "notch", "sosfilt", "sosfiltfilt", "filtfilt",
            "median_baseline", "running_median", "median_kernel_size", "resample", "resample_length",
-           "zscore", "segment", "n_segments", "quality", "chain"]
+           "zscore", "zscore_segments", "segment", "n_segments", "quality", "chain"]
