@@ -15,10 +15,11 @@
 // * a lone unit section (the notch) runs as a recursion on z0 alone whose
 //   critical path is one FMA per sample (pass_unit1_fast).
 // * float32 rows: 8 x 8 in-lane transposes on AVX-512 (transpose_in_8 /
-//   transpose_out_8), with time outermost so the buffer streams once.
-// * float32 rows with float64 state on AVX-512 (the default for float32 input)
-//   take the mixed-precision block (block_rows_h, planned by make_mixed in
-//   chain.cpp): float32 buffer and 16/32-lane blocks; only the sections with
+//   transpose_out_8), with time outermost so the buffer streams once; on AVX2
+//   for float32 buffers only.
+// * float32 rows with float64 state on AVX-512 or AVX2 (the default for
+//   float32 input) take the mixed-precision block (block_rows_h, planned by
+//   make_mixed in chain.cpp): float32 buffer and 16/32-lane blocks (AVX2: 8); only the sections with
 //   poles near z = 1 (the 0.5 Hz high-pass ones) run in float64, the 40 Hz
 //   sections, the notch, the polyphase sum and the transposes in float32,
 //   whose vectors hold twice the lanes. Each lane's first sample is subtracted
@@ -143,8 +144,15 @@ ECGK_AI T* seg_at(const ::ecgk::SegOut& sg, T* y, std::ptrdiff_t r, std::ptrdiff
     return y + (((r / sg.lc) * sg.k + t / sg.len) * sg.lc + r % sg.lc) * sg.len + t % sg.len;
 }
 
+#ifdef ECGC_MIXED
+// whether the 8 x 8 transposes also convert to and from float64 buffers
 #ifdef ECGC_AVX512
-// 8 x 8 transposes for float rows (the usual input), AVX-512 build only: a 4 x 4
+constexpr bool kT8Any = true;
+#else
+constexpr bool kT8Any = false;
+#endif
+// 8 x 8 transposes for float rows (the usual input), AVX-512 and AVX2 builds
+// (AVX2: float32 buffers only, the mixed-precision block and float32 state): a 4 x 4
 // transpose inside each 128-bit half of eight 8-float vectors whose halves hold
 // rows i and i + 4, so 64 samples cost 16 in-lane shuffles and 8 conversions
 // (the generic 4 x 4 double transposes need 8 lane-crossing shuffles and 4 split
@@ -163,8 +171,15 @@ ECGK_AI void tr44(__m256& a, __m256& b, __m256& c, __m256& d) {
 }
 template <class C>
 ECGK_AI void st8(C* o, __m256 v) {
-    if constexpr (sizeof(C) == sizeof(double)) _mm512_storeu_pd(o, _mm512_cvtps_pd(v));
-    else _mm256_storeu_ps(o, v);
+    if constexpr (sizeof(C) == sizeof(double)) {
+#ifdef ECGC_AVX512
+        _mm512_storeu_pd(o, _mm512_cvtps_pd(v));
+#else
+        static_assert(sizeof(C) == sizeof(float), "AVX2 8 x 8 transposes: float32 buffers only");
+#endif
+    } else {
+        _mm256_storeu_ps(o, v);
+    }
 }
 
 // Rows l0 .. l0+7 of x (rows >= nr read as zeros), samples [0, n8) -> d lanes l0 .. l0+7,
@@ -223,11 +238,17 @@ static void transpose_out_8(const C* src, std::ptrdiff_t nr, std::ptrdiff_t n_ou
             base[i] = y + ((r / sg->lc) * sg->k * sg->lc + r % sg->lc) * L;
         }
     }
+#ifdef ECGC_AVX512
     __m512d m64, k64;
+#else
+    static_assert(sizeof(C) == sizeof(float), "AVX2 8 x 8 transposes: float32 buffers only");
+#endif
     __m256 m32, k32;
     if constexpr (sizeof(C) == sizeof(double)) {
+#ifdef ECGC_AVX512
         m64 = _mm512_loadu_pd(sub + l0);
         k64 = _mm512_loadu_pd(mul + l0);
+#endif
     } else {
         m32 = _mm256_loadu_ps(sub + l0);
         k32 = _mm256_loadu_ps(mul + l0);
@@ -236,9 +257,11 @@ static void transpose_out_8(const C* src, std::ptrdiff_t nr, std::ptrdiff_t n_ou
         __m256 o[8];
         for (int j = 0; j < 8; ++j) {
             const C* q = src + (t + j) * W + l0;
+#ifdef ECGC_AVX512
             if constexpr (sizeof(C) == sizeof(double))
                 o[j] = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(q), m64), k64));
             else
+#endif
                 o[j] = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(q), m32), k32);
         }
         tr44(o[0], o[1], o[2], o[3]);  // o[i]: row i (samples t..t+3) | row i+4 (same samples)
@@ -290,6 +313,7 @@ static void transpose_out_8(const C* src, std::ptrdiff_t nr, std::ptrdiff_t n_ou
     }
 }
 
+#ifdef ECGC_AVX512
 // float32 <-> float64 packs of W lanes (W a multiple of 16): one zmm of 16
 // floats is two zmm of 8 doubles.
 template <int W>
@@ -313,6 +337,29 @@ ECGK_AI Pack<float, W> cvt_down(const Pack<double, W>& d) {
     }
     return r;
 }
+#else
+// The same on AVX2 (W a multiple of 8): one ymm of 8 floats is two ymm of 4 doubles.
+template <int W>
+ECGK_AI Pack<double, W> cvt_up(const Pack<float, W>& f) {
+    static_assert(Pack<float, W>::VW == 8 && Pack<double, W>::VW == 4, "W must be a multiple of 8");
+    Pack<double, W> r;
+    for (int i = 0; i < Pack<float, W>::NV; ++i) {
+        const __m256 m = (__m256)f.v[i];
+        r.v[2 * i] = (typename Pack<double, W>::V)_mm256_cvtps_pd(_mm256_castps256_ps128(m));
+        r.v[2 * i + 1] = (typename Pack<double, W>::V)_mm256_cvtps_pd(_mm256_extractf128_ps(m, 1));
+    }
+    return r;
+}
+template <int W>
+ECGK_AI Pack<float, W> cvt_down(const Pack<double, W>& d) {
+    Pack<float, W> r;
+    for (int i = 0; i < Pack<float, W>::NV; ++i) {
+        const __m128 lo = _mm256_cvtpd_ps((__m256d)d.v[2 * i]), hi = _mm256_cvtpd_ps((__m256d)d.v[2 * i + 1]);
+        r.v[i] = (typename Pack<float, W>::V)_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+    }
+    return r;
+}
+#endif
 
 // One unit section step ([1, c, 1] / [1, a1, a2], DF2T) on a pack.
 template <class C, int W>
@@ -406,8 +453,8 @@ template <class T, class C, int W>
 static void transpose_in_x(const T* x, std::ptrdiff_t nr, std::ptrdiff_t n, C* d) {
     static_assert(W % 4 == 0, "block widths are multiples of 4");
     typedef typename Q4<C>::V V;
-    #ifdef ECGC_AVX512
-    if constexpr (std::is_same<T, float>::value && W % 8 == 0) {
+#ifdef ECGC_MIXED
+    if constexpr (std::is_same<T, float>::value && W % 8 == 0 && (kT8Any || std::is_same<C, float>::value)) {
         const std::ptrdiff_t n8 = n & ~(std::ptrdiff_t)7;
         for (int l0 = 0; l0 < W; l0 += 8) transpose_in_8<C, W>(x, nr, n, n8, l0, d);
         for (std::ptrdiff_t t = n8; t < n; ++t)
@@ -443,8 +490,8 @@ static void transpose_out_affine(const C* src, std::ptrdiff_t nr, std::ptrdiff_t
                                  const C* sub, const C* mul, const ::ecgk::SegOut* sg = nullptr,
                                  std::ptrdiff_t r0 = 0) {
     typedef typename Q4<C>::V V;
-    #ifdef ECGC_AVX512
-    if constexpr (std::is_same<T, float>::value && W % 8 == 0) {
+#ifdef ECGC_MIXED
+    if constexpr (std::is_same<T, float>::value && W % 8 == 0 && (kT8Any || std::is_same<C, float>::value)) {
         const std::ptrdiff_t n8 = n_out & ~(std::ptrdiff_t)7;
         for (int l0 = 0; l0 < nr; l0 += 8) transpose_out_8<C, W>(src, nr, n_out, n8, l0, y, sub, mul, sg, r0);
         for (std::ptrdiff_t t = n8; t < n_out; ++t)
@@ -544,11 +591,11 @@ ECGK_AI Pack<C, W> vmax(const Pack<C, W>& a, const Pack<C, W>& b) {
 
 // Gain or z-score of the block's output src (S: the buffer's type) and the
 // transpose out to rows r0 .. r0+nr of y. The z-score statistics are float64
-// sums whatever S is (C = double); S = float only in the AVX-512 mixed path.
+// sums whatever S is (C = double); S = float only in the mixed path.
 template <class S, class C, int W>
 ECGK_AI Pack<C, W> vld_as(const S* p) {
     if constexpr (std::is_same<S, C>::value) return vld<C, W>(p);
-#ifdef ECGC_AVX512
+#ifdef ECGC_MIXED
     else return cvt_up<W>(vld<S, W>(p));
 #endif
 }
@@ -562,9 +609,9 @@ static void finish_block(const S* src, T* y, std::ptrdiff_t r0, std::ptrdiff_t n
     // y: the whole output. Rows go to yb (this block's rows, row stride n_out):
     // the output itself, or with windows, a cached scratch copied out by window
     const ::ecgk::SegOut& seg = ::ecgk::tl_seg;
-#ifdef ECGC_AVX512
+#ifdef ECGC_MIXED
     // float32 output: the 8 x 8 transposes write the windows directly
-    constexpr bool kDirect = std::is_same<T, float>::value && W % 8 == 0;
+    constexpr bool kDirect = std::is_same<T, float>::value && W % 8 == 0 && (kT8Any || std::is_same<S, float>::value);
 #else
     constexpr bool kDirect = false;
 #endif
@@ -661,7 +708,7 @@ static void block_rows_x(const T* x, T* y, std::ptrdiff_t r0, std::ptrdiff_t nr,
     finish_block<T, C, C, W>(src, y, r0, nr, cx);
 }
 
-#ifdef ECGC_AVX512
+#ifdef ECGC_MIXED
 // A float32-only stage in pass order (zi from HStage, identical in both passes).
 template <int W>
 static void pass_f32(float* b32, std::ptrdiff_t t0, std::ptrdiff_t cnt, std::ptrdiff_t step, const ::ecgk::HStage& h,
@@ -679,7 +726,7 @@ static void pass_f32(float* b32, std::ptrdiff_t t0, std::ptrdiff_t cnt, std::ptr
     run_pass_x<float, W>(b32, t0, cnt, step, s, true, true);
 }
 
-// The mixed-precision block (float32 rows, float64 state, AVX-512; see HStage in
+// The mixed-precision block (float32 rows, float64 state, AVX-512 or AVX2; see HStage in
 // chain.cpp): the rows are transposed into a float32 buffer; a stage with float64
 // sections runs its forward pass float32 -> float64 buffer and its backward pass
 // back; float32-only stages (notch, low-pass), the resampler and the output run
@@ -749,25 +796,49 @@ static void run_rows_x(const T* x, T* y, std::ptrdiff_t rows, std::ptrdiff_t n, 
     }
     if (plan.resample == 2 && R < 1) R = 1;
     const std::ptrdiff_t buflen = P + n + R;
-#ifdef ECGC_AVX512
+#ifdef ECGC_MIXED
     if constexpr (std::is_same<T, float>::value && std::is_same<C, double>::value) {
         if (cx.mixed) {
-            // 32-lane blocks (float32 two zmm, float64 four), 16 for the rest: a
-            // 12-lead record is one 16-lane block
-            const std::ptrdiff_t wm = rows > 16 ? 32 : 16;
+            // AVX-512: 32-lane blocks (float32 two zmm, float64 four), 16 for the
+            // rest: a 12-lead record is one 16-lane block. AVX2: 8-lane blocks
+            // (float32 one ymm, float64 two): the 16 ymm registers hold a
+            // section's state and coefficients without spilling (16-lane blocks
+            // were 1.4x slower per record, 32-lane ones 3x on a batch).
+#ifdef ECGC_AVX512
+            constexpr int WB = 32, WS = 16;
+#else
+            constexpr int WB = 8, WS = 8;
+#endif
+            const std::ptrdiff_t wm = rows > WS ? WB : WS;
             const ::ecgk::Scratch s32(0, sizeof(float) * buflen * wm), s64(1, sizeof(double) * buflen * wm),
                 so(2, sizeof(float) * (plan.resample ? plan.n_out * wm : 1));
             float* b32 = s32.get<float>();
             double* b64 = s64.get<double>();
             float* o32 = so.get<float>();
             std::ptrdiff_t r = 0;
-            for (; rows - r > 16; r += 32) {
-                const std::ptrdiff_t nr = rows - r < 32 ? rows - r : 32;
-                block_rows_h<32>(x + r * n, y, r, nr, n, cx, P, buflen, b32, b64, o32);
+            for (; rows - r > WS; r += WB) {
+                const std::ptrdiff_t nr = rows - r < WB ? rows - r : WB;
+                block_rows_h<WB>(x + r * n, y, r, nr, n, cx, P, buflen, b32, b64, o32);
             }
-            if (r < rows) block_rows_h<16>(x + r * n, y, r, rows - r, n, cx, P, buflen, b32, b64, o32);
+            if (r < rows) block_rows_h<WS>(x + r * n, y, r, rows - r, n, cx, P, buflen, b32, b64, o32);
             return;
         }
+    }
+#endif
+#if defined(ECGC_MIXED) && !defined(ECGC_AVX512)
+    if constexpr (std::is_same<C, double>::value) {
+        // AVX2, float64 state: 8-lane blocks (two ymm per pack). Wider packs
+        // outgrow the 16 ymm registers and spill inside the recursions and the
+        // polyphase sum (24/16-lane blocks: 3.2x / 4.8x slower per record on
+        // a batch / one 12-lead record; same results, lanes are independent).
+        const ::ecgk::Scratch sb(1, sizeof(C) * buflen * 8), so(2, sizeof(C) * (plan.resample ? plan.n_out * 8 : 1));
+        C* buf = sb.get<C>();
+        C* obuf = so.get<C>();
+        std::ptrdiff_t r = 0;
+        for (; rows - r > 4; r += 8)
+            block_rows_x<T, C, 8>(x + r * n, y, r, rows - r < 8 ? rows - r : 8, n, cx, P, buflen, buf, obuf);
+        if (r < rows) block_rows_x<T, C, 4>(x + r * n, y, r, rows - r, n, cx, P, buflen, buf, obuf);
+        return;
     }
 #endif
     // scratch sized for the widest block actually used, left uninitialised:

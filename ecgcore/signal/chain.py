@@ -16,7 +16,7 @@ is only fused kernel groups plus a final plain ``segment`` (the usual preset on 
 C-contiguous array, time last) is memoised whole and runs without the step loop.
 
 float32 input with a band-pass or high-pass among the fused filters runs the
-kernel's mixed-precision path on AVX-512 machines: float64 only for the sections
+kernel's mixed-precision path on AVX-512 and AVX2 machines: float64 only for the sections
 with poles near z = 1, float32 for the rest, the resampler and the transposes
 (see csrc/chain_body.hpp); the result stays within ~2e-6 of the output range of
 the float64 computation. float64 input always computes in float64.
