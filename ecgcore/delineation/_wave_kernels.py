@@ -598,7 +598,9 @@ def p_projection(y, tmpl, leads, t_on, t_off, r, c, b0):
 
 @njit(cache=True)
 def _median_small(buf, k):
-    """Median of buf[:k] (insertion sort in place; k is at most the lead count)."""
+    """``np.median`` of buf[:k], k > 0, no NaN (insertion sort in place: k is a lead or
+    beat count, small). The mean of the two middle values for even k (``0.5 * (a + b)``
+    and ``(a + b) / 2`` round alike), the middle value itself for odd k."""
     for i in range(1, k):
         v = buf[i]
         j = i
@@ -897,33 +899,10 @@ def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
 
 @njit(cache=True)
 def _nanmedian_buf(buf, k):
-    """Median of buf[:k] (sorted in place) as ``waves._nanmedian_rows``: the mean of
-    the two middle values (the same value twice for odd k); NaN when k == 0."""
+    """Median of buf[:k] (sorted in place) as ``waves._nanmedian_rows``; NaN when k == 0."""
     if k == 0:
         return np.nan
-    for i in range(1, k):
-        v = buf[i]
-        j = i
-        while j > 0 and buf[j - 1] > v:
-            buf[j] = buf[j - 1]
-            j -= 1
-        buf[j] = v
-    return 0.5 * (buf[(k - 1) // 2] + buf[k // 2])
-
-
-@njit(cache=True)
-def _median_np(buf, k):
-    """``np.median`` of buf[:k] (sorted in place; k > 0, no NaN)."""
-    for i in range(1, k):
-        v = buf[i]
-        j = i
-        while j > 0 and buf[j - 1] > v:
-            buf[j] = buf[j - 1]
-            j -= 1
-        buf[j] = v
-    if k % 2 == 1:
-        return buf[k // 2]
-    return (buf[k // 2 - 1] + buf[k // 2]) / 2.0
+    return _median_small(buf, k)
 
 
 @njit(cache=True)
@@ -1008,7 +987,7 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
         d = np.empty(nr - 1)
         for i in range(nr - 1):
             d[i] = abs(a[i + 1] - a[i])
-        irr = _median_np(d, nr - 1) / _median_np(a, nr)
+        irr = _median_small(d, nr - 1) / _median_small(a, nr)
     # atrial-wave consistency of the record: median of the best half of the live leads'
     # scores (as ``np.median(np.sort(score[live])[::-1][:max(1, n_live // 2)])``)
     live = np.zeros(L, np.bool_)
@@ -1022,7 +1001,7 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
     aa = 0.0
     if n_live:
         top = np.sort(sc[:n_live])[::-1][:max(1, n_live // 2)].copy()
-        aa = _median_np(top, top.shape[0])
+        aa = _median_small(top, top.shape[0])
     return lead_qpp, t_ok, p_keep, live, n_live, aa, irr
 
 
@@ -1469,7 +1448,7 @@ def template_members(r, n, rr_tol):
     for i in range(nb - 1):
         rr[i] = r[i + 1] - r[i]
     buf = rr.copy()
-    rr_med = int(_median_np(buf, nb - 1))
+    rr_med = int(_median_small(buf, nb - 1))
     c = int(1.5 * rr_med)
     w = 3 * rr_med + 1
     member = np.zeros(nb, np.bool_)
