@@ -215,7 +215,8 @@ def test_streamed_shard_is_byte_identical_to_np_save(tmp_path, rng):
 
 
 def test_worker_crash_is_reported_and_resumable(inputs, tmp_path, monkeypatch, capsys):
-    import ecgcore.pipeline.engine_local as eng
+    # the engines run worker.process_chunk_summary, which looks process_chunk up at call time
+    import ecgcore.pipeline.worker as eng
     calls = {"n": 0}
     real = eng.process_chunk
 

@@ -6,7 +6,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from .worker import process_chunk, summarize
+from .worker import process_chunk, process_chunk_summary
 
 __all__ = ["run_local"]
 
@@ -28,17 +28,11 @@ def _context():
     return ctx
 
 
-def _chunk_summary(task: dict) -> dict:
-    # process_chunk is looked up at call time (tests replace it); only the
-    # summary and the rendered manifest rows travel back (the sidecar is on disk)
-    return summarize(process_chunk(task), render=True)
-
-
 def run_local(tasks, workers: int, on_done, fn=None) -> None:
     """Run ``fn`` over ``tasks`` with ``workers`` processes.
 
-    The default ``fn`` runs :func:`~.worker.process_chunk` and returns the
-    :func:`~.worker.summarize` of its sidecar (``render=True``).
+    The default ``fn`` is :func:`~.worker.process_chunk_summary`: the chunk's
+    counts and rendered manifest rows travel back, the sidecar stays on disk.
 
     ``workers=1`` runs in this process (no start-up cost, easy debugging).
     At most ``2 * workers`` chunks are in flight, so memory stays bounded by
@@ -46,10 +40,10 @@ def run_local(tasks, workers: int, on_done, fn=None) -> None:
     called in this process as chunks finish. ``fn`` must be a picklable
     module-level function (other chunked jobs, e.g. image datasets, reuse this).
     """
-    fn = fn or _chunk_summary
+    fn = fn or process_chunk_summary
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:
-        if fn is _chunk_summary or fn is process_chunk:
+        if fn is process_chunk_summary or fn is process_chunk:
             # the same warm-up the forkserver gives pool workers (the readers,
             # presets and kernel modules): without it the first chunk pays it,
             # and its CPU time (the sidecar's cpu_s) no longer measures the records
