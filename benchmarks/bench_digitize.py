@@ -40,11 +40,7 @@ def rendered(n, tmp):
             path = os.path.join(tmp, f"r{k}_{layout}.pdf")
             with matplotlib.rc_context({"path.simplify": False}):
                 res = ecgcore.plot(rec, path, layout=layout)
-            ref = rec.conform().signal.astype(float)
-            drawn = np.zeros(ref.shape, bool)
-            for p in res.panels:
-                drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-            ref[~drawn] = np.nan
+            ref = res.reference(rec)
             rows.append((layout, path, ref))
     return rows
 
@@ -134,11 +130,7 @@ def _plot_simplified(rec, path, layout="3x4+II"):
             p.should_simplify = True
     with matplotlib.rc_context({"path.simplify": True}):
         res.figure.savefig(path, format="pdf")
-    ref = rec.conform().signal.astype(float)
-    drawn = np.zeros(ref.shape, bool)
-    for p in res.panels:
-        drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-    ref[~drawn] = np.nan
+    ref = res.reference(rec)
     return ref
 
 
@@ -230,11 +222,7 @@ def vector(n):
         for k, rec in enumerate(recs if isinstance(recs, list) else [recs]):
             path = os.path.join(tmp, f"default{k}.pdf")
             res = ecgcore.plot(rec, path, layout="3x4+II")
-            ref = rec.conform().signal.astype(float)
-            drawn = np.zeros(ref.shape, bool)
-            for p in res.panels:
-                drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-            ref[~drawn] = np.nan
+            ref = res.reference(rec)
             by.setdefault("ecgcore.plot vector PDF 3x4+II as saved by default", []).append(
                 _score(path, ref, 500)[0])
         rows += [(k, len(v), np.mean(v)) for k, v in by.items()]
@@ -358,11 +346,7 @@ def raster(tmp):
             layout = pkw2.pop("layout", "3x4+II")
             path = os.path.join(tmp, f"r{k}.png")
             res = ecgcore.plot(rec, path, layout=layout, **pkw2)
-            ref = rec.signal.astype(float).copy()
-            drawn = np.zeros(ref.shape, bool)
-            for p in res.panels:
-                drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-            ref[~drawn] = np.nan
+            ref = res.reference(rec)
             if dkw:
                 path = _damage(path, os.path.join(tmp, f"r{k}_d.png"), rng, **dkw)
             t = time.process_time()

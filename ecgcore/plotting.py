@@ -72,6 +72,17 @@ class PlotResult:
         return {(p.lead + " (rhythm)" if p.rhythm else p.lead): (p.x_px, p.y_px, p.samples)
                 for p in self.panels}
 
+    def reference(self, record) -> np.ndarray:
+        """The page's ground truth: ``record`` in the standard 12-lead order (float64, its
+        units), NaN at every sample no panel drew, so a digitized page can be scored
+        against what it actually shows (a 3x4 page shows 2.5 s of most leads)."""
+        ref = record.conform(STANDARD_12, derive=True, missing="nan").signal.astype(np.float64)
+        drawn = np.zeros(ref.shape, bool)
+        for p in self.panels:
+            drawn[STANDARD_12.index(p.lead), p.samples] = True
+        ref[~drawn] = np.nan
+        return ref
+
 
 def _panels_for(layout: str, leads, duration: float):
     """(lead, row, t0, t1, x_mm_offset_in_row_fraction, rhythm) for each panel."""

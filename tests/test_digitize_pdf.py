@@ -15,15 +15,6 @@ def sim():
     return rec[0] if isinstance(rec, list) else rec
 
 
-def _masked_truth(rec, res):
-    ref = rec.conform().signal.astype(float)
-    drawn = np.zeros(ref.shape, bool)
-    for p in res.panels:
-        drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-    ref[~drawn] = np.nan
-    return ref
-
-
 @pytest.mark.parametrize("layout,speed,gain", [("3x4+II", 25, 10), ("3x4", 50, 20),
                                                ("6x2", 25, 5), ("12x1", 25, 10)])
 def test_rendered_pdf_round_trip(tmp_path, sim, layout, speed, gain):
@@ -33,7 +24,7 @@ def test_rendered_pdf_round_trip(tmp_path, sim, layout, speed, gain):
     out = ecgcore.digitize(path, fs=500)
     assert out.meta["source_kind"] == "vector"
     assert out.meta["speed"] == speed and out.meta["gain"] == pytest.approx(gain)
-    ref = _masked_truth(sim, res)
+    ref = res.reference(sim)
     est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
     est = est[:, :ref.shape[1]]
     snr = challenge_snr(ref, est, 500, align=False)

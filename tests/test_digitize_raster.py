@@ -21,17 +21,8 @@ def _rec(seed=3):
     return (r[0] if isinstance(r, list) else r).conform()
 
 
-def _masked_truth(rec, res):
-    ref = rec.conform().signal.astype(float)
-    drawn = np.zeros(ref.shape, bool)
-    for p in res.panels:
-        drawn[ecgcore.STANDARD_12.index(p.lead), p.samples] = True
-    ref[~drawn] = np.nan
-    return ref
-
-
 def _score(rec, res, out):
-    ref = _masked_truth(rec, res)
+    ref = res.reference(rec)
     est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
     e = np.full(ref.shape, np.nan)
     n = min(e.shape[1], est.shape[1])
@@ -258,7 +249,7 @@ def test_column_join_qrs_is_not_flattened(tmp_path):
     path = tmp_path / "p.png"
     res = ecgcore.plot(rec, path, layout="3x4+II")
     out = ecgcore.digitize(path, fs=500)
-    ref = _masked_truth(rec, res)
+    ref = res.reference(rec)
     est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
     for name in ("V4", "V5", "V6", "III", "aVF"):
         i = ecgcore.STANDARD_12.index(name)
@@ -454,7 +445,7 @@ def test_contiguous_6x2_round_trip(tmp_path, sim, rel):
     out = ecgcore.digitize(path, fs=rec.fs)
     assert out.meta["layout"] == "6x2"
     assert "6x2_halves_simultaneous" not in out.meta["digitize_flags"]
-    ref = _masked_truth(rec, res)
+    ref = res.reference(rec)
     est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
     half = rec.n_samples // 2
     for i, name in enumerate(ecgcore.STANDARD_12):

@@ -17,7 +17,7 @@ import ecgcore
 import ecgcore.digitization.pdf_vector as pv
 from conftest import shared_path
 from ecgcore.digitization.metric import challenge_snr
-from test_digitize_pdf import _masked_truth, _mpl_page, _read_12
+from test_digitize_pdf import _mpl_page, _read_12
 
 TOL = 1.0 / 9.0                       # matplotlib's default path.simplify_threshold (pt)
 
@@ -64,7 +64,7 @@ def test_plot_pdf_reads_back_exactly(tmp_path, sim):
     """A page of ecgcore.plot holds the samples themselves: > 90 dB with no alignment."""
     path = tmp_path / "p.pdf"
     res = ecgcore.plot(sim, path, layout="3x4+II")
-    ref = _masked_truth(sim, res)
+    ref = res.reference(sim)
     out = ecgcore.digitize(path, fs=500)
     est = out.conform(ecgcore.STANDARD_12, derive=False, missing="nan").signal.astype(float)
     snr = challenge_snr(ref, est[:, :ref.shape[1]], 500, align=False)

@@ -98,3 +98,23 @@ def test_contiguous_6x2_layout(tmp_path):
     # narrower than the side-by-side 6x2, which draws both halves over the full record
     wide = ecgcore.plot(rec, layout="6x2", dpi=100)
     assert res.width_px < wide.width_px - 25 * rec.duration * px_mm * 0.9
+
+
+def test_plot_reference_is_the_drawn_part_of_the_record():
+    # a 3x4+II page draws each lead over its 2.5-s column and lead II over 10 s as well
+    rec = ecgcore.simulate(n=1, fs=500, duration=10, seed=5)
+    rec = (rec[0] if isinstance(rec, list) else rec).conform()
+    res = ecgcore.plot(rec, None, layout="3x4+II")
+    ref = res.reference(rec)
+    assert ref.shape == rec.signal.shape
+    shown = np.isfinite(ref)
+    assert np.array_equal(ref[shown], rec.signal.astype(np.float64)[shown])
+    ii = ecgcore.STANDARD_12.index("II")
+    assert shown[ii].all()
+    counts = shown.sum(axis=1)
+    others = np.delete(counts, ii)
+    # 1250 samples per column (+1 joining sample where a column meets the next)
+    assert np.all((others >= 1250) & (others <= 1252)), counts
+    # the columns follow I-III, aVR-aVF, V1-V3, V4-V6 at 0, 2.5, 5, 7.5 s
+    v4 = ecgcore.STANDARD_12.index("V4")
+    assert not shown[v4, :3750].any() and shown[v4, 3751:].all()
