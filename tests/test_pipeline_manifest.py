@@ -17,7 +17,7 @@ import pytest
 
 from ecgcore.pipeline import run_pipeline
 from ecgcore.pipeline import worker
-from ecgcore.pipeline.manifest import (MANIFEST_COLUMNS, SidecarFiles, build_manifest,
+from ecgcore.pipeline.manifest import (MANIFEST_COLUMNS, SidecarFiles, build_manifest, render_chunk,
                                        write_outputs)
 from ecgcore.pipeline.shards import sidecar_name, write_json_atomic
 from ecgcore.record import STANDARD_12, Record
@@ -99,10 +99,10 @@ def test_streamed_manifest_equals_reference(tmp_path, seed):
             for s in sidecars:
                 write_json_atomic(str(d / sidecar_name(s["chunk"])), s)
             labels = None
-            if route == "files+labels":  # what the driver passes: the summaries' columns
+            if route == "files+labels":  # what the driver passes: the rendered parts' columns
                 labels = []
                 for s in sidecars:
-                    for c in worker.summarize(s)["label_cols"]:
+                    for c in render_chunk(s)["label_cols"]:
                         if c not in labels and c not in MANIFEST_COLUMNS:
                             labels.append(c)
             results[route] = write_outputs(
@@ -177,7 +177,7 @@ def test_manifest_stream_out_of_order_with_resumed_chunks(tmp_path, seed, same_l
         stream.add(worker.summarize(s, render=True))
     counts = stream.finish()
     has_records = [s for s in sidecars if s["records"]]
-    consistent = len({tuple(worker.summarize(s)["label_cols"]) for s in has_records}) <= 1
+    consistent = len({tuple(render_chunk(s)["label_cols"]) for s in has_records}) <= 1
     if same_labels:
         assert consistent
     if not consistent:
@@ -212,7 +212,7 @@ def test_pipeline_manifest_with_differing_label_columns(tmp_path, rng):
         run_pipeline(items, out=str(out), workers=1, chunk_size=2, progress=False)
         sidecars = [json.loads(p.read_text()) for p in sorted(out.glob("shard-*.json"))]
         assert len(sidecars) == 3
-        cols = {tuple(worker.summarize(s)["label_cols"]) for s in sidecars}
+        cols = {tuple(render_chunk(s)["label_cols"]) for s in sidecars}
         assert (len(cols) == 1) == (case == "same")
         text = (out / "manifest.csv").read_text(encoding="utf-8")
         assert text == _reference_csv(sidecars)

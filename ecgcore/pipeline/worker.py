@@ -301,17 +301,13 @@ def summarize(sidecar: dict, render: bool = False) -> dict:
     With ``render``, also ``parts``: the chunk's manifest rows and error lines
     as text (:func:`~.manifest.render_chunk`), so that the driver only appends.
     """
-    labels: dict[str, None] = {}  # the chunk's label columns in first-seen order
-    for r in sidecar["records"]:
-        for c, _v in r.get("labels", ()):
-            labels.setdefault(c)
+    from .manifest import render_chunk
     out = {"chunk": sidecar["chunk"], "n_inputs": sidecar["n_inputs"],
            "n_records": len(sidecar["records"]), "n_errors": len(sidecar["errors"]),
            "n_segments": sum(r["n_segments"] for r in sidecar["records"]),
            "error_types": [e["error"] for e in sidecar["errors"]],
-           "label_cols": list(labels), "timings": sidecar["timings"]}
+           "timings": sidecar["timings"]}
     if render:
-        from .manifest import render_chunk
         out["parts"] = sidecar.get("parts") or render_chunk(sidecar)
     return out
 
