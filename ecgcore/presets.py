@@ -495,17 +495,6 @@ def _resample_batch(x, fs_in, fs_out, method):
 
 
 _FILTER_OPS = ("notch", "bandpass", "highpass", "lowpass")
-_FUSED = {"ok": None}
-
-
-def _fused_ok() -> bool:
-    """True unless ``ECGCORE_NO_FUSED=1`` forces the generic ecgcore.signal route
-    instead of the fused z-score + segment kernel (C++, always built)."""
-    if _FUSED["ok"] is None:
-        _FUSED["ok"] = os.environ.get("ECGCORE_NO_FUSED") != "1"
-    return _FUSED["ok"]
-
-
 def _apply_filters(sig, x, fs, steps):
     """Run consecutive filter steps; one ``apply_stages`` call when the kernel offers it."""
     if hasattr(sig, "apply_stages") and hasattr(sig, "butter_stage"):
@@ -577,15 +566,13 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
         elif op == "zscore":
             nxt = steps[j + 1] if j + 1 < len(steps) else None
             if (nxt is not None and nxt["op"] == "segment" and nxt["drop_last"]
-                    and (nxt["stride"] is None or nxt["stride"] == nxt["length"])
-                    and _fused_ok()):
+                    and (nxt["stride"] is None or nxt["stride"] == nxt["length"])):
                 # z-score written straight into the windows: one pass instead of two
-                from .signal.normalize import zscore_segments
                 L = int(nxt["length"])
                 if x.shape[-1] < L:
                     raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
                                           f"{L}-sample segment", where)
-                x = zscore_segments(x, L, step["scope"], step["constant"], float(step["eps"]))
+                x = _signal().zscore_segments(x, L, step["scope"], step["constant"], float(step["eps"]))
                 skip_next = True
                 segmented = True
                 continue
