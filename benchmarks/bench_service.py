@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="checkpoint for predictions (default: none)")
     ap.add_argument("--isolation", choices=("process", "thread"), default="process",
                     help="the server's --isolation (default process: analyses in worker processes)")
+    ap.add_argument("--max-jobs-per-worker", type=int, default=None,
+                    help="the server's --max-jobs-per-worker (default: the server's default, 500)")
     ap.add_argument("--max-growth-mib", type=float, default=16.0,
                     help="allowed RSS growth between the middle and the end of the sequential phase")
     args = ap.parse_args(argv)
@@ -89,6 +91,8 @@ def main(argv=None) -> int:
            "--workers", str(args.workers), "--queue", str(args.queue), "--isolation", args.isolation]
     if args.model:
         cmd += ["--model", args.model]
+    if args.max_jobs_per_worker is not None:
+        cmd += ["--max-jobs-per-worker", str(args.max_jobs_per_worker)]
     proc = subprocess.Popen(cmd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
     base = f"http://127.0.0.1:{port}"
@@ -131,6 +135,7 @@ def main(argv=None) -> int:
             seq_wall = time.perf_counter() - t0
             seq_cpu = cpu_s(proc.pid) - cpu0
             workers1 = sorted(c.pid for c in server.children(recursive=True))
+            recycled = c.get(base + "/api/v1/health").json().get("workers_recycled", 0)
             mem[f"after {args.n} sequential"] = rss_mb(proc.pid)
 
         codes = []
@@ -160,8 +165,9 @@ def main(argv=None) -> int:
           f"queue={args.queue}, isolation={args.isolation}, model={args.model or 'none'}; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"server child processes: {len(workers0)} after warm-up, "
-          f"{'the same' if workers0 == workers1 else 'changed'} after the sequential phase "
-          f"(a worker is only replaced after a timeout)")
+          f"{'the same' if workers0 == workers1 else 'changed'} after the sequential phase; "
+          f"{recycled} recycled by --max-jobs-per-worker / --max-worker-mb (otherwise a worker is "
+          f"only replaced after a timeout or a crash)")
     print(f"sequential: {args.n} uploads, {errors} errors, {args.n / seq_wall:.2f} req/s; {pct(lat)}; "
           f"server CPU (all its processes) {seq_cpu / args.n * 1e3:.0f} ms/request")
     print(f"concurrent: {args.concurrent} at once, {conc_ok} ok, {conc_errors} errors (of which {n503} x 503), "
@@ -175,8 +181,8 @@ def main(argv=None) -> int:
         failed.append(f"{errors} sequential errors")
     if conc_errors:
         failed.append(f"{conc_errors} concurrent errors")
-    if workers0 != workers1:
-        failed.append("worker processes were replaced during the sequential phase")
+    if workers0 != workers1 and not recycled:
+        failed.append("worker processes were replaced during the sequential phase (not by recycling)")
     if growth > args.max_growth_mib:
         failed.append(f"memory grew by {growth:.1f} MiB")
     print("PASS" if not failed else "FAIL: " + "; ".join(failed))

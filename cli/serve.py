@@ -32,6 +32,11 @@ def add_parser(sub):
                    help="run each analysis in one of --workers worker processes, killed and replaced "
                         "on a timeout (default), or in threads of the server process (faster start, "
                         "but a timed-out analysis runs on)")
+    p.add_argument("--max-jobs-per-worker", type=int, default=500,
+                   help="replace a worker process after this many analyses (default 500; 0: never)")
+    p.add_argument("--max-worker-mb", type=float, default=4096.0,
+                   help="replace a worker process whose resident memory exceeds this many MiB after an "
+                        "analysis (default 4096; 0: no limit)")
     return p
 
 
@@ -49,7 +54,8 @@ def run(args) -> int:
     try:
         app = create_app(args.model, device=args.device, workers=args.workers, queue=args.queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
-                         max_image_pixels=int(args.max_image_mpx * 1e6), isolation=args.isolation)
+                         max_image_pixels=int(args.max_image_mpx * 1e6), isolation=args.isolation,
+                         max_jobs_per_worker=args.max_jobs_per_worker, max_worker_rss_mb=args.max_worker_mb)
     except ecgcore.ECGError as exc:
         print(f"ecgcore serve: cannot load the model: {exc}", file=sys.stderr)
         return 1

@@ -400,6 +400,7 @@ class _Worker:
         self._ctx, self._args = ctx, (model_dir, device, analysis)
         self.proc = None
         self.conn = None
+        self.jobs = 0  # jobs answered by the current process
 
     def start(self) -> None:
         if self.proc is not None and self.proc.is_alive():
@@ -411,6 +412,7 @@ class _Worker:
         self.proc.start()
         child.close()  # only the worker holds this end: its death reads as EOF here
         self.conn = parent
+        self.jobs = 0
 
     @property
     def pid(self):
@@ -425,11 +427,53 @@ class _Worker:
             if not ready:
                 self.stop()  # a Python thread cannot be stopped; a process can
                 raise _AnalysisTimeout()
-            return self.conn.recv()
+            reply = self.conn.recv()
+            self.jobs += 1
+            return reply
         except (EOFError, OSError, BrokenPipeError) as exc:
             code = self.proc.exitcode if self.proc is not None else None
             self.stop()
             raise _WorkerDied(f"the analysis process ended unexpectedly (exit code {code}; {exc!r})") from None
+
+    def rss_mb(self):
+        """Resident memory of the process in MiB (Linux ``/proc``, else psutil if present), or None."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, IndexError, AttributeError):
+            pass
+        try:
+            import psutil
+            return psutil.Process(pid).memory_info().rss / 2**20
+        except Exception:  # noqa: BLE001 - no psutil, or the process is gone: no measurement
+            return None
+
+    def retire(self) -> None:
+        """Ask the process to exit after its last job and start a fresh one at once.
+
+        The old process is reaped in a background thread, so the request that
+        triggered the recycling does not wait for it.
+        """
+        proc, conn = self.proc, self.conn
+        self.proc = self.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.send(None)  # the worker's loop returns on None
+
+        def reap():
+            if proc is not None:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(10)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        threading.Thread(target=reap, name="ecgcore-serve-reaper", daemon=True).start()
+        self.start()
 
     def stop(self) -> None:
         proc, conn = self.proc, self.conn
@@ -452,7 +496,8 @@ class _ProcessPool:
     memory and any file handles go with it) and a fresh one takes its place.
     """
 
-    def __init__(self, workers: int, model_dir, device: str, analysis=None):
+    def __init__(self, workers: int, model_dir, device: str, analysis=None,
+                 max_jobs: int | None = None, max_rss_mb: float | None = None):
         import multiprocessing
         import queue as _queue
         # spawn: no fork of a threaded server (uvicorn, torch, numba threads) into the workers
@@ -462,6 +507,9 @@ class _ProcessPool:
         for w in self.workers:
             self._idle.put(w)
         self._closed = False
+        self.max_jobs = max_jobs if max_jobs and max_jobs > 0 else None
+        self.max_rss_mb = max_rss_mb if max_rss_mb and max_rss_mb > 0 else None
+        self.recycled = 0
 
     def start(self) -> None:
         for w in self.workers:  # boot in the background: imports take seconds
@@ -479,7 +527,20 @@ class _ProcessPool:
                 raise _AnalysisTimeout()
             return w.run(job, deadline)
         finally:
+            if not self._closed and w.proc is not None and self._worn(w):
+                w.retire()
+                self.recycled += 1
             self._idle.put(w)
+
+    def _worn(self, w: "_Worker") -> bool:
+        # Long-lived analysis processes keep what the allocator, numba, torch and matplotlib
+        # caches grew to on their largest upload; replacing them bounds the service's memory.
+        if self.max_jobs is not None and w.jobs >= self.max_jobs:
+            return True
+        if self.max_rss_mb is not None:
+            rss = w.rss_mb()
+            return rss is not None and rss > self.max_rss_mb
+        return False
 
     def close(self) -> None:
         self._closed = True
@@ -577,7 +638,8 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                workers: int = 2, queue: int | None = None, timeout_s: float = 120.0, cache_items: int = 64,
                cache_bytes: int = 64 << 20, cache_ttl_s: float = 600.0, plot_dpi: float = 100.0,
                explain: bool = True, tmp_root: str | None = None, max_image_pixels: int = 50_000_000,
-               isolation: str | None = None, analysis=None):
+               isolation: str | None = None, analysis=None, max_jobs_per_worker: int | None = 500,
+               max_worker_rss_mb: float | None = 4096.0):
     """Build the FastAPI application.
 
     Parameters
@@ -616,6 +678,14 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     analysis : callable, optional
         Replaces :func:`analyze_path` (same signature); for tests (a hanging analysis).
         With process isolation it must be picklable (a module-level function).
+    max_jobs_per_worker : int, optional
+        With process isolation, a worker process is replaced by a fresh one after this
+        many analyses (default 500; None or 0: never), so memory kept by the allocator
+        and the libraries' caches after a large upload is returned.
+    max_worker_rss_mb : float, optional
+        With process isolation, a worker whose resident memory exceeds this many MiB
+        after an analysis is replaced (default 4096; None or 0: no limit). A worker
+        holds about 200 MiB plus its model.
     """
     if isolation is None:
         isolation = "thread" if classifier is not None else "process"
@@ -641,7 +711,8 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     cache = ImageCache(cache_items, cache_bytes, cache_ttl_s)
     # with process isolation these threads only dispatch to the processes and wait on them
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgcore-serve")
-    procs = (_ProcessPool(workers, None if model_dir is None else os.fspath(model_dir), device, analysis)
+    procs = (_ProcessPool(workers, None if model_dir is None else os.fspath(model_dir), device, analysis,
+                          max_jobs=max_jobs_per_worker, max_rss_mb=max_worker_rss_mb)
              if isolation == "process" else None)
     explain_lock = threading.Lock()
     analyse = analysis or analyze_path
@@ -693,8 +764,11 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                 "model": model_info,
                 "limits": {"max_upload_bytes": state.max_upload_bytes, "workers": workers, "queue": queue,
                            "timeout_s": timeout_s, "max_image_pixels": int(max_image_pixels),
-                           "isolation": isolation},
-                "in_flight": state.in_flight, "served": state.served, "cached_images": len(cache)}
+                           "isolation": isolation,
+                           "max_jobs_per_worker": None if procs is None else procs.max_jobs,
+                           "max_worker_rss_mb": None if procs is None else procs.max_rss_mb},
+                "in_flight": state.in_flight, "served": state.served, "cached_images": len(cache),
+                "workers_recycled": 0 if procs is None else procs.recycled}
 
     @app.get(f"{API}/images/{{key}}.png", summary="A rendered ECG or heat map (expires)",
              responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown or expired id"}})

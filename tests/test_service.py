@@ -306,6 +306,43 @@ def test_timed_out_worker_process_is_killed_and_replaced(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_worker_processes_are_recycled_after_max_jobs_and_memory(tmp_path):
+    """After N analyses (or above an RSS ceiling) a worker is replaced; answers stay the same."""
+    psutil = pytest.importorskip("psutil")
+    muse = shared_path("data", "ge_muse", "braveheart_example1.xml")
+    want = ecgcore.measure(ecgcore.read(muse))["heart_rate_bpm"]  # numba cache warm for the workers
+    app = create_app(workers=1, queue=2, tmp_root=str(tmp_path), isolation="process",
+                     max_jobs_per_worker=2, max_worker_rss_mb=None)
+    with TestClient(app) as c:
+        pids = []
+        for _ in range(3):
+            r = _post(c, muse.read_bytes())
+            assert r.status_code == 200, r.text
+            assert r.json()["measurements"]["values"]["heart_rate_bpm"] == pytest.approx(want, rel=1e-9)
+            pids.append(app.state.processes.pids()[0])
+        # the process that answered jobs 1 and 2 was replaced right after job 2
+        assert pids[0] != pids[1] == pids[2]
+        old = psutil.Process(pids[0]) if psutil.pid_exists(pids[0]) else None
+        deadline = time.time() + 30
+        while old is not None and old.is_running() and old.status() != psutil.STATUS_ZOMBIE \
+                and time.time() < deadline:
+            time.sleep(0.1)
+        assert old is None or not old.is_running() or old.status() == psutil.STATUS_ZOMBIE
+        health = c.get("/api/v1/health").json()
+        assert health["workers_recycled"] == 1 and health["limits"]["max_jobs_per_worker"] == 2
+    # a memory ceiling below any Python process's size replaces the worker after every job
+    app = create_app(workers=1, queue=2, tmp_root=str(tmp_path), isolation="process",
+                     max_jobs_per_worker=0, max_worker_rss_mb=1.0)
+    with TestClient(app) as c:
+        seen = set()
+        for _ in range(2):
+            assert _post(c, muse.read_bytes()).status_code == 200
+            seen.add(app.state.processes.pids()[0])
+        assert len(seen) == 2
+        assert c.get("/api/v1/health").json()["workers_recycled"] == 2
+    assert not os.listdir(tmp_path)
+
+
 def test_multi_record_file_lists_its_record_ids(client, work):
     """A CODE-15% file without ?record=: 422 with the exam ids, which the page offers in a picker."""
     from ecgcore.io.code15 import exam_ids
