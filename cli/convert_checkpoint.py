@@ -52,5 +52,6 @@ def run(args) -> int:
         print(f"ecgcore convert-checkpoint: {exc}", file=sys.stderr)
         return 1
     n = sum(v.numel() for v in model.state_dict().values())
-    print(f"{args.input} -> {args.output}: {name}, {len(model.state_dict())} tensors, {n:,} values")
+    kept = "; its preset, scalers and thresholds kept" if getattr(model, "deploy", None) else ""
+    print(f"{args.input} -> {args.output}: {name}, {len(model.state_dict())} tensors, {n:,} values{kept}")
     return 0

@@ -13,7 +13,9 @@ Accepted files:
   numpy scalar, ...}`` or a bare state dict (also the CCTA ``{'model', 'uw'}`` layout);
 * DL-AtCM state dicts (``backbone.*`` + ``regression_heads.*``);
 * ecgcore checkpoints: safetensors with the model name, its config and a
-  SHA-256 of the tensor data in the header metadata;
+  SHA-256 of the tensor data in the header metadata, and, when the model came
+  from ``ecgcore train``, its prediction settings (``deploy``: preset, tasks,
+  target and clinical scalers, thresholds) as JSON;
 * ecgcore training checkpoints (``best.pt`` / ``last.pt`` of ``ecgcore train``,
   format ``ecgcore-train/1``): the model is rebuilt from the stored
   ``model_spec`` (registry name, config, head spec) and ``model_state``; the
@@ -38,16 +40,24 @@ import pickle
 import struct
 import zipfile
 
+import numpy as np
 import torch
 
 from ecgcore.errors import CheckpointError, ConfigError
 
 from .registry import ECGModel, model_entry
 
-__all__ = ["read_checkpoint", "load_into", "save", "load", "detect_model", "check_state_dict"]
+__all__ = ["read_checkpoint", "load_into", "save", "load", "detect_model", "check_state_dict", "deploy_settings"]
 
 _FORMAT = "ecgcore-model-1"
 _TRAIN_FORMAT = "ecgcore-train/1"    # ecgcore.models.train.checkpointing.FORMAT
+_DEPLOY_FORMAT = "ecgcore-deploy/1"
+# What a trained model needs at prediction time besides its weights (the keys of a training
+# checkpoint that ECGClassifier and predict_records read): without the target scaler a
+# regression head answers in standardised units, without the clinical scaler the fused
+# variables are fed unscaled, without the preset the input is prepared differently.
+_DEPLOY_KEYS = ("preset", "tasks", "label_columns", "output_layout", "target_scaler", "clinical_cols",
+                "clinical_scaler", "thresholds", "best_epoch", "monitor")
 _HASH_PLACEHOLDER = "0" * 64
 
 
@@ -122,9 +132,15 @@ def _read_safetensors(path: str):
                                   f"(stored {want[:16]}..., computed {got[:16]}...): the file was modified", path)
         try:
             info = {"name": meta["model"], "config": json.loads(meta["config"]),
-                    "heads": json.loads(meta.get("heads", "null"))}
+                    "heads": json.loads(meta.get("heads", "null")),
+                    "deploy": json.loads(meta.get("deploy", "null"))}
         except (KeyError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"ecgcore header metadata is damaged ({exc})", path) from None
+        dep = info["deploy"]
+        if dep is not None and (not isinstance(dep, dict) or dep.get("format") != _DEPLOY_FORMAT
+                                or not isinstance((dep.get("config") or {}).get("tasks"), list)):
+            raise CheckpointError("ecgcore header metadata is damaged (its 'deploy' entry is not an "
+                                  f"{_DEPLOY_FORMAT} mapping with config.tasks)", path)
     return sd, info
 
 
@@ -204,8 +220,45 @@ def _from_training_checkpoint(obj: dict, path: str):
         raise CheckpointError(f"training checkpoint names model {spec['name']!r}, which is not in the "
                               f"registry", path) from None
     info = {"name": spec["name"], "config": dict(spec["config"]), "heads": spec.get("heads"),
-            "source": _TRAIN_FORMAT, "epoch": obj.get("epoch"), "best_epoch": obj.get("best_epoch")}
+            "source": _TRAIN_FORMAT, "epoch": obj.get("epoch"), "best_epoch": obj.get("best_epoch"),
+            "deploy": deploy_settings(obj, path)}
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}, info
+
+
+def _jsonable(v):
+    """numpy scalars/arrays and tuples as JSON types (training checkpoints hold a few)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def deploy_settings(obj: dict, path: str = "") -> dict | None:
+    """The prediction-time settings of an ``ecgcore train`` checkpoint, as a JSON-able dict.
+
+    Stored in the header of a model file written from it (:func:`save`), so that
+    :class:`ecgcore.ECGClassifier` on the converted ``.safetensors`` predicts exactly
+    as on the ``best.pt`` it came from.
+    """
+    cfg = obj.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("tasks"), list):
+        return None
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    dep = {"format": _DEPLOY_FORMAT,
+           "config": {"tasks": cfg["tasks"], "data": {"aggregate": data.get("aggregate", "mean")}}}
+    dep.update({k: obj.get(k) for k in _DEPLOY_KEYS})
+    dep = _jsonable(dep)
+    try:
+        json.dumps(dep)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"training checkpoint: its prediction settings are not plain data ({exc})",
+                              path) from None
+    return dep
 
 
 def detect_model(ck: dict) -> str:
@@ -347,21 +400,39 @@ def load_into(name: str, path, *, heads=None, config: dict | None = None, **kwar
     to_load = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own and not k.startswith(ignore or ("\0",))}
     model.load_state_dict(to_load, strict=head_from_file)
     model.eval()
+    # the prediction settings travel with the weights they were fitted with, not with a new head
+    model.deploy = (ck["ecgcore"] or {}).get("deploy") if head_from_file else None
     model.load_report = {"path": ck["path"], "kind": ck["kind"], "loaded": len(to_load),
                          "ignored": sorted(k for k in sd if k not in to_load), "head_from_file": head_from_file}
     return model
 
 
-def save(model: ECGModel, path) -> None:
-    """Write ``model`` as an ecgcore checkpoint: plain safetensors, config JSON and SHA-256 in the header."""
+def save(model: ECGModel, path, deploy: dict | None = None) -> None:
+    """Write ``model`` as an ecgcore checkpoint: plain safetensors, config JSON and SHA-256 in the header.
+
+    Parameters
+    ----------
+    model : ECGModel
+    path : str or path-like
+    deploy : dict, optional
+        Prediction-time settings (preset, tasks, target and clinical scalers,
+        thresholds) stored as JSON in the header. Default: the ones the model was
+        loaded with (``model.deploy``, set when it came from an ``ecgcore train``
+        checkpoint or from a file that carried them), so converting a training
+        checkpoint keeps its predictions identical.
+    """
     from safetensors.torch import save_file
     path = os.fspath(path)
     info = model.export_config()
     if not info["name"]:
         raise ConfigError("model has no registry name; build it with ecgcore.models.create()")
+    if deploy is None:
+        deploy = getattr(model, "deploy", None)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": _FORMAT, "model": info["name"], "config": json.dumps(info["config"]),
             "heads": json.dumps(info["heads"]), "sha256": _HASH_PLACEHOLDER}
+    if deploy is not None:
+        meta["deploy"] = json.dumps(_jsonable(deploy))
     save_file(tensors, path, metadata=meta)
     digest = _data_sha256(path)
     # patch the fixed-width placeholder in the header in place: the data section does not move

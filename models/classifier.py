@@ -166,6 +166,9 @@ class ECGClassifier:
             else:
                 from .checkpoint import load
                 self.model = load(path)
+                # a model file converted from a training run carries its prediction settings
+                # (preset, scalers, thresholds, aggregation): use them exactly as the run would
+                self.ck = getattr(self.model, "deploy", None)
         self.model.to(self.device).eval()
         self.tasks = self._describe(tasks)
         self.thresholds = self._thresholds(threshold)

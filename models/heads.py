@@ -125,6 +125,9 @@ class MultiTaskHead(nn.Module):
         self.tasks = {}
         heads = {}
         for name, spec in tasks.items():
+            if not isinstance(spec, (str, dict)):
+                raise ConfigError(f"task {name!r}: expected a task type ({', '.join(TASK_KINDS)}) or a "
+                                  f"mapping such as {{'type': 'multiclass', 'n': 3}}, not {spec!r}")
             spec = {"type": spec} if isinstance(spec, str) else dict(spec)
             kind = spec.get("type", "regression")
             if kind not in TASK_KINDS:

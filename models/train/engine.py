@@ -798,8 +798,10 @@ class Trainer:
             if not self.record_level:   # the attention pool is not part of the registry model
                 # the best weights as a plain model file, the model.pretrained of a follow-up config
                 # (lvh_external_tune starts from runs/lvh_fcn/best.safetensors)
-                from ecgcore.models.checkpoint import save as save_model
-                save_model(self.model, os.path.join(self.out, "best.safetensors"))
+                from ecgcore.models.checkpoint import deploy_settings, save as save_model
+                # with the run's preset, scalers and thresholds: the file predicts as best.pt does
+                save_model(self.model, os.path.join(self.out, "best.safetensors"),
+                           deploy=deploy_settings(self._payload(full=False)))
         return {"name": self.cfg["name"], "model": self.cfg["model"]["name"],
                 "monitor": self.monitor, "mode": self.mode, "best_epoch": self.state["best_epoch"],
                 "best_value": self.state["best"], "epochs_run": self.state["epoch"],
