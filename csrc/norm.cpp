@@ -373,14 +373,23 @@ ECGK_CLONES static void zseg_f64(const double* x, float* out, std::ptrdiff_t n, 
 }
 
 // The wrapper (ecgcore.signal.normalize.zscore_segments) validates the arguments.
+// overwrite: a float32 x whose windows are the whole record (len == T) and
+// that is writeable is standardised in place and returned as a (n, 1, L, T)
+// view of itself: each sample is read before it is written, at the same
+// index, and the write then hits the cache lines the statistics just read
+// instead of a fresh output (a third of the step's memory traffic).
 template <class T>
 static py::array_t<float> zscore_segments(py::array_t<T, py::array::c_style> x, std::ptrdiff_t len,
-                                          bool scope_record, int constant, double eps) {
+                                          bool scope_record, int constant, double eps, bool overwrite) {
     if (x.ndim() != 3) throw std::invalid_argument("x must be 3-D (records, leads, samples)");
     if (len < 1) throw std::invalid_argument("length must be positive");
     if (constant < 0 || constant > 2) throw std::invalid_argument("constant must be 0, 1 or 2");
     const std::ptrdiff_t n = x.shape(0), L = x.shape(1), T_ = x.shape(2), k = T_ / len;
-    py::array_t<float> out({n, k, L, len});
+    py::array_t<float> out;
+    if (std::is_same_v<T, float> && overwrite && len == T_ && x.writeable())
+        out = py::array_t<float>({n, k, L, len}, reinterpret_cast<const float*>(x.data()), x);
+    else
+        out = py::array_t<float>({n, k, L, len});
     if (n == 0 || k == 0 || L == 0) return out;
     const T* xp = x.data();
     float* op = out.mutable_data();
@@ -406,7 +415,7 @@ PYBIND11_MODULE(norm, m) {
     m.def("zscore", &zscore<float>, py::arg("x"), py::arg("ddof"), py::arg("eps"), py::arg("constant"));
     // float32 first: pybind11 tries the overloads in order without converting
     m.def("zscore_segments", &zscore_segments<float>, py::arg("x"), py::arg("length"),
-          py::arg("scope_record"), py::arg("constant"), py::arg("eps"));
+          py::arg("scope_record"), py::arg("constant"), py::arg("eps"), py::arg("overwrite") = false);
     m.def("zscore_segments", &zscore_segments<double>, py::arg("x"), py::arg("length"),
-          py::arg("scope_record"), py::arg("constant"), py::arg("eps"));
+          py::arg("scope_record"), py::arg("constant"), py::arg("eps"), py::arg("overwrite") = false);
 }

@@ -87,7 +87,7 @@ def zscore(x, scope: str = "lead", constant: str = "zero", ddof: int = 0, axis: 
 
 
 def zscore_segments(x, length: int, scope: str = "lead", constant: str = "zero",
-                    eps: float = 0.0) -> np.ndarray:
+                    eps: float = 0.0, overwrite: bool = False) -> np.ndarray:
     """Z-score each record (per lead or per record) and cut non-overlapping windows, fused.
 
     Equals ``segment(zscore(x, scope, constant, ddof=0, eps=eps), length)`` cast to
@@ -110,6 +110,11 @@ def zscore_segments(x, length: int, scope: str = "lead", constant: str = "zero",
         What a constant lead/record becomes (zeros, NaN, or its samples unchanged).
     eps : float
         Added to the std before dividing (ECGFounder/CCTA: 1e-8), in the signal's units.
+    overwrite : bool
+        Allow the result to be written over ``x``: when ``x`` is a writeable,
+        C-contiguous float32 array and ``length == T``, ``x`` receives the
+        z-scores and the result is a ``(n, 1, leads, T)`` view of it (saves
+        writing a fresh output; same values). Otherwise ignored.
 
     Returns
     -------
@@ -140,4 +145,4 @@ def zscore_segments(x, length: int, scope: str = "lead", constant: str = "zero",
         x = x.astype(np.float64)
     x = np.ascontiguousarray(x)
     return _norm.zscore_segments(x, int(length), scope == "record", _CONSTANT[constant],
-                                 float(eps))
+                                 float(eps), bool(overwrite))
