@@ -21,7 +21,11 @@ Measures, on 12-lead 10 s 500 Hz records (one core unless stated):
    the workers wait on the parent; it includes appending each chunk's
    manifest rows, which the workers render). ``--cli-repeat N`` runs the pair N times,
    alternating the order, and prints the worst and median rates;
-   ``--cli-only`` skips sections 1-2. Both runs pay the same fixed start-up S
+   ``--cli-only`` skips sections 1-2; ``--breakdown N`` then also times each
+   stage of a worker's streaming loop in this process (N passes: CPU
+   microseconds per record for the header, the signal file, decoding,
+   preparing, quality flags, preset steps, shard write and manifest row,
+   against ``process_chunk`` on the same files). Both runs pay the same fixed start-up S
    (about 0.3 s of interpreter and imports, 1 s while numba was imported: in the process with
    ``--workers 1``, in the pool's forkserver with 2), so the wall-clock ratio
    is (S + N c) / (S + N c / 2) for N records of c seconds: with the default
@@ -203,6 +207,9 @@ def main():
     ap.add_argument("--cli-only", action="store_true", help="only section 3")
     ap.add_argument("--cli-repeat", type=int, default=1,
                     help="run the --workers 1 / 2 pair this many times (order alternating)")
+    ap.add_argument("--breakdown", type=int, default=0, metavar="N",
+                    help="also time each stage of a worker's streaming loop in this process, "
+                         "N passes over the files (CPU time per record)")
     ap.add_argument("--tmp", default=None,
                     help="folder for the WFDB inputs and the datasets (e.g. /dev/shm to take "
                          "the disk out of the measurement)")
@@ -250,6 +257,8 @@ def bench_section3(args):
                   f"{ratios[-1][2]:.2f}x first-chunk-start to last-chunk-end (load average "
                   f"{res[1]['load']:.2f} / {res[2]['load']:.2f} at the starts, on "
                   f"{os.cpu_count()} CPUs)")
+        if args.breakdown:
+            bench_breakdown(folder, args.breakdown, args.chunk, args.tmp)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if len(ratios) > 1:
@@ -260,6 +269,101 @@ def bench_section3(args):
         sp = sorted(r[2] for r in ratios)
         print(f"2 / 1 workers first-chunk-start to last-chunk-end: worst {sp[0]:.2f}x, "
               f"median {sp[len(sp) // 2]:.2f}x, best {sp[-1]:.2f}x")
+
+
+def bench_breakdown(folder, passes, chunk, tmp=None):
+    """CPU microseconds per record of each stage of the light-preset worker loop.
+
+    Replays ``worker._stream_chunk`` on the WFDB files in this process (after
+    one warm-up pass, as the forkserver does, and with the worker's malloc
+    settings), timing each stage with ``time.process_time`` (clock calls
+    included: about 1 µs a record in all): header = the ``.hea`` read and its
+    tokenising, signal file = open + pread of the ``.dat``, decode = the
+    Cython decoding and the Record, prepare = ``presets._prepare``, then the
+    quality flags, the preset steps, the shard append (the page-cache copy),
+    the manifest row; "whole chunk" is ``process_chunk`` itself over the same
+    files (sidecar, rendering and the shard's rename included).
+    """
+    import glob
+    from ecgcore.io import wfdb as W
+    from ecgcore.pipeline import worker, _preload  # noqa: F401
+    from ecgcore.pipeline.shards import ShardWriter
+    from ecgcore.pipeline.discover import items_from_paths, sort_items
+
+    items = [tuple(it) for it in sort_items(items_from_paths(sorted(glob.glob(
+        os.path.join(folder, "*.hea")))))]
+    p = presets.get_preset("ecgfm")
+    _, leads_n, length = presets.output_shape(p)
+    steps, leads = p["steps"], p["leads"]
+    out = tempfile.mkdtemp(prefix="bench_bd_", dir=tmp)
+    worker._tune_malloc()
+    clk = time.process_time
+    names = ("header", "signal file", "decode + Record", "prepare", "quality flags",
+             "preset steps", "shard write", "manifest row")
+
+    def one_pass():
+        acc = [0.0] * len(names)
+        for c in range(0, len(items), chunk):
+            with ShardWriter(os.path.join(out, f"s{c}.npy"), (leads_n, length), "float32") as w:
+                offset = 0
+                for item in items[c:c + chunk]:
+                    hea = item[0]
+                    t0 = clk()
+                    raw = W._read_raw(hea)
+                    name, n, fname, key, comments, bt, bd = W._wfdb.scan_header(raw, 256)
+                    plan = W._FAST_PLANS.get(key)
+                    t1 = clk()
+                    buf = W._read_bytes(os.path.join(os.path.dirname(hea), fname), fname, hea,
+                                        plan.offset, W._bytes_needed(plan.fmt, n * plan.tspf))
+                    t2 = clk()
+                    rec = W._planned_record(plan, buf, hea, n, name, comments, bt, bd)
+                    t3 = clk()
+                    x, fs, crec = presets._prepare(rec, p)
+                    t4 = clk()
+                    q = worker._quality(x[None], leads, fs)[0]
+                    t5 = clk()
+                    res = presets._run_steps(x[None], fs, steps, where=hea)[0]
+                    t6 = clk()
+                    w.append(res)
+                    t7 = clk()
+                    worker._record_row(item, offset, res.shape[0], fs, "wfdb", n,
+                                       worker._all_flags(q, crec))
+                    offset += res.shape[0]
+                    t8 = clk()
+                    for k, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5),
+                                                (t5, t6), (t6, t7), (t7, t8))):
+                        acc[k] += b - a
+        return [a / len(items) * 1e6 for a in acc]
+
+    def whole():
+        # a fresh folder, as a run has: replacing the last pass's shards would add
+        # the freeing of their pages (about 15 µs a record on tmpfs)
+        shutil.rmtree(os.path.join(out, "whole"), ignore_errors=True)
+        os.makedirs(os.path.join(out, "whole"))
+        t = clk()
+        for i, c in enumerate(range(0, len(items), chunk)):
+            worker.process_chunk({"chunk": i, "items": items[c:c + chunk], "preset": p,
+                                  "out_dir": os.path.join(out, "whole"), "dtype": "float32",
+                                  "shape": (leads_n, length), "quality": "basic",
+                                  "render": True})
+        return (clk() - t) / len(items) * 1e6
+
+    try:
+        for it in items:
+            W.read(it[0])  # every layout's plan
+        one_pass()
+        whole()
+        runs = [one_pass() for _ in range(passes)]
+        chunks = [whole() for _ in range(passes)]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    med = [sorted(r[k] for r in runs)[len(runs) // 2] for k in range(len(names))]
+    print(f"per-record CPU of the worker loop, median of {passes} passes over {len(items)} "
+          f"files (load average {os.getloadavg()[0]:.2f}):")
+    for nm, v in zip(names, med):
+        print(f"    {nm:16s} {v:6.1f} us")
+    print(f"    {'sum':16s} {sum(med):6.1f} us; whole chunk (process_chunk) "
+          f"{sorted(chunks)[len(chunks) // 2]:.1f} us")
 
 
 def _cli_line(folder, w, args):
