@@ -155,6 +155,8 @@ def score_ludb(records, delineate_fn, leads=None, shared=SHARED, global_ref=Fals
     """Per-lead pooled scores over records (all 12 leads or a subset)."""
     scores = {m: Score() for m in MARKS}
     gscores = {m: Score() for m in ("P_on", "P_off", "QRS_on", "QRS_off", "T_off")}
+    # per lead (P boundaries only): the per-lead offsets behind ``waves.P_LEAD``
+    scores["by_lead"] = {lead: {m: Score() for m in ("P_on", "P_off")} for lead in LUDB_LEADS}
     for rec in records:
         x, fs, refs = load_ludb(rec, shared)
         d = delineate_fn(x, fs)
@@ -173,6 +175,8 @@ def score_ludb(records, delineate_fn, leads=None, shared=SHARED, global_ref=Fals
                 ok = v >= 0
                 o = np.argsort(v[ok], kind="stable")
                 scores[m].add(ref[m], v[ok][o], fs, span, conf=conf[m][li][ok][o], group=rec)
+                if m in scores["by_lead"][lead]:
+                    scores["by_lead"][lead][m].add(ref[m], v[ok][o], fs, span, group=rec)
         if global_ref:
             # global reference: earliest onset / latest offset over the leads, per beat,
             # beats grouped by the lead-II QRS marks (facts §1.4)
@@ -323,7 +327,32 @@ def print_scores(title, scores):
     print(f"\n**{title}**\n")
     print(HEADER)
     for m, s in scores.items():
-        print(s.row(m))
+        if m != "by_lead":
+            print(s.row(m))
+
+
+def print_by_lead(title, scores):
+    """Per-lead P_on / P_off error (mean +- SD ms, Se %) and the leave-one-record-out range
+    of the lead's mean: a per-lead offset is only a property of the lead when it is
+    stable against single records and agrees between the dev and val halves."""
+    by = scores.get("by_lead")
+    if not by:
+        return
+    print(f"\n**{title}: per lead, mean ± SD ms (Se %); mean without one record: min..max**\n")
+    print("| lead | P_on | P_on mean LOO | P_off | P_off mean LOO |\n|---|---|---|---|---|")
+    for lead, sc in by.items():
+        cells = []
+        for m in ("P_on", "P_off"):
+            s = sc[m]
+            e, g = np.array(s.err), np.array(s.group, dtype=object)
+            if e.size == 0:
+                cells += ["-", "-"]
+                continue
+            loo = [float(np.mean(e[g != r])) for r in dict.fromkeys(s.group) if (g != r).any()]
+            se = 100.0 * s.tp / max(1, s.tp + s.fn)
+            cells.append(f"{e.mean():+.1f} ± {e.std():.1f} ({se:.1f})")
+            cells.append(f"{min(loo):+.1f}..{max(loo):+.1f}" if loo else "-")
+        print(f"| {lead} | " + " | ".join(cells) + " |")
 
 
 # ---------------------------------------------------------------- QRS detection
@@ -490,17 +519,22 @@ def main(argv=None):
     everything = not (a.accuracy or a.qrs or a.speed or a.qtdb)
     if a.accuracy or everything:
         from ecgcore.delineation import delineate
+
+        def delineate_named(x, fs):
+            # LUDB's rows are named: the per-lead P-offset table (``waves.P_LEAD``) applies
+            return delineate(x, fs, leads=LUDB_LEADS)
         recs = ludb_records(shared)
         half = len(recs) // 2
         splits = {"dev": recs[:half], "val": recs[half:]}
         for name in (("dev", "val") if a.split == "both" else (a.split,)):
-            s, g = score_ludb(splits[name], lambda x, fs: delineate(x, fs), shared=shared, global_ref=True)
+            s, g = score_ludb(splits[name], delineate_named, shared=shared, global_ref=True)
             print_scores(f"LUDB {name} ({len(splits[name])} records), 12 leads pooled, per-lead marks", s)
             print_matched_se(f"LUDB {name}, 12 leads pooled", s)
+            print_by_lead(f"LUDB {name}", s)
             print_scores(f"LUDB {name}, global marks vs global reference (earliest/latest over leads)", g)
         # lead II alone, scored the same way: the peers' published LUDB figures are lead II
         for name, rs in list(splits.items()) + [("dev+val", recs)]:
-            s, _ = score_ludb(rs, lambda x, fs: delineate(x, fs), leads=("ii",), shared=shared)
+            s, _ = score_ludb(rs, delineate_named, leads=("ii",), shared=shared)
             print_scores(f"LUDB {name} ({len(rs)} records), lead II only, per-lead marks", s)
             print_matched_se(f"LUDB {name}, lead II", s)
         print_peer_comparison(s)

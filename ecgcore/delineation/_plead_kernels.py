@@ -1,0 +1,220 @@
+"""numba kernel of the weak-lead P-offset rule on the median beat.
+
+``p_template_abs`` is the compiled form of :func:`ecgcore.delineation.waves._p_template_abs`
+(which documents the rule and stays as its readable reference): per record it is a few
+dozen tiny array operations, whose numpy call overhead (about 0.15 ms a record) was a
+tenth of the whole delineation. Sums use numpy's pairwise order and slices follow
+Python's rules, so the result is bit-identical to the numpy version (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _pairwise(a, i0, n):
+    """Sum of a[i0:i0+n] in numpy's pairwise order (``np.add.reduce`` of a contiguous row)."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i0 + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[i0], a[i0 + 1], a[i0 + 2], a[i0 + 3]
+        r4, r5, r6, r7 = a[i0 + 4], a[i0 + 5], a[i0 + 6], a[i0 + 7]
+        i = 8
+        while i < n - (n % 8):
+            r0 += a[i0 + i]
+            r1 += a[i0 + i + 1]
+            r2 += a[i0 + i + 2]
+            r3 += a[i0 + i + 3]
+            r4 += a[i0 + i + 4]
+            r5 += a[i0 + i + 5]
+            r6 += a[i0 + i + 6]
+            r7 += a[i0 + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[i0 + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(a, i0, n2) + _pairwise(a, i0 + n2, n - n2)
+
+
+@njit(cache=True, nogil=True)
+def _row_sum(a, i0, n):
+    # np.add.reduce over a row: the first element starts the sum, the rest is pairwise
+    if n <= 0:
+        return 0.0
+    return a[i0] + _pairwise(a, i0 + 1, n - 1)
+
+
+@njit(cache=True, nogil=True)
+def _clip_slice(start, stop, n):
+    """Python's slice bounds for [start:stop] on a length n (negative indices wrap)."""
+    if start < 0:
+        start += n
+        if start < 0:
+            start = 0
+    elif start > n:
+        start = n
+    if stop < 0:
+        stop += n
+        if stop < 0:
+            stop = 0
+    elif stop > n:
+        stop = n
+    if stop < start:
+        stop = start
+    return start, stop
+
+
+@njit(cache=True, nogil=True)
+def _median(v):
+    s = np.sort(v)
+    h = s.size // 2
+    if s.size % 2:
+        return float(s[h])
+    return 0.5 * (s[h - 1] + s[h])
+
+
+@njit(cache=True, nogil=True)
+def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
+    """(d, weak) per row of ``tmpl``; see ``waves._p_template_abs``."""
+    lu, w = tmpl.shape
+    d = np.full(lu, np.nan)
+    weak = np.full(lu, np.nan)
+    rows = np.flatnonzero((on >= 0) & (off >= 0))
+    qq = q[q >= 0]
+    if rows.size < 3 or qq.size == 0:
+        return d, weak
+    mon = int(_median(on[rows]))
+    moff = int(_median(off[rows]))
+    mq = int(_median(qq))
+    a0 = int(0.03 * fs)
+    a1 = max(1, int(0.01 * fs))
+    n_pr = max(1, int(level_s * fs))
+    end = min(moff + int(0.02 * fs), w - 1)
+    if mon - a0 < 0 or mq - n_pr < 0 or end <= mon:
+        return d, weak
+    lo = mon - a0
+    xs, xe = _clip_slice(lo, max(end + 1, mq), w)           # x = tmpl[:, lo:max(end + 1, mq)]
+    xw = xe - xs
+    ts, te = _clip_slice(0, a0 - a1, xw)
+    ps, pe = _clip_slice(mq - n_pr - lo, mq - lo, xw)
+    ss, se = _clip_slice(a0, end + 1 - lo, xw)
+    nseg = se - ss
+    ds, de = _clip_slice(0, moff - mon + 1, nseg)
+    if de - ds == 0:
+        raise ValueError("empty P window")                  # numpy's argmax would raise too
+    nr = rows.size
+    t = np.empty(nr, np.int64)
+    amp = np.empty(nr)
+    ok = np.zeros(nr, np.bool_)
+    for k in range(nr):
+        row = tmpl[rows[k]]
+        tp = _row_sum(row, xs + ts, te - ts) / (a0 - a1)
+        pr = _row_sum(row, xs + ps, pe - ps) / n_pr
+        # P extremum: first maximum of |x - tp|; a NaN is numpy's argmax and max at once
+        pk, best = ds, -1.0
+        isnan = False
+        for i in range(ds, de):
+            v = abs(row[xs + ss + i] - tp)
+            if v != v:
+                pk, best, isnan = i, v, True
+                break
+            if i == ds or v > best:
+                pk, best = i, v
+        amp[k] = best
+        tt = end - mon
+        for i in range(pk, nseg):
+            if abs(row[xs + ss + i] - pr) < thr:
+                tt = i
+                break
+        t[k] = tt
+        ok[k] = (not isnan) and np.isfinite(best) and np.isfinite(pr)
+    if ok.sum() < 3:
+        return d, weak
+    sel = rows[ok]
+    tk = t[ok]
+    ak = amp[ok]
+    mt = _median(tk)
+    ma = _median(ak)
+    for k in range(sel.size):
+        d[sel[k]] = tk[k] - mt
+        weak[sel[k]] = 1.0 if ak[k] < weak_rel * ma else 0.0
+    return d, weak
+
+
+@njit(cache=True, nogil=True)
+def _median_sorted_prefix(buf, k):
+    # np.median of buf[:k] (k > 0, no NaN), sorting buf[:k] in place
+    for i in range(1, k):
+        v = buf[i]
+        j = i
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+    if k % 2 == 1:
+        return buf[k // 2]
+    return 0.5 * (buf[k // 2 - 1] + buf[k // 2])
+
+
+@njit(cache=True, nogil=True)
+def p_lead_stage(out, e8, e9, spread, own, absw, weak_on):
+    """In place on ``out`` (L, nb, 9): the per-lead P stage of ``waves._p_lead_stage_reference``.
+
+    Per beat, over the leads with a P onset and offset: the medians of both (rounded
+    half to even); onsets moved to median + ``spread`` x (onset - median) through the
+    onset mix (mean with the candidate, rounded, kept at or before the P peak and
+    >= 0); weak leads' offsets (``e9`` > 0.5) to median + ``own`` x (offset - median) +
+    ``absw`` x ``e8``; every such offset kept at or after the P peak and before the QRS
+    onset.
+    """
+    L, nb = out.shape[0], out.shape[1]
+    buf = np.empty(L)
+    for b in range(nb):
+        k = 0
+        for l in range(L):
+            if out[l, b, 0] >= 0 and out[l, b, 2] >= 0:
+                buf[k] = out[l, b, 0]
+                k += 1
+        if k == 0:
+            continue
+        mon = np.int64(np.round(_median_sorted_prefix(buf, k)))
+        k = 0
+        for l in range(L):
+            if out[l, b, 0] >= 0 and out[l, b, 2] >= 0:
+                buf[k] = out[l, b, 2]
+                k += 1
+        moff = np.int64(np.round(_median_sorted_prefix(buf, k)))
+        for l in range(L):
+            on = out[l, b, 0]
+            off = out[l, b, 2]
+            if on < 0 or off < 0:
+                continue
+            nw = off
+            if weak_on and e9[l, b] > 0.5:
+                nw = np.int64(np.rint(moff + own * (off - moff) + absw * e8[l, b]))
+            if spread != 1.0:
+                c = np.int64(np.rint(2.0 * (mon + spread * (on - mon)))) - on
+                if c >= 0:
+                    v = np.int64(np.rint(0.5 * (on + c)))
+                    if out[l, b, 1] >= 0 and v > out[l, b, 1]:
+                        v = out[l, b, 1]
+                    if v < 0:
+                        v = 0
+                    out[l, b, 0] = v
+            c2 = 2 * nw - off
+            if c2 >= 0:
+                v = (off + c2) // 2
+                if out[l, b, 3] >= 0 and v > out[l, b, 3] - 1:
+                    v = out[l, b, 3] - 1
+                if out[l, b, 1] >= 0 and v < out[l, b, 1]:
+                    v = out[l, b, 1]
+                out[l, b, 2] = v
