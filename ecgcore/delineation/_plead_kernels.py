@@ -13,41 +13,43 @@ import numpy as np
 from numba import njit
 
 
+# numpy sums a contiguous run of at most 128 values with eight interleaved accumulators
+# (longer runs are split in halves first); the wrapper in waves keeps runs within that
+PAIRWISE_MAX = 128
+
+
 @njit(cache=True, nogil=True)
 def _pairwise(a, i0, n):
-    """Sum of a[i0:i0+n] in numpy's pairwise order (``np.add.reduce`` of a contiguous row)."""
+    """Sum of a[i0:i0+n], n <= 128, in numpy's pairwise order."""
     if n < 8:
         res = 0.0
         for i in range(n):
             res += a[i0 + i]
         return res
-    if n <= 128:
-        r0, r1, r2, r3 = a[i0], a[i0 + 1], a[i0 + 2], a[i0 + 3]
-        r4, r5, r6, r7 = a[i0 + 4], a[i0 + 5], a[i0 + 6], a[i0 + 7]
-        i = 8
-        while i < n - (n % 8):
-            r0 += a[i0 + i]
-            r1 += a[i0 + i + 1]
-            r2 += a[i0 + i + 2]
-            r3 += a[i0 + i + 3]
-            r4 += a[i0 + i + 4]
-            r5 += a[i0 + i + 5]
-            r6 += a[i0 + i + 6]
-            r7 += a[i0 + i + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[i0 + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise(a, i0, n2) + _pairwise(a, i0 + n2, n - n2)
+    r0, r1, r2, r3 = a[i0], a[i0 + 1], a[i0 + 2], a[i0 + 3]
+    r4, r5, r6, r7 = a[i0 + 4], a[i0 + 5], a[i0 + 6], a[i0 + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[i0 + i]
+        r1 += a[i0 + i + 1]
+        r2 += a[i0 + i + 2]
+        r3 += a[i0 + i + 3]
+        r4 += a[i0 + i + 4]
+        r5 += a[i0 + i + 5]
+        r6 += a[i0 + i + 6]
+        r7 += a[i0 + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[i0 + i]
+        i += 1
+    return res
 
 
 @njit(cache=True, nogil=True)
 def _row_sum(a, i0, n):
     # np.add.reduce over a row: the first element starts the sum, the rest is pairwise
+    # (n - 1 <= PAIRWISE_MAX)
     if n <= 0:
         return 0.0
     return a[i0] + _pairwise(a, i0 + 1, n - 1)
@@ -74,12 +76,14 @@ def _clip_slice(start, stop, n):
 
 
 @njit(cache=True, nogil=True)
-def _median(v):
-    s = np.sort(v)
-    h = s.size // 2
-    if s.size % 2:
-        return float(s[h])
-    return 0.5 * (s[h - 1] + s[h])
+def _median(v, k):
+    """np.median of v[:k] (k > 0, no NaN) without touching v: an insertion sort of a
+    float64 copy (exact for these integer sample indices and amplitudes; np.sort would
+    cost seconds of compilation for a dozen values)."""
+    buf = np.empty(k)
+    for i in range(k):
+        buf[i] = v[i]
+    return _median_sorted_prefix(buf, k)
 
 
 @njit(cache=True, nogil=True)
@@ -88,13 +92,26 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
     lu, w = tmpl.shape
     d = np.full(lu, np.nan)
     weak = np.full(lu, np.nan)
-    rows = np.flatnonzero((on >= 0) & (off >= 0))
-    qq = q[q >= 0]
-    if rows.size < 3 or qq.size == 0:
+    rows = np.empty(lu, np.int64)
+    von = np.empty(lu, np.int64)
+    voff = np.empty(lu, np.int64)
+    vq = np.empty(lu, np.int64)
+    nr = 0
+    nq = 0
+    for i in range(lu):
+        if on[i] >= 0 and off[i] >= 0:
+            rows[nr] = i
+            von[nr] = on[i]
+            voff[nr] = off[i]
+            nr += 1
+        if q[i] >= 0:
+            vq[nq] = q[i]
+            nq += 1
+    if nr < 3 or nq == 0:
         return d, weak
-    mon = int(_median(on[rows]))
-    moff = int(_median(off[rows]))
-    mq = int(_median(qq))
+    mon = int(_median(von, nr))
+    moff = int(_median(voff, nr))
+    mq = int(_median(vq, nq))
     a0 = int(0.03 * fs)
     a1 = max(1, int(0.01 * fs))
     n_pr = max(1, int(level_s * fs))
@@ -111,7 +128,6 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
     ds, de = _clip_slice(0, moff - mon + 1, nseg)
     if de - ds == 0:
         raise ValueError("empty P window")                  # numpy's argmax would raise too
-    nr = rows.size
     t = np.empty(nr, np.int64)
     amp = np.empty(nr)
     ok = np.zeros(nr, np.bool_)
@@ -137,16 +153,20 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
                 break
         t[k] = tt
         ok[k] = (not isnan) and np.isfinite(best) and np.isfinite(pr)
-    if ok.sum() < 3:
+    n_ok = 0
+    for k in range(nr):
+        if ok[k]:
+            t[n_ok] = t[k]
+            amp[n_ok] = amp[k]
+            rows[n_ok] = rows[k]
+            n_ok += 1
+    if n_ok < 3:
         return d, weak
-    sel = rows[ok]
-    tk = t[ok]
-    ak = amp[ok]
-    mt = _median(tk)
-    ma = _median(ak)
-    for k in range(sel.size):
-        d[sel[k]] = tk[k] - mt
-        weak[sel[k]] = 1.0 if ak[k] < weak_rel * ma else 0.0
+    mt = _median(t, n_ok)
+    ma = _median(amp, n_ok)
+    for k in range(n_ok):
+        d[rows[k]] = t[k] - mt
+        weak[rows[k]] = 1.0 if amp[k] < weak_rel * ma else 0.0
     return d, weak
 
 

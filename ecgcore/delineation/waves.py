@@ -495,6 +495,9 @@ def _p_template_abs(tmpl, tm, fs):
 def _p_template_abs_fast(tmpl, tm, fs):
     """:func:`_p_template_abs` in one numba call (bit-identical; ``_plead_kernels``)."""
     from . import _plead_kernels as _pk
+    n_sum = max(int(0.03 * fs) - max(1, int(0.01 * fs)), int(P_LEAD["off_level_s"] * fs)) - 1
+    if n_sum > _pk.PAIRWISE_MAX:   # above ~6 kHz numpy would split its sums: keep its order
+        return _p_template_abs(np.asarray(tmpl), np.asarray(tm), fs)
     tm = np.asarray(tm, np.int64)
     return _pk.p_template_abs(np.ascontiguousarray(tmpl, np.float64), tm[:, 0].copy(), tm[:, 2].copy(),
                               tm[:, 3].copy(), float(fs), float(P_LEAD["off_level_s"]),
