@@ -6,6 +6,19 @@ Every kernel assumes C-contiguous float64 input without NaN (the Python wrappers
 the NaN, and :func:`detect`, which reports them instead of detecting. No kernel uses
 fastmath, and the fused/vectorised loops keep each value's operations in the original
 order, so results are bit-identical to the straightforward one-pass-per-step versions.
+
+Compile time (numba compiles every kernel on first use in a fresh environment): a
+constant argument in a call between kernels (``f(x, 0)``, ``f(x, True)``) is typed as
+a *literal* and compiles a separate specialisation of the callee (and of everything it
+calls) per constant, so such arguments are passed as ``np.int64(...)`` /
+``np.bool_(...)``; numpy helpers that pull in large generic implementations (sorting,
+``np.median``, ``np.full``, broadcasting assignments) are replaced by small loops with
+the same results. Each kernel then compiles once per input type.
+
+A kernel that calls other kernels links their code in and optimises and compiles all
+of it again, so :func:`detect` and :func:`detect_clean` share one compiled entry point,
+:func:`detect_kernel` (one dispatch per block: a detection takes only tens of
+microseconds per lead, where Python glue between kernels would show).
 """
 
 from __future__ import annotations
@@ -47,12 +60,12 @@ def sos_forward(x, sos, out):
         b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
         b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
         v = x[0]
-        p1, p2 = _section_state(sos, 0, v)
+        p1, p2 = _section_state(sos, np.int64(0), v)
         y = b00 * v + p1
         p1 = b01 * v - a01 * y + p2
         p2 = b02 * v - a02 * y
         v = y
-        q1, q2 = _section_state(sos, 1, v)
+        q1, q2 = _section_state(sos, np.int64(1), v)
         y = b10 * v + q1
         q1 = b11 * v - a11 * y + q2
         q2 = b12 * v - a12 * y
@@ -131,12 +144,6 @@ def _sos2_tile(buf, sos, j0, j1, step, p1, p2, q1, q2):
 
 
 @njit(cache=True)
-def _sos2_cols(buf, sos, j0, j1, step, z1, z2):
-    """:func:`_sos2_tile` from state z1, z2 (2, L), left unchanged."""
-    _sos2_tile(buf, sos, j0, j1, step, z1[0].copy(), z2[0].copy(), z1[1].copy(), z2[1].copy())
-
-
-@njit(cache=True)
 def _sos_cols_first(buf, i, sos, z1, z2):
     """Initial states from row ``i`` (each section's own input there), then the step."""
     L = buf.shape[1]
@@ -151,24 +158,6 @@ def _sos_cols_first(buf, i, sos, z1, z2):
 
 
 @njit(cache=True)
-def _sos_cols_run(buf, sos, j0, j1, backward, z1, z2):
-    """Rows j0 < j <= j1 (forward) or j1 > j >= j0 (backward) after the first row was
-    filtered by :func:`_sos_cols_first`; state in z1, z2 (ns, L)."""
-    if sos.shape[0] == 2:
-        if backward:
-            _sos2_cols(buf, sos, j1 - 1, j0 - 1, -1, z1, z2)
-        else:
-            _sos2_cols(buf, sos, j0 + 1, j1 + 1, 1, z1, z2)
-        return
-    if backward:
-        for j in range(j1 - 1, j0 - 1, -1):
-            _sos_cols_step(buf, j, sos, z1, z2)
-    else:
-        for j in range(j0 + 1, j1 + 1):
-            _sos_cols_step(buf, j, sos, z1, z2)
-
-
-@njit(cache=True)
 def sos_cols(buf, sos, backward):
     """SOS filter of every column of ``buf`` (m, L), in place, forward in time or
     backward, all sections advancing together (bit-identical to one section at a
@@ -179,12 +168,19 @@ def sos_cols(buf, sos, backward):
     ns = sos.shape[0]
     z1 = np.empty((ns, L))
     z2 = np.empty((ns, L))
+    # the first row sets the state, then the other rows in time order (the helpers are
+    # called directly: each kernel between costs another compilation of those below)
     if backward:
         _sos_cols_first(buf, m - 1, sos, z1, z2)
-        _sos_cols_run(buf, sos, 0, m - 1, True, z1, z2)
+        j0, j1, step = m - 2, np.int64(-1), np.int64(-1)
     else:
-        _sos_cols_first(buf, 0, sos, z1, z2)
-        _sos_cols_run(buf, sos, 0, m - 1, False, z1, z2)
+        _sos_cols_first(buf, np.int64(0), sos, z1, z2)
+        j0, j1, step = np.int64(1), m, np.int64(1)
+    if ns == 2:
+        _sos2_tile(buf, sos, j0, j1, step, z1[0].copy(), z2[0].copy(), z1[1].copy(), z2[1].copy())
+    else:
+        for j in range(j0, j1, step):
+            _sos_cols_step(buf, j, sos, z1, z2)
 
 
 @njit(cache=True)
@@ -212,8 +208,8 @@ def sos_filtfilt_rows(x, sos, padlen):
     for i in range(n):
         for r in range(n_rows):
             buf[p + i, r] = x[r, i]
-    sos_cols(buf, sos, False)
-    sos_cols(buf, sos, True)
+    sos_cols(buf, sos, np.bool_(False))
+    sos_cols(buf, sos, np.bool_(True))
     for i in range(n):
         for r in range(n_rows):
             out[r, i] = buf[p + i, r]
@@ -221,8 +217,23 @@ def sos_filtfilt_rows(x, sos, padlen):
 
 
 @njit(cache=True)
+def _isort(b):
+    """Sort ``b`` in place, ascending (insertion sort; no NaN). Used for short or
+    nearly sorted arrays (block maxima, beat indices), where it is as fast as
+    ``np.sort`` and far cheaper to compile."""
+    for i in range(1, b.shape[0]):
+        v = b[i]
+        j = i
+        while j > 0 and b[j - 1] > v:
+            b[j] = b[j - 1]
+            j -= 1
+        b[j] = v
+
+
+@njit(cache=True)
 def _median_of(a):
-    b = np.sort(a)
+    b = a.copy()
+    _isort(b)
     k = b.shape[0]
     if k == 0:
         return 0.0
@@ -309,9 +320,9 @@ def qrs_feature(x, fs, sos, usable):
             idx[L] = l
             L += 1
     if L == 0 or n == 0:
-        return _integrate(fused, fs, 0)
+        return _integrate(fused, fs, np.int64(0))
     bmax = np.empty(n_blocks)
-    used = 0
+    used = np.int64(0)      # not a literal 0: _integrate compiles once
     if L == 1:
         lp = np.empty(n)
         e = np.zeros(n)
@@ -325,7 +336,7 @@ def qrs_feature(x, fs, sos, usable):
             bv[b] = _block_max_nonneg(e, a, n if b == n_blocks - 1 else a + block)
         scale = _median_of(bmax)
         if scale > 1e-20:
-            used = 1
+            used = np.int64(1)
             inv = 1.0 / scale
             for i in range(n):
                 v = e[i] * inv
@@ -337,7 +348,7 @@ def qrs_feature(x, fs, sos, usable):
     for i in range(n):
         for j in range(L):
             buf[i, j] = x[idx[j], i]
-    sos_cols(buf, sos, False)
+    sos_cols(buf, sos, np.bool_(False))
     # symmetric difference, square and 1-s block maxima in one pass, in place: e[i]
     # overwrites buf[i - k], the last use of that row (one large temporary less).
     # The maximum is element-wise across leads, so it vectorises like the rest.
@@ -489,7 +500,7 @@ def pick_beats(f, fs, refractory_s):
             npk = 0.125 * h + 0.875 * npk
         j += 1
     out = beats[:nb].copy()
-    out.sort()
+    _isort(out)        # a search-back beat is the only one out of order
     return out
 
 
@@ -573,8 +584,11 @@ def scan_rows(x):
     the float min/max exactly. ``x`` must be C-contiguous."""
     L, n = x.shape
     nbad = np.zeros(L, np.int64)
-    lo = np.full(L, np.inf)
-    hi = np.full(L, -np.inf)
+    lo = np.empty(L)
+    hi = np.empty(L)
+    for l in range(L):
+        lo[l] = np.inf
+        hi[l] = -np.inf
     if n == 0:
         return nbad, lo, hi
     xv = x.view(np.int64)
@@ -609,13 +623,19 @@ def scan_cols(xt):
     same bit-pattern keys, so the same counts and ranges."""
     n, L = xt.shape
     nbad = np.zeros(L, np.int64)
-    lo = np.full(L, np.inf)
-    hi = np.full(L, -np.inf)
+    lo = np.empty(L)
+    hi = np.empty(L)
+    for l in range(L):
+        lo[l] = np.inf
+        hi[l] = -np.inf
     if n == 0:
         return nbad, lo, hi
     xv = xt.view(np.int64)
-    kmin = np.full(L, np.int64(0x7FFFFFFFFFFFFFFF))
-    kmax = np.full(L, np.int64(-0x7FFFFFFFFFFFFFFF - 1))
+    kmin = np.empty(L, np.int64)
+    kmax = np.empty(L, np.int64)
+    for l in range(L):
+        kmin[l] = np.int64(0x7FFFFFFFFFFFFFFF)
+        kmax[l] = np.int64(-0x7FFFFFFFFFFFFFFF - 1)
     for i in range(n):
         for l in range(L):
             b = xv[i, l]
@@ -636,49 +656,62 @@ def scan_cols(xt):
     return nbad, lo, hi
 
 
-@njit(cache=True)
 def detect(x, usable_in, fs, sos, refractory_s, half_s):
-    """The whole detector for one block in one call: range check of the leads, fused
-    feature, peak picking, R refinement, duplicates removed.
+    """The whole detector for one block in one kernel call: range check of the leads,
+    fused feature, peak picking, R refinement, duplicates removed.
 
-    ``x`` must be free of NaN/inf: when it is not, returns (empty, number of
-    non-finite samples) and the caller cleans it first. Otherwise (R indices, 0).
-    A lead is used when ``usable_in`` and its range exceeds 1e-6.
+    ``x`` (float64, C-contiguous) must be free of NaN/inf: when it is not, returns
+    (empty, number of non-finite samples) and the caller cleans it first. Otherwise
+    (R indices, 0). A lead is used when ``usable_in`` and its range exceeds 1e-6.
     """
-    L, n = x.shape
-    nbad, lo, hi = scan_rows(x)
-    tot = 0
-    for l in range(L):
-        tot += nbad[l]
-    if tot > 0:
-        return np.zeros(0, np.int64), tot
-    usable = usable_in.copy()
-    for l in range(L):
-        if n > 0 and not (hi[l] - lo[l] > 1e-6):
-            usable[l] = False
-    return detect_clean(x, usable, fs, sos, refractory_s, half_s), 0
+    return detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, True)
 
 
-@njit(cache=True)
 def detect_clean(x, usable, fs, sos, refractory_s, half_s):
     """:func:`detect` for input already scanned: ``x`` free of NaN/inf and ``usable``
     already False for flat leads (as ``qrs._clean_rows`` returns them). R indices."""
+    return detect_kernel(x, usable, fs, sos, refractory_s, half_s, False)[0]
+
+
+@njit(cache=True)
+def detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, scan):
+    """:func:`detect` (``scan`` True) and :func:`detect_clean` (False) in one kernel: a
+    single compiled entry point for both (a kernel that calls other kernels compiles
+    them again inside itself, so one such caller instead of two halves the work), and
+    one dispatch per block (a detection takes tens of microseconds per lead)."""
     L, n = x.shape
     empty = np.zeros(0, np.int64)
+    usable = usable_in.copy()
+    if scan:
+        nbad, lo, hi = scan_rows(x)
+        tot = 0
+        for l in range(L):
+            tot += nbad[l]
+        if tot > 0:
+            return empty, tot
+        for l in range(L):
+            if n > 0 and not (hi[l] - lo[l] > 1e-6):
+                usable[l] = False
     anyu = False
     for l in range(L):
         anyu = anyu or usable[l]
     if n < int(0.5 * fs) or not anyu:
-        return empty
+        return empty, 0
     feat = qrs_feature(x, fs, sos, usable)
     peaks = pick_beats(feat, fs, refractory_s)
     if peaks.shape[0] == 0:
-        return peaks
-    r = np.sort(refine_r(x, usable, peaks, fs, half_s))
-    # two feature peaks can refine onto one sample or nearby samples of one complex:
-    # drop exact repeats, then keep the first of any pair closer than 80 % of the
-    # refractory period (compared with the previous distinct index)
-    gap = int(refractory_s * fs * 0.8)
+        return peaks, 0
+    return refine_unique(x, usable, peaks, fs, half_s, int(refractory_s * fs * 0.8)), 0
+
+
+@njit(cache=True)
+def refine_unique(x, usable, peaks, fs, half_s, gap):
+    """:func:`refine_r`, sorted, repeats dropped: two feature peaks can refine onto one
+    sample or nearby samples of one complex, so exact repeats are dropped, then the
+    first of any pair closer than ``gap`` samples is kept (compared with the previous
+    distinct index). R indices."""
+    r = refine_r(x, usable, peaks, fs, half_s)
+    _isort(r)          # refinement moves a peak by at most half_s: nearly sorted
     out = np.empty(r.shape[0], np.int64)
     m = 0
     prev = -1
@@ -708,7 +741,9 @@ def median_windows(y, leads, starts, w):
     nm = starts.shape[0]
     out = np.empty((nl, w))
     if nm == 0:
-        out[:] = np.nan
+        for li in range(nl):
+            for i in range(w):
+                out[li, i] = np.nan
         return out
     perm = np.empty(nm, np.int64)
     buf = np.empty(nm)

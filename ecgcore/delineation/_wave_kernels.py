@@ -14,6 +14,17 @@ Indices in the output: 0 P_on, 1 P_peak, 2 P_off, 3 QRS_on, 4 R, 5 QRS_off,
 Features: 0 P amplitude (signed, vs isoelectric), 1 T amplitude (signed),
 2 QRS peak-to-peak, 3 isoelectric level, 4 high-frequency noise RMS in the P window,
 5 R amplitude (signed, vs isoelectric).
+
+Compile time: numba compiles every kernel on first use in a fresh environment, and a
+constant argument in a call between kernels (``f(x, 1)``, ``f(x, True)``) is typed as a
+*literal*, which compiles a separate specialisation of the callee and of everything it
+calls per constant; such arguments are passed as ``np.int64(...)`` / ``np.bool_(...)``.
+Numpy helpers that pull in large generic implementations (``np.median``, ``np.sort``,
+``np.round``, ``np.iinfo``, broadcasting array assignments) are replaced by small
+loops or the insertion-sort median below, with the same results. A kernel that calls
+other kernels links their code in and optimises and compiles all of it again, so the
+entry points that only chain whole kernels (:func:`delineate_block`,
+:func:`template_delineate`) are plain Python: each large kernel is compiled once.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from numba import njit
 
 N_MARKS = 9
 N_FEATS = 6
+_I64_MAX = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 @njit(cache=True)
@@ -63,7 +75,13 @@ def smooth_rows(y, usable, w):
     additions, four independent chains overlap (same additions, same values)."""
     L, n = y.shape
     out = np.zeros((L, n))
-    rows = np.flatnonzero(usable)
+    rows = np.empty(L, np.int64)
+    nr = 0
+    for l in range(L):
+        if usable[l]:
+            rows[nr] = l
+            nr += 1
+    rows = rows[:nr]
     c = np.empty((4, n + 1))
     h = w // 2
     for g in range(0, rows.shape[0], 4):
@@ -182,270 +200,22 @@ def _opposite_lobe(v, k, a, z, frac):
 
 @njit(cache=True)
 def delineate_lead(y, r, fs, p, qon, qoff):
-    """Delineate one lead (see :func:`_delineate_lead_ys`)."""
-    w_s = max(3, int(p[3] * fs) | 1)
-    return _delineate_lead_ys(y, smooth(y, w_s), r, fs, p, qon, qoff, -1)
-
-
-@njit(cache=True)
-def _delineate_lead_ys(y, ys, r, fs, p, qon, qoff, only):
-    """Delineate one lead; ``ys`` is ``smooth(y, max(3, int(p[3] * fs) | 1))``. With
-    ``only >= 0`` the P and T waves are delineated only where beat ``only`` needs them
-    (its own, and the previous beat's T end that bounds its P search); the QRS of every
-    beat is still delineated (its neighbours' QRS bound its T search).
-
-    Parameters
-    ----------
-    y : float64 (n,)   band-limited lead (baseline removed, 40 Hz low-pass)
-    r : int64 (nb,)    global R fiducials, sorted
-    fs : float
-    p : float64 (k,)   tunable constants (see ``waves.PARAMS`` for names)
-
-    Returns
-    -------
-    marks int64 (nb, 9), feats float64 (nb, 6)
-    """
+    """Delineate one lead (:func:`delineate_leads_only` of a one-lead array; its
+    moving average is :func:`smooth`'s, the same values). Returns marks int64 (nb, 9),
+    feats float64 (nb, N_FEATS)."""
     n = y.shape[0]
     nb = r.shape[0]
-    marks = -np.ones((nb, N_MARKS), np.int64)
-    feats = np.zeros((nb, N_FEATS))
-    if nb == 0 or n < 8:
-        return marks, feats
-    theta_sig = p[0]
-    xi_on = p[1]
-    xi_off = p[2]
-    # derivatives (``deriv``) are computed where they are read, not for the whole lead
-    # median RR for the first and last beat
-    if nb > 1:
-        rr_med = float(np.median(np.diff(r)))
-    else:
-        rr_med = 0.8 * fs
-    # -- QRS boundaries first (the P and T windows depend on them) --
+    y2 = np.empty((1, n))
+    for i in range(n):
+        y2[0, i] = y[i]
+    q0 = np.empty((1, nb), np.int64)
+    q1 = np.empty((1, nb), np.int64)
     for b in range(nb):
-        rb = r[b]
-        rr_prev = r[b] - r[b - 1] if b > 0 else rr_med
-        rr_next = r[b + 1] - r[b] if b < nb - 1 else rr_med
-        lo = max(1, rb - int(min(0.15 * fs, 0.45 * rr_prev)))
-        hi = min(n - 2, rb + int(min(0.18 * fs, 0.45 * rr_next)))
-        c_lo = max(lo, rb - int(0.08 * fs))
-        c_hi = min(hi, rb + int(0.08 * fs))
-        if c_hi <= c_lo:
-            continue
-        m = 0.0
-        for i in range(c_lo, c_hi + 1):
-            if abs(_dv(y, i)) > m:
-                m = abs(_dv(y, i))
-        if m <= 0.0:
-            continue
-        # earliest significant slope before R, then its local slope peak
-        i1 = -1
-        for i in range(max(lo, rb - int(0.12 * fs)), rb + 1):
-            if abs(_dv(y, i)) > theta_sig * m:
-                i1 = i
-                break
-        if i1 < 0:
-            i1 = rb
-        pk = i1
-        while pk + 1 <= hi and abs(_dv(y, pk + 1)) >= abs(_dv(y, pk)) and abs(_dv(y, pk + 1)) > 0:
-            pk += 1
-            if (_dv(y, pk) > 0) != (_dv(y, i1) > 0):
-                break
-        thr = xi_on * abs(_dv(y, pk))
-        on = pk
-        while on - 1 >= lo and abs(_dv(y, on)) > thr:
-            on -= 1
-        # latest significant slope after R, then its local slope peak
-        i2 = -1
-        for i in range(min(hi, rb + int(0.14 * fs)), rb - 1, -1):
-            if abs(_dv(y, i)) > theta_sig * m:
-                i2 = i
-                break
-        if i2 < 0:
-            i2 = rb
-        pk2 = i2
-        while pk2 - 1 >= lo and abs(_dv(y, pk2 - 1)) >= abs(_dv(y, pk2)) and abs(_dv(y, pk2 - 1)) > 0:
-            pk2 -= 1
-            if (_dv(y, pk2) > 0) != (_dv(y, i2) > 0):
-                break
-        thr2 = xi_off * abs(_dv(y, pk2))
-        off = pk2
-        while off + 1 <= hi and abs(_dv(y, off)) > thr2:
-            off += 1
-        if qon[b] >= 0 and qoff[b] > qon[b]:
-            on = qon[b]
-            off = qoff[b]
-        if off <= on:
-            continue
-        marks[b, 3] = on
-        marks[b, 5] = off
-        # isoelectric level: mean of the PR segment just before the onset
-        a = max(0, on - int(0.03 * fs))
-        z = max(a + 1, on - int(0.008 * fs))
-        iso = 0.0
-        for i in range(a, z):
-            iso += y[i]
-        iso /= (z - a)
-        feats[b, 3] = iso
-        # R: the largest positive deflection (the R wave, even a small r of an rS
-        # complex, as annotators mark it); the deepest negative one for a QS complex
-        best_p = on
-        bvp = -1e300
-        best_n = on
-        bvn = 1e300
-        mn = 1e300
-        mx = -1e300
-        for i in range(on, off + 1):
-            v = y[i] - iso
-            if v > bvp:
-                bvp = v
-                best_p = i
-            if v < bvn:
-                bvn = v
-                best_n = i
-            if y[i] < mn:
-                mn = y[i]
-            if y[i] > mx:
-                mx = y[i]
-        best = best_p if bvp >= p[12] * (mx - mn) else best_n
-        if best == best_p:
-            # rSR' and notched complexes: annotators mark the first R wave of comparable size
-            for i in range(on + 1, best_p):
-                v = y[i] - iso
-                if v >= p[15] * bvp and v >= y[i - 1] - iso and v > y[i + 1] - iso:
-                    best = i
-                    break
-        marks[b, 4] = best
-        feats[b, 2] = mx - mn
-        feats[b, 5] = y[best] - iso
-    # -- T waves --
-    for b in range(nb):
-        on = marks[b, 3]
-        off = marks[b, 5]
-        if on < 0:
-            continue
-        rb = r[b]
-        rr_next = r[b + 1] - r[b] if b < nb - 1 else rr_med
-        ta = max(off + int(p[4] * fs), rb + int(0.1 * fs))
-        tz = rb + int(min(p[5] * rr_next, p[6] * fs))
-        if b < nb - 1 and marks[b + 1, 3] > 0:
-            tz = min(tz, marks[b + 1, 3] - int(0.1 * fs))
-        tz = min(tz, n - 2)
-        if tz - ta < int(0.06 * fs):
-            continue
-        iso0 = feats[b, 3]
-        iso1 = feats[b + 1, 3] if (b < nb - 1 and marks[b + 1, 3] > 0) else iso0
-        x0 = on
-        x1 = marks[b + 1, 3] if (b < nb - 1 and marks[b + 1, 3] > 0) else on + rr_next
-        slope = (iso1 - iso0) / max(1, x1 - x0)
-        v = np.empty(tz - ta + 1)
-        for i in range(ta, tz + 1):
-            v[i - ta] = ys[i] - (iso0 + slope * (i - x0))
-        k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
-        if k < 0:
-            continue
-        tp = ta + k
-        amp = v[k]
-        marks[b, 7] = tp
-        feats[b, 1] = amp
-        # a biphasic T: the end follows the later lobe
-        k2 = _opposite_lobe(v, k, k + 1, min(v.shape[0] - 1, k + int(0.12 * fs)), p[14])
-        t_off_pk = ta + k2 if k2 >= 0 else tp
-        sgn = 1.0 if v[t_off_pk - ta] > 0 else -1.0
-        # T end: steepest return to baseline after the peak, then trapezium
-        lim = min(tz, t_off_pk + int(0.15 * fs))
-        xm = t_off_pk
-        bs = 0.0
-        for i in range(t_off_pk, lim + 1):
-            s = -sgn * _dv(ys, i)
-            if s > bs:
-                bs = s
-                xm = i
-        # the span grows with the T wave's width (peak to steepest slope) for broad T waves
-        xr = min(tz, xm + max(int(p[7] * fs), int(p[16] * (xm - t_off_pk))))
-        if xr > xm:
-            marks[b, 8] = _trapezium_end(ys, xm, xr)
-        else:
-            marks[b, 8] = xm
-        sgn = 1.0 if amp > 0 else -1.0
-        if marks[b, 8] >= n - 3:
-            marks[b, 8] = -1   # the record ends inside this T wave: no end to report
-        # T onset: steepest rise before the peak, trapezium backwards
-        lim0 = max(ta - int(0.04 * fs), tp - int(0.15 * fs), off + 1)
-        xm = tp
-        bs = 0.0
-        for i in range(tp, lim0 - 1, -1):
-            s = sgn * _dv(ys, i)
-            if s > bs:
-                bs = s
-                xm = i
-        xr = max(off + 1, xm - int(0.12 * fs))
-        if xr < xm:
-            marks[b, 6] = _trapezium_end(ys, xm, xr)
-        else:
-            marks[b, 6] = xm
-    # -- P waves --
-    for b in range(nb):
-        on = marks[b, 3]
-        if on < 0:
-            continue
-        if only >= 0 and b != only:
-            continue
-        rr_prev = r[b] - r[b - 1] if b > 0 else rr_med
-        pa = on - int(p[8] * fs)
-        if b > 0 and marks[b - 1, 8] > 0:
-            pa = max(pa, marks[b - 1, 8] + int(0.02 * fs))
-        elif b > 0:
-            pa = max(pa, r[b - 1] + int(0.5 * rr_prev))
-        pa = max(pa, 1)
-        pz = on - int(p[9] * fs)
-        if pz - pa < int(0.04 * fs):
-            continue
-        iso = feats[b, 3]
-        # residual high-frequency noise in the window (for the presence test)
-        ns = 0.0
-        for i in range(pa, pz + 1):
-            e = y[i] - ys[i]
-            ns += e * e
-        feats[b, 4] = np.sqrt(ns / (pz - pa + 1))
-        v = np.empty(pz - pa + 1)
-        for i in range(pa, pz + 1):
-            v[i - pa] = ys[i] - iso
-        k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
-        if k < 0:
-            continue
-        pp = pa + k
-        amp = v[k]
-        marks[b, 1] = pp
-        feats[b, 0] = amp
-        # a biphasic P: the offset follows the later lobe, the onset the earlier one
-        span = int(0.06 * fs)
-        k_off = _opposite_lobe(v, k, k + 1, min(v.shape[0] - 1, k + span), p[13])
-        k_on = _opposite_lobe(v, k, max(0, k - span), k - 1, p[13])
-        p_off_pk = pa + k_off if k_off >= 0 else pp
-        p_on_pk = pa + k_on if k_on >= 0 else pp
-        sgn = 1.0 if v[p_off_pk - pa] > 0 else -1.0
-        lim = min(on - 1, p_off_pk + int(0.08 * fs))
-        xm = p_off_pk
-        bs = 0.0
-        for i in range(p_off_pk, lim + 1):
-            s = -sgn * _dv(ys, i)
-            if s > bs:
-                bs = s
-                xm = i
-        xr = min(on - 1, xm + int(p[10] * fs))
-        marks[b, 2] = _trapezium_end(ys, xm, xr) if xr > xm else xm
-        sgn = 1.0 if v[p_on_pk - pa] > 0 else -1.0
-        lim0 = max(pa - int(0.04 * fs), p_on_pk - int(0.08 * fs), 1)
-        xm = p_on_pk
-        bs = 0.0
-        for i in range(p_on_pk, lim0 - 1, -1):
-            s = sgn * _dv(ys, i)
-            if s > bs:
-                bs = s
-                xm = i
-        xr = max(1, xm - int(p[11] * fs))
-        marks[b, 0] = _trapezium_end(ys, xm, xr) if xr < xm else xm
-    return marks, feats
+        q0[0, b] = qon[b]
+        q1[0, b] = qoff[b]
+    u = np.ones(1, np.bool_)
+    m, f = delineate_leads_only(y2, u, r, fs, p, q0, q1, np.int64(-1))
+    return m[0].copy(), f[0].copy()
 
 
 @njit(cache=True)
@@ -487,7 +257,7 @@ def qrs_bounds_multilead(y, usable, r, fs, alpha, beta, lead_pad_s):
                 if v > m:
                     m = v
             pk[b] = m
-        s = np.median(pk)
+        s = _median_small(pk, nb)      # pk is refilled for the next lead
         if s <= 0.0:
             continue
         sv[0] += 0.0 / s
@@ -496,7 +266,7 @@ def qrs_bounds_multilead(y, usable, r, fs, alpha, beta, lead_pad_s):
         sv[n - 1] += 0.0 / s
     w = max(1, int(0.01 * fs)) | 1
     svs = smooth(sv, w)
-    rr_med = float(np.median(np.diff(r))) if nb > 1 else 0.8 * fs
+    rr_med = _rr_median(r) if nb > 1 else 0.8 * fs
     pad = int(lead_pad_s * fs)
     for b in range(nb):
         rb = r[b]
@@ -614,6 +384,18 @@ def _median_small(buf, k):
 
 
 @njit(cache=True)
+def _rr_median(r):
+    """``float(np.median(np.diff(r)))`` for int64 R indices (len(r) > 1): numpy's
+    ``(a + b) / 2`` of the two middle integer intervals equals ``0.5 * (a + b)`` of
+    their float values (exact below 2**53)."""
+    nr = r.shape[0] - 1
+    buf = np.empty(nr)
+    for i in range(nr):
+        buf[i] = float(r[i + 1] - r[i])
+    return _median_small(buf, nr)
+
+
+@njit(cache=True)
 def consensus_marks(out, cand, keep, lead_ok, beat_ok, cols, tol, fill, min_leads):
     """Multi-lead consistency of one wave's boundaries, in place on ``out`` (L, nb, 9).
 
@@ -639,14 +421,14 @@ def consensus_marks(out, cand, keep, lead_ok, beat_ok, cols, tol, fill, min_lead
             continue
         for ci in range(cols.shape[0]):
             c = cols[ci]
-            k = 0
+            k = np.int64(0)
             for l in range(L):
                 if keep[l, b] and out[l, b, c] >= 0:
                     buf[k] = out[l, b, c]
                     k += 1
             if k == 0:
                 continue
-            med = np.int64(np.round(_median_small(buf, k)))
+            med = np.int64(np.rint(_median_small(buf, k)))   # np.round: half to even
             for l in range(L):
                 if keep[l, b]:
                     if out[l, b, c] < 0 or abs(out[l, b, c] - med) > tol:
@@ -663,26 +445,286 @@ def delineate_leads(y, usable, r, fs, p, qon, qoff):
     """:func:`delineate_lead` for every usable lead in one call (one dispatch instead of
     one per lead). Returns marks (L, nb, 9), feats (L, nb, N_FEATS); -1 / 0 for unusable
     leads."""
-    return delineate_leads_only(y, usable, r, fs, p, qon, qoff, -1)
+    return delineate_leads_only(y, usable, r, fs, p, qon, qoff, np.int64(-1))
 
 
 @njit(cache=True)
 def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
-    """:func:`delineate_leads`; with ``only >= 0`` the marks of beat ``only`` are the
-    same as in the full call, the other beats' P and T marks are not all computed (the
-    median-beat stage reads only the middle beat of its three)."""
-    L = y.shape[0]
+    """Delineate every usable lead of ``y`` (L, n) around the R fiducials ``r``.
+
+    With ``only >= 0`` the P and T waves are delineated only where beat ``only`` needs
+    them (its own, and the previous beat's T end that bounds its P search); the QRS of
+    every beat is still delineated (its neighbours' QRS bound its T search), so the
+    marks of beat ``only`` are the same as in the full call (the median-beat stage
+    reads only the middle beat of its three).
+
+    Parameters
+    ----------
+    y : float64 (L, n)   band-limited leads (baseline removed, 40 Hz low-pass)
+    usable : bool (L,)
+    r : int64 (nb,)      global R fiducials, sorted
+    fs : float
+    p : float64 (k,)     tunable constants (see ``waves.PARAMS`` for names)
+    qon, qoff : int64 (L, nb)   QRS bounds to use where both are found (else -1)
+    only : int
+
+    Returns
+    -------
+    marks int64 (L, nb, 9), feats float64 (L, nb, N_FEATS); -1 / 0 for unusable leads.
+
+    The per-lead loop body is written out here rather than in a kernel of its own:
+    numba compiles a called kernel separately and then again inside its caller.
+    """
+    L, n = y.shape
     nb = r.shape[0]
     marks = -np.ones((L, nb, N_MARKS), np.int64)
     feats = np.zeros((L, nb, N_FEATS))
-    if nb == 0:
+    if nb == 0 or n < 8:
         return marks, feats
     ys = smooth_rows(y, usable, max(3, int(p[3] * fs) | 1))
+    theta_sig = p[0]
+    xi_on = p[1]
+    xi_off = p[2]
+    # derivatives (``deriv``) are computed where they are read, not for the whole lead
+    # median RR for the first and last beat
+    if nb > 1:
+        rr_med = _rr_median(r)
+    else:
+        rr_med = 0.8 * fs
     for l in range(L):
-        if usable[l]:
-            m, f = _delineate_lead_ys(y[l], ys[l], r, fs, p, qon[l], qoff[l], only)
-            marks[l] = m
-            feats[l] = f
+        if not usable[l]:
+            continue
+        yl = y[l]
+        ysl = ys[l]
+        qonl = qon[l]
+        qoffl = qoff[l]
+        mk = marks[l]        # views: the lead's marks and features are written in place
+        ft = feats[l]
+        # -- QRS boundaries first (the P and T windows depend on them) --
+        for b in range(nb):
+            rb = r[b]
+            rr_prev = r[b] - r[b - 1] if b > 0 else rr_med
+            rr_next = r[b + 1] - r[b] if b < nb - 1 else rr_med
+            lo = max(1, rb - int(min(0.15 * fs, 0.45 * rr_prev)))
+            hi = min(n - 2, rb + int(min(0.18 * fs, 0.45 * rr_next)))
+            c_lo = max(lo, rb - int(0.08 * fs))
+            c_hi = min(hi, rb + int(0.08 * fs))
+            if c_hi <= c_lo:
+                continue
+            m = 0.0
+            for i in range(c_lo, c_hi + 1):
+                if abs(_dv(yl, i)) > m:
+                    m = abs(_dv(yl, i))
+            if m <= 0.0:
+                continue
+            # earliest significant slope before R, then its local slope peak
+            i1 = -1
+            for i in range(max(lo, rb - int(0.12 * fs)), rb + 1):
+                if abs(_dv(yl, i)) > theta_sig * m:
+                    i1 = i
+                    break
+            if i1 < 0:
+                i1 = rb
+            pk = i1
+            while pk + 1 <= hi and abs(_dv(yl, pk + 1)) >= abs(_dv(yl, pk)) and abs(_dv(yl, pk + 1)) > 0:
+                pk += 1
+                if (_dv(yl, pk) > 0) != (_dv(yl, i1) > 0):
+                    break
+            thr = xi_on * abs(_dv(yl, pk))
+            on = pk
+            while on - 1 >= lo and abs(_dv(yl, on)) > thr:
+                on -= 1
+            # latest significant slope after R, then its local slope peak
+            i2 = -1
+            for i in range(min(hi, rb + int(0.14 * fs)), rb - 1, -1):
+                if abs(_dv(yl, i)) > theta_sig * m:
+                    i2 = i
+                    break
+            if i2 < 0:
+                i2 = rb
+            pk2 = i2
+            while pk2 - 1 >= lo and abs(_dv(yl, pk2 - 1)) >= abs(_dv(yl, pk2)) and abs(_dv(yl, pk2 - 1)) > 0:
+                pk2 -= 1
+                if (_dv(yl, pk2) > 0) != (_dv(yl, i2) > 0):
+                    break
+            thr2 = xi_off * abs(_dv(yl, pk2))
+            off = pk2
+            while off + 1 <= hi and abs(_dv(yl, off)) > thr2:
+                off += 1
+            if qonl[b] >= 0 and qoffl[b] > qonl[b]:
+                on = qonl[b]
+                off = qoffl[b]
+            if off <= on:
+                continue
+            mk[b, 3] = on
+            mk[b, 5] = off
+            # isoelectric level: mean of the PR segment just before the onset
+            a = max(0, on - int(0.03 * fs))
+            z = max(a + 1, on - int(0.008 * fs))
+            iso = 0.0
+            for i in range(a, z):
+                iso += yl[i]
+            iso /= (z - a)
+            ft[b, 3] = iso
+            # R: the largest positive deflection (the R wave, even a small r of an rS
+            # complex, as annotators mark it); the deepest negative one for a QS complex
+            best_p = on
+            bvp = -1e300
+            best_n = on
+            bvn = 1e300
+            mn = 1e300
+            mx = -1e300
+            for i in range(on, off + 1):
+                v = yl[i] - iso
+                if v > bvp:
+                    bvp = v
+                    best_p = i
+                if v < bvn:
+                    bvn = v
+                    best_n = i
+                if yl[i] < mn:
+                    mn = yl[i]
+                if yl[i] > mx:
+                    mx = yl[i]
+            best = best_p if bvp >= p[12] * (mx - mn) else best_n
+            if best == best_p:
+                # rSR' and notched complexes: annotators mark the first R wave of comparable size
+                for i in range(on + 1, best_p):
+                    v = yl[i] - iso
+                    if v >= p[15] * bvp and v >= yl[i - 1] - iso and v > yl[i + 1] - iso:
+                        best = i
+                        break
+            mk[b, 4] = best
+            ft[b, 2] = mx - mn
+            ft[b, 5] = yl[best] - iso
+        # -- T waves --
+        for b in range(nb):
+            on = mk[b, 3]
+            off = mk[b, 5]
+            if on < 0:
+                continue
+            rb = r[b]
+            rr_next = r[b + 1] - r[b] if b < nb - 1 else rr_med
+            ta = max(off + int(p[4] * fs), rb + int(0.1 * fs))
+            tz = rb + int(min(p[5] * rr_next, p[6] * fs))
+            if b < nb - 1 and mk[b + 1, 3] > 0:
+                tz = min(tz, mk[b + 1, 3] - int(0.1 * fs))
+            tz = min(tz, n - 2)
+            if tz - ta < int(0.06 * fs):
+                continue
+            iso0 = ft[b, 3]
+            iso1 = ft[b + 1, 3] if (b < nb - 1 and mk[b + 1, 3] > 0) else iso0
+            x0 = on
+            x1 = mk[b + 1, 3] if (b < nb - 1 and mk[b + 1, 3] > 0) else on + rr_next
+            slope = (iso1 - iso0) / max(1, x1 - x0)
+            v = np.empty(tz - ta + 1)
+            for i in range(ta, tz + 1):
+                v[i - ta] = ysl[i] - (iso0 + slope * (i - x0))
+            k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
+            if k < 0:
+                continue
+            tp = ta + k
+            amp = v[k]
+            mk[b, 7] = tp
+            ft[b, 1] = amp
+            # a biphasic T: the end follows the later lobe
+            k2 = _opposite_lobe(v, k, k + 1, min(v.shape[0] - 1, k + int(0.12 * fs)), p[14])
+            t_off_pk = ta + k2 if k2 >= 0 else tp
+            sgn = 1.0 if v[t_off_pk - ta] > 0 else -1.0
+            # T end: steepest return to baseline after the peak, then trapezium
+            lim = min(tz, t_off_pk + int(0.15 * fs))
+            xm = t_off_pk
+            bs = 0.0
+            for i in range(t_off_pk, lim + 1):
+                s = -sgn * _dv(ysl, i)
+                if s > bs:
+                    bs = s
+                    xm = i
+            # the span grows with the T wave's width (peak to steepest slope) for broad T waves
+            xr = min(tz, xm + max(int(p[7] * fs), int(p[16] * (xm - t_off_pk))))
+            if xr > xm:
+                mk[b, 8] = _trapezium_end(ysl, xm, xr)
+            else:
+                mk[b, 8] = xm
+            sgn = 1.0 if amp > 0 else -1.0
+            if mk[b, 8] >= n - 3:
+                mk[b, 8] = -1   # the record ends inside this T wave: no end to report
+            # T onset: steepest rise before the peak, trapezium backwards
+            lim0 = max(ta - int(0.04 * fs), tp - int(0.15 * fs), off + 1)
+            xm = tp
+            bs = 0.0
+            for i in range(tp, lim0 - 1, -1):
+                s = sgn * _dv(ysl, i)
+                if s > bs:
+                    bs = s
+                    xm = i
+            xr = max(off + 1, xm - int(0.12 * fs))
+            if xr < xm:
+                mk[b, 6] = _trapezium_end(ysl, xm, xr)
+            else:
+                mk[b, 6] = xm
+        # -- P waves --
+        for b in range(nb):
+            on = mk[b, 3]
+            if on < 0:
+                continue
+            if only >= 0 and b != only:
+                continue
+            rr_prev = r[b] - r[b - 1] if b > 0 else rr_med
+            pa = on - int(p[8] * fs)
+            if b > 0 and mk[b - 1, 8] > 0:
+                pa = max(pa, mk[b - 1, 8] + int(0.02 * fs))
+            elif b > 0:
+                pa = max(pa, r[b - 1] + int(0.5 * rr_prev))
+            pa = max(pa, 1)
+            pz = on - int(p[9] * fs)
+            if pz - pa < int(0.04 * fs):
+                continue
+            iso = ft[b, 3]
+            # residual high-frequency noise in the window (for the presence test)
+            ns = 0.0
+            for i in range(pa, pz + 1):
+                e = yl[i] - ysl[i]
+                ns += e * e
+            ft[b, 4] = np.sqrt(ns / (pz - pa + 1))
+            v = np.empty(pz - pa + 1)
+            for i in range(pa, pz + 1):
+                v[i - pa] = ysl[i] - iso
+            k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
+            if k < 0:
+                continue
+            pp = pa + k
+            amp = v[k]
+            mk[b, 1] = pp
+            ft[b, 0] = amp
+            # a biphasic P: the offset follows the later lobe, the onset the earlier one
+            span = int(0.06 * fs)
+            k_off = _opposite_lobe(v, k, k + 1, min(v.shape[0] - 1, k + span), p[13])
+            k_on = _opposite_lobe(v, k, max(0, k - span), k - 1, p[13])
+            p_off_pk = pa + k_off if k_off >= 0 else pp
+            p_on_pk = pa + k_on if k_on >= 0 else pp
+            sgn = 1.0 if v[p_off_pk - pa] > 0 else -1.0
+            lim = min(on - 1, p_off_pk + int(0.08 * fs))
+            xm = p_off_pk
+            bs = 0.0
+            for i in range(p_off_pk, lim + 1):
+                s = -sgn * _dv(ysl, i)
+                if s > bs:
+                    bs = s
+                    xm = i
+            xr = min(on - 1, xm + int(p[10] * fs))
+            mk[b, 2] = _trapezium_end(ysl, xm, xr) if xr > xm else xm
+            sgn = 1.0 if v[p_on_pk - pa] > 0 else -1.0
+            lim0 = max(pa - int(0.04 * fs), p_on_pk - int(0.08 * fs), 1)
+            xm = p_on_pk
+            bs = 0.0
+            for i in range(p_on_pk, lim0 - 1, -1):
+                s = sgn * _dv(ysl, i)
+                if s > bs:
+                    bs = s
+                    xm = i
+            xr = max(1, xm - int(p[11] * fs))
+            mk[b, 0] = _trapezium_end(ysl, xm, xr) if xr < xm else xm
     return marks, feats
 
 
@@ -874,7 +916,7 @@ def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
             inv = 1.0 / scale[l, b]
             for i in range(a, z):
                 env[i - a] += abs(ys[l, i - s0] - p) * inv
-        k = 0
+        k = np.int64(0)
         for i in range(0, hi - a):
             if env[i] > env[k]:
                 k = i
@@ -937,7 +979,7 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
     lag = np.empty(nb)
     p_any = np.zeros(nb, np.bool_)
     for l in range(L):
-        k = 0
+        k = np.int64(0)
         for b in range(nb):
             if marks[l, b, 3] >= 0:
                 n_q[l] += 1
@@ -952,7 +994,7 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
         thr_t = t_rel * q
         thr_p = p_rel * q
         thr_a = aa_rel * q
-        k = 0
+        k = np.int64(0)
         pol = 0.0
         for b in range(nb):
             t_ok[l, b] = marks[l, b, 7] >= 0 and abs(feats[l, b, 1]) >= thr_t
@@ -992,7 +1034,7 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
     # scores (as ``np.median(np.sort(score[live])[::-1][:max(1, n_live // 2)])``)
     live = np.zeros(L, np.bool_)
     sc = np.empty(max(L, 1))
-    n_live = 0
+    n_live = np.int64(0)
     for l in range(L):
         live[l] = usable[l] and n_q[l] > 0
         if live[l]:
@@ -1000,8 +1042,11 @@ def decide_presence(marks, feats, extra, usable, r, t_rel, p_rel, aa_rel, p_nois
             n_live += 1
     aa = 0.0
     if n_live:
-        top = np.sort(sc[:n_live])[::-1][:max(1, n_live // 2)].copy()
-        aa = _median_small(top, top.shape[0])
+        # the best half: the largest max(1, n_live // 2) scores (ascending sort, the tail)
+        _median_small(sc, n_live)
+        m = max(1, n_live // 2)
+        top = sc[n_live - m:n_live].copy()
+        aa = _median_small(top, m)
     return lead_qpp, t_ok, p_keep, live, n_live, aa, irr
 
 
@@ -1053,7 +1098,10 @@ def decide_p(marks, feats, extra, usable, lead_qpp, p_keep0, t_ok, need, no_aa,
                     out[l, b, 8] = -1
             lead_ok[l, b] = marks[l, b, 3] >= 0 and usable[l]
             keep_ok[l, b] = p_keep[l, b] and lead_ok[l, b]
-    p_keep = consensus_marks(out, marks, keep_ok, lead_ok, beat_p, np.array([0, 2], np.int64),
+    cols = np.empty(2, np.int64)
+    cols[0] = 0
+    cols[1] = 2
+    p_keep = consensus_marks(out, marks, keep_ok, lead_ok, beat_p, cols,
                              tol_p, fill_p, min_leads)
     if weak_rel > 0:
         _pull_weak(out, p_keep, p_amp, lead_qpp, weak_rel, tol_weak, weak_cols)
@@ -1068,7 +1116,7 @@ def _pull_weak(out, keep, amp, lead_qpp, weak_rel, tol, cols):
     buf = np.empty(max(L, 1))
     med_rel = np.empty(nb)
     for b in range(nb):
-        k = 0
+        k = np.int64(0)
         for l in range(L):
             if keep[l, b]:
                 rel[l, b] = abs(amp[l, b]) / max(lead_qpp[l], 1e-12)
@@ -1090,7 +1138,7 @@ def _pull_weak(out, keep, amp, lead_qpp, weak_rel, tol, cols):
     for ci in range(cols.shape[0]):
         c = cols[ci]
         for b in range(nb):
-            k = 0
+            k = np.int64(0)
             for l in range(L):
                 if keep[l, b] and out[l, b, c] >= 0:
                     v[l] = float(out[l, b, c])
@@ -1101,7 +1149,7 @@ def _pull_weak(out, keep, amp, lead_qpp, weak_rel, tol, cols):
             med = _nanmedian_buf(buf, k)
             if not np.isfinite(med):
                 continue
-            rm = np.int64(np.round(med))
+            rm = np.int64(np.rint(med))   # np.round: half to even
             for l in range(L):
                 if weak[l, b] and abs(v[l] - med) > tol:
                     out[l, b, c] = rm
@@ -1109,9 +1157,10 @@ def _pull_weak(out, keep, amp, lead_qpp, weak_rel, tol, cols):
 
 @njit(cache=True)
 def _robust_extreme_k(out, col, ok, earliest, tol):
-    """``waves._robust_extreme`` of ``out[:, :, col]`` (int64 (nb,))."""
+    """``waves._robust_extreme`` of ``out[:, :, col]`` (int64 (nb,)). Called with
+    ``np.int64`` / ``np.bool_`` / float arguments: one compiled version for all calls."""
     L, nb = ok.shape
-    big = np.iinfo(np.int64).max
+    big = _I64_MAX
     res = -np.ones(nb, np.int64)
     for b in range(nb):
         cnt = 0
@@ -1161,7 +1210,7 @@ def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_
         rel = np.empty(L)
         for b in range(nb):
             e = np.int64(extra[0, b, 6])
-            k = 0
+            k = np.int64(0)
             for l in range(L):
                 sel = p_keep[l, b] and e >= 0 and out[l, b, 2] >= 0
                 rel[l] = np.nan
@@ -1191,13 +1240,18 @@ def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_
                 cnt += 1
             keep_t[l, b] = t_ok0[l, b] and lead_ok[l, b]
         beat_t[b] = cnt >= need
-    t_ok = consensus_marks(out, marks, keep_t, lead_ok, beat_t, np.array([8], np.int64), tol_t,
+    cols = np.empty(1, np.int64)
+    cols[0] = 8
+    t_ok = consensus_marks(out, marks, keep_t, lead_ok, beat_t, cols, tol_t,
                            fill_t, min_leads)
     # -- peaks: filled leads take their own candidate (else the middle of the wave),
     # peaks stay inside their boundaries; P ends before this lead's QRS
     for l in range(L):
         for b in range(nb):
-            for a, pk, z in ((0, 1, 2), (6, 7, 8)):
+            for wv in range(2):          # P (0, 1, 2), then T (6, 7, 8)
+                a = 6 * wv
+                pk = a + 1
+                z = a + 2
                 oa = out[l, b, a]
                 oz = out[l, b, z]
                 v = out[l, b, pk]
@@ -1220,14 +1274,16 @@ def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_
             q_ok[l, b] = out[l, b, 3] >= 0 and usable[l]
             pk_ok[l, b] = out[l, b, 0] >= 0
             tk_ok[l, b] = out[l, b, 8] >= 0
-    tol_s = int(0.02 * fs)
+    # tolerances as floats (compared with differences of sample indices, exact)
+    tol_s = float(int(0.02 * fs))
     big = 10 ** 9 * fs
-    g3 = _robust_extreme_k(out, 3, q_ok, True, big)
-    g5 = _robust_extreme_k(out, 5, q_ok, False, big)
-    g0 = _robust_extreme_k(out, 0, pk_ok, True, tol_s)
-    g2 = _robust_extreme_k(out, 2, pk_ok, False, tol_s)
-    g6 = _robust_extreme_k(out, 6, tk_ok, True, tol_s)
-    g8 = _robust_extreme_k(out, 8, tk_ok, False, 2 * tol_s)
+    t_, f_ = np.bool_(True), np.bool_(False)
+    g3 = _robust_extreme_k(out, np.int64(3), q_ok, t_, big)
+    g5 = _robust_extreme_k(out, np.int64(5), q_ok, f_, big)
+    g0 = _robust_extreme_k(out, np.int64(0), pk_ok, t_, tol_s)
+    g2 = _robust_extreme_k(out, np.int64(2), pk_ok, f_, tol_s)
+    g6 = _robust_extreme_k(out, np.int64(6), tk_ok, t_, tol_s)
+    g8 = _robust_extreme_k(out, np.int64(8), tk_ok, f_, 2 * tol_s)
     for b in range(nb):
         g[b, 4] = r[b]
         g[b, 3] = max(g3[b] + sh_qon, 0) if g3[b] >= 0 else -1
@@ -1244,7 +1300,8 @@ def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_
         g[b, 6] = g6[b]
         g[b, 8] = g8[b] + sh_toff if g8[b] >= 0 else -1
         # peaks: from the lead with the largest |amplitude| relative to its QRS size
-        for col, fc in ((1, 0), (7, 1)):
+        for fc in range(2):              # P peak (col 1, feature 0), T peak (7, 1)
+            col = 1 + 6 * fc
             best = 0
             bs = -np.inf
             anyok = False
@@ -1281,7 +1338,7 @@ def decide_rest(out, marks, feats, extra, usable, r, lead_qpp, p_keep, p_amp, t_
         if nb >= 3 and not irregular and b >= 1 and cls[b] == 0:
             # premature: RR below 0.8 of the median of the 9 intervals around it
             i = b - 1
-            k = 0
+            k = np.int64(0)
             for j in range(max(0, i - 4), min(nr, i + 5)):
                 rbuf[k] = float(r[j + 1] - r[j])
                 k += 1
@@ -1412,19 +1469,19 @@ def p_offset_envelope_marks(y, usable, marks, feats, fs, smooth_s, alpha):
     hi = -np.ones(nb, np.int64)
     buf = np.empty(max(L, 1))
     for b in range(nb):
-        q = np.iinfo(np.int64).max
+        q = _I64_MAX
         for l in range(L):
             if usable[l] and marks[l, b, 3] >= 0 and marks[l, b, 3] < q:
                 q = marks[l, b, 3]
-        if q != np.iinfo(np.int64).max:
+        if q != _I64_MAX:
             qon[b] = q
-        k = 0
+        k = np.int64(0)
         for l in range(L):
             if usable[l] and marks[l, b, 0] >= 0:
                 buf[k] = float(marks[l, b, 0])
                 k += 1
         a = _nanmedian_buf(buf, k)
-        k = 0
+        k = np.int64(0)
         for l in range(L):
             if usable[l] and marks[l, b, 2] >= 0:
                 buf[k] = float(marks[l, b, 2])
@@ -1433,7 +1490,10 @@ def p_offset_envelope_marks(y, usable, marks, feats, fs, smooth_s, alpha):
         if np.isfinite(a) and np.isfinite(z):
             lo[b] = np.int64(a)
             hi[b] = np.int64(z)
-    scale = np.ascontiguousarray(feats[:, :, 2])
+    scale = np.empty((L, nb))
+    for l in range(L):
+        for b in range(nb):
+            scale[l, b] = feats[l, b, 2]
     return p_offset_envelope(y, usable, scale, qon, lo, hi, fs, smooth_s, alpha)
 
 
@@ -1461,6 +1521,30 @@ def template_members(r, n, rr_tol):
 
 
 @njit(cache=True)
+def _shift_onsets(on, sh):
+    """In place: found onsets (>= 0) of ``on`` (L, nb) moved by ``sh`` samples, not
+    before sample 0."""
+    L, nb = on.shape
+    for l in range(L):
+        for b in range(nb):
+            if on[l, b] >= 0:
+                on[l, b] = max(on[l, b] + sh, 0)
+
+
+@njit(cache=True)
+def _extra_init(marks, feats, n_extra):
+    """The working array ``extra`` (L, nb, n_extra) of :func:`delineate_block`."""
+    L, nb, _ = marks.shape
+    extra = np.zeros((L, nb, n_extra))
+    for l in range(L):
+        for b in range(nb):
+            extra[l, b, 0] = marks[l, b, 1]
+            extra[l, b, 1] = feats[l, b, 0]
+            extra[l, b, 5] = -1.0
+            extra[l, b, 6] = -1.0
+    return extra
+
+
 def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, sh):
     """Median-beat stage, step 2: the template (usable leads ``use``, others zero) is
     delineated as three beats at ``c - rr_med``, ``c``, ``c + rr_med`` (QRS bounds from
@@ -1472,15 +1556,9 @@ def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, s
     for li in range(use.shape[0]):
         full[use[li]] = tmpl[li]
         u[use[li]] = True
-    rt = np.empty(3, np.int64)
-    rt[0] = c - rr_med
-    rt[1] = c
-    rt[2] = c + rr_med
+    rt = np.array([c - rr_med, c, c + rr_med], np.int64)
     _, _, on, off = qrs_bounds_multilead(full, u, rt, fs, alpha, beta, pad)
-    for l in range(n_leads):
-        for b in range(3):
-            if on[l, b] >= 0:
-                on[l, b] = max(on[l, b] + sh, 0)
+    _shift_onsets(on, sh)
     m3, f3 = delineate_leads_only(full, u, rt, fs, p, on, off, 1)
     if p.shape[0] > 25:
         # same per-lead QRS bounds as the record's beats (used with qrs_from_template)
@@ -1650,31 +1728,19 @@ def mix_p_offset(out, cand, sh):
             out[l, b, 2] = v
 
 
-@njit(cache=True)
 def delineate_block(y, usable, r, fs, p, alpha, beta, pad, sh, n_extra):
-    """Per-lead stage of one block in one call: multi-lead QRS bounds (onsets shifted by
-    ``sh`` samples), :func:`delineate_leads`, and the working array ``extra``
+    """Per-lead stage of one block: multi-lead QRS bounds (onsets shifted by ``sh``
+    samples), :func:`delineate_leads`, and the working array ``extra``
     (L, nb, n_extra) with the per-beat P candidates (0 peak, 1 amplitude) kept before
     the median-beat stage overwrites the member beats' marks, columns 5 and 6 set to -1
     (not computed), the others zero. Returns g_on, g_off, marks, feats, extra."""
     g_on, g_off, on, off = qrs_bounds_multilead(y, usable, r, fs, alpha, beta, pad)
-    L, nb = on.shape
-    for l in range(L):
-        for b in range(nb):
-            if on[l, b] >= 0:
-                on[l, b] = max(on[l, b] + sh, 0)
-    marks, feats = delineate_leads(y, usable, r, fs, p, on, off)
+    _shift_onsets(on, sh)
+    marks, feats = delineate_leads_only(y, usable, r, fs, p, on, off, -1)
     if p.shape[0] > 25:
         qrs_bounds_amplitude(y, usable, r, marks, p[21], p[24], int(p[22] * fs), int(round(p[23] * fs)),
                              int(round(p[25] * fs)))
-    extra = np.zeros((L, nb, n_extra))
-    for l in range(L):
-        for b in range(nb):
-            extra[l, b, 0] = marks[l, b, 1]
-            extra[l, b, 1] = feats[l, b, 0]
-            extra[l, b, 5] = -1.0
-            extra[l, b, 6] = -1.0
-    return g_on, g_off, marks, feats, extra
+    return g_on, g_off, marks, feats, _extra_init(marks, feats, n_extra)
 
 
 @njit(cache=True)

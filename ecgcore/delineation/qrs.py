@@ -74,9 +74,9 @@ def _as_2d(x) -> np.ndarray:
 
 
 def _detect_block(a: np.ndarray, leads_usable, fs: float) -> np.ndarray:
-    """R peaks of one block in one kernel call; clean float64 C-contiguous input is read
-    in place, anything else is copied to that first; blocks with NaN/inf are cleaned
-    (filled, unusable leads dropped) and run again."""
+    """R peaks of one block (``_k.detect``: scan, feature, peaks, refinement); clean
+    float64 C-contiguous input is read in place, anything else is copied to that first;
+    blocks with NaN/inf are cleaned (filled, unusable leads dropped) and run again."""
     sos = _lowpass_sos(fs)
     if a.dtype != np.float64 or not a.flags.c_contiguous or not a.flags.writeable:
         a = np.array(a, dtype=np.float64, order="C")
@@ -92,8 +92,8 @@ def _detect_block(a: np.ndarray, leads_usable, fs: float) -> np.ndarray:
 
 def _detect_clean(xc: np.ndarray, usable: np.ndarray, fs: float) -> np.ndarray:
     """:func:`detect_qrs` for the output of :func:`_clean_rows` (finite, float64,
-    C-contiguous; ``usable`` already excludes flat leads): the kernel skips the
-    second scan of the samples. Same R indices as ``detect_qrs(xc, fs, usable)``."""
+    C-contiguous; ``usable`` already excludes flat leads): no second scan of the
+    samples. Same R indices as ``detect_qrs(xc, fs, usable)``."""
     if xc.shape[1] > int(CHUNK_S * fs) + int(OVERLAP_S * fs):
         return detect_qrs(xc, fs, leads_usable=usable)
     return _k.detect_clean(xc, np.ascontiguousarray(usable, dtype=np.bool_), float(fs),
