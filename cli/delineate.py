@@ -103,6 +103,8 @@ def run_batch(args, worker, name) -> int:
 
     if args.workers and args.workers > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
+        from ecgcore.delineation.waves import warm_kernels
+        warm_kernels()  # compiled once here; the forked workers inherit the kernels
         with ProcessPoolExecutor(args.workers) as ex:
             consume(ex.map(worker, todo, chunksize=max(1, min(16, len(todo) // (4 * args.workers)))))
     else:

@@ -345,6 +345,8 @@ def measure_many(records, workers: int = 1, as_frame: bool = True):
     items = list(records)
     if workers and workers > 1:
         from concurrent.futures import ProcessPoolExecutor
+        from .waves import warm_kernels
+        warm_kernels()  # compiled once here; the forked workers inherit the kernels
         with ProcessPoolExecutor(workers) as ex:
             rows = list(ex.map(_measure_path_row, items))
     else:

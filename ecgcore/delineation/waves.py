@@ -868,6 +868,19 @@ def _as_input(record_or_array, fs):
     return a, fs, tuple(str(i) for i in range(a.shape[0])), None
 
 
+def warm_kernels() -> None:
+    """Compile (or load from numba's cache) the detection and delineation kernels now.
+
+    Called by batch jobs in the parent before a process pool forks, so that the
+    workers inherit compiled kernels instead of each compiling the same ones at
+    once on a cold cache (tens of seconds each) or each loading the cache (about
+    1 s each). Runs :func:`delineate` on a short simulated 12-lead record.
+    """
+    from ..synthetic import simulate
+    rec = simulate(n=1, fs=500, duration=4, seed=0, rhythm="sinus")[0]
+    delineate(rec)
+
+
 def delineate(record_or_array, fs=None, leads_usable=None, leads=None) -> Delineation:
     """Delineate P, QRS and T waves in every lead, with multi-lead (global) marks.
 
