@@ -90,14 +90,19 @@ def _median(v, k):
 def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
     """(d, weak) per row of ``tmpl``; see ``waves._p_template_abs``."""
     lu, w = tmpl.shape
-    d = np.full(lu, np.nan)
-    weak = np.full(lu, np.nan)
+    # (np.empty and loops rather than np.full and np.round: their numba implementations
+    # cost seconds of compilation; np.int64 counters keep one signature per callee)
+    d = np.empty(lu)
+    weak = np.empty(lu)
+    for i in range(lu):
+        d[i] = np.nan
+        weak[i] = np.nan
     rows = np.empty(lu, np.int64)
     von = np.empty(lu, np.int64)
     voff = np.empty(lu, np.int64)
     vq = np.empty(lu, np.int64)
-    nr = 0
-    nq = 0
+    nr = np.int64(0)
+    nq = np.int64(0)
     for i in range(lu):
         if on[i] >= 0 and off[i] >= 0:
             rows[nr] = i
@@ -121,11 +126,11 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
     lo = mon - a0
     xs, xe = _clip_slice(lo, max(end + 1, mq), w)           # x = tmpl[:, lo:max(end + 1, mq)]
     xw = xe - xs
-    ts, te = _clip_slice(0, a0 - a1, xw)
+    ts, te = _clip_slice(np.int64(0), a0 - a1, xw)
     ps, pe = _clip_slice(mq - n_pr - lo, mq - lo, xw)
     ss, se = _clip_slice(a0, end + 1 - lo, xw)
     nseg = se - ss
-    ds, de = _clip_slice(0, moff - mon + 1, nseg)
+    ds, de = _clip_slice(np.int64(0), moff - mon + 1, nseg)
     if de - ds == 0:
         raise ValueError("empty P window")                  # numpy's argmax would raise too
     t = np.empty(nr, np.int64)
@@ -153,7 +158,7 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
                 break
         t[k] = tt
         ok[k] = (not isnan) and np.isfinite(best) and np.isfinite(pr)
-    n_ok = 0
+    n_ok = np.int64(0)
     for k in range(nr):
         if ok[k]:
             t[n_ok] = t[k]
@@ -199,20 +204,20 @@ def p_lead_stage(out, e8, e9, spread, own, absw, weak_on):
     L, nb = out.shape[0], out.shape[1]
     buf = np.empty(L)
     for b in range(nb):
-        k = 0
+        k = np.int64(0)
         for l in range(L):
             if out[l, b, 0] >= 0 and out[l, b, 2] >= 0:
                 buf[k] = out[l, b, 0]
                 k += 1
         if k == 0:
             continue
-        mon = np.int64(np.round(_median_sorted_prefix(buf, k)))
-        k = 0
+        mon = np.int64(np.rint(_median_sorted_prefix(buf, k)))
+        k = np.int64(0)
         for l in range(L):
             if out[l, b, 0] >= 0 and out[l, b, 2] >= 0:
                 buf[k] = out[l, b, 2]
                 k += 1
-        moff = np.int64(np.round(_median_sorted_prefix(buf, k)))
+        moff = np.int64(np.rint(_median_sorted_prefix(buf, k)))
         for l in range(L):
             on = out[l, b, 0]
             off = out[l, b, 2]
