@@ -839,7 +839,9 @@ def _drop_marks_in_gaps(marks, x, offset):
     if x.dtype.kind in "iub":
         return                       # integers are always finite
     if x.dtype in (np.float32, np.float64) and marks.dtype == np.int64:
-        _wk.drop_marks_in_gaps(marks, x, offset)
+        if not x.flags.c_contiguous:   # one compiled layout (each other one compiles again)
+            x = np.ascontiguousarray(x)
+        _wk.drop_marks_in_gaps(marks, x, np.int64(offset))
         return
     bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
     if not bad.any():
@@ -851,10 +853,18 @@ def _drop_marks_in_gaps(marks, x, offset):
     marks[inside] = -1
 
 
+def _kernel_array(a):
+    # float32 or float64, C order: each other dtype or layout would compile every kernel
+    # that reads the raw signal again (seconds of numba compilation on a cold cache)
+    if a.dtype != np.float32 and a.dtype != np.float64:
+        a = a.astype(np.float64)
+    return np.ascontiguousarray(a)
+
+
 def _as_input(record_or_array, fs):
     if isinstance(record_or_array, Record):
         rec = record_or_array
-        return rec.signal, rec.fs, rec.leads, rec.source
+        return _kernel_array(np.asarray(rec.signal)), rec.fs, rec.leads, rec.source
     if fs is None:
         raise ECGError("delineate(array) needs fs=")
     a = np.asarray(record_or_array)
@@ -865,7 +875,7 @@ def _as_input(record_or_array, fs):
     fs = float(fs)
     if not np.isfinite(fs) or fs <= 0:
         raise ECGError(f"sampling rate must be positive, got {fs}")
-    return a, fs, tuple(str(i) for i in range(a.shape[0])), None
+    return _kernel_array(a), fs, tuple(str(i) for i in range(a.shape[0])), None
 
 
 def warm_kernels() -> None:
@@ -972,7 +982,7 @@ def delineate(record_or_array, fs=None, leads_usable=None, leads=None) -> Deline
             ctx = np.flatnonzero((r >= a + int(0.2 * fs)) & (r < z - int(0.2 * fs)))
             xa, _ = _clean_rows(x[:, a:z])
             m, f, e, _ = _delineate_block(xa, usable, fs, r[ctx] - a)
-            _drop_marks_in_gaps(m, x[:, a:z], 0)
+            _drop_marks_in_gaps(m, x, -a)   # the whole record, not a slice: one kernel layout
             keep = np.isin(ctx, sel)
             m = np.where(m >= 0, m + a, -1)
             marks[:, ctx[keep]] = m[:, keep]
