@@ -3,7 +3,9 @@
 // sorting", arXiv:1406.1717, 2014) with the sorting and merging done by bitonic
 // networks in zmm registers, and the median walk run for several block pairs at
 // once. Textually included by medfilt.cpp inside the AVX-512 namespace (hence
-// no include guard); needs <immintrin.h>.
+// no include guard); needs <immintrin.h>. The default fast path now walks with
+// medfilt_walk16.hpp (16 outputs per group, each found without waiting on the
+// previous one); the walk below only serves windows of k < 16.
 //
 // Layout. The zero-padded row p (p[i] = x[i - k/2], 0 outside) is cut into
 // blocks of N = 256 (k <= 255) or 512 (k <= 511) samples, N >= k. Output

@@ -124,3 +124,86 @@ def test_quantised_path_real_records(shared):
         if 129 <= k <= 255:
             assert_median_close(_kernel(xx, k, 7), ref, xx, k)
 
+
+
+# ---- the grouped walk (medfilt_walk16.hpp) ------------------------------------
+# The zmm kernel finds 16 outputs at a time from a 64-rank window around the
+# previous median and counts outwards when the median has left it (the rare
+# path). These rows make the median jump far between outputs.
+
+def _far_signals(rng, n):
+    """Rows whose medians jump far between outputs (the walk's rare path)."""
+    t = np.arange(n)
+    return np.stack([
+        np.where((t // 90) % 2 == 0, -3.0, 4.0) + rng.standard_normal(n) * 0.01,  # square wave
+        np.where((t // 37) % 3 == 0, 50.0, 0.0) + rng.integers(-2, 3, n),        # pulses on ties
+        np.cumsum(rng.standard_normal(n)) * 0.1 + (t % 400 > 300) * 20.0,         # steps of a sawtooth
+        t * 0.5 - (t % 250) * 1.5,                                               # steep ramps
+        rng.integers(0, 2, n) * 1.0,                                             # two values only
+        np.repeat(rng.standard_normal(n // 25 + 1), 25)[:n] * 10,                # constant runs
+    ]).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [17, 129, 201, 255, 301, 511])
+def test_grouped_walk_far_jumps(rng, k):
+    for n in (256, 300, 1000, 5000):
+        x = np.concatenate([_far_signals(rng, n),
+                            np.cumsum(rng.standard_normal((2, n)), axis=-1).astype(np.float32),
+                            rng.standard_normal((2, n)).astype(np.float32)])
+        ref = medfilt_rows(x, k)
+        np.testing.assert_array_equal(_kernel(x, k, 6), ref)
+        np.testing.assert_array_equal(_kernel(x, k, 6, True), x - ref)
+        assert_median_close(_kernel(x, k, 7), ref, x, k)
+
+
+def test_grouped_walk_real_records(shared):
+    for x, fs in real_signals():
+        xx = np.ascontiguousarray(x.astype(np.float32))
+        for k in (129, 201, 255):
+            ref = medfilt_rows(xx, k)
+            np.testing.assert_array_equal(_kernel(xx, k, 6), ref)
+            assert_median_close(_kernel(xx, k, 7), ref, xx, k)
+
+
+# ---- out= ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_argument_and_in_place(rng, dtype):
+    x = (np.cumsum(rng.standard_normal((2, 12, 3000)), axis=-1) + 5).astype(dtype)
+    ref = (x.astype(np.float64) - medfilt_rows(x.astype(np.float64), 201))
+    want = S.median_baseline(x, 500, 0.4)
+    out = np.full_like(x, np.nan)
+    assert S.median_baseline(x, 500, 0.4, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    y = x.copy()
+    assert S.median_baseline(y, 500, 0.4, out=y) is y  # in place
+    np.testing.assert_array_equal(y, want)
+    tol = 1e-6 if dtype == np.float64 else 1e-4
+    assert np.abs(y - ref).max() <= tol * np.ptp(x)
+    m = np.empty_like(x)
+    assert S.running_median(x, 201, out=m) is m
+    np.testing.assert_array_equal(m, S.running_median(x, 201))
+
+
+def test_out_overlapping_views_read_the_input_first(rng):
+    # output row r is input row r + 1: writing a row would clobber the next row's
+    # input unless the kernel reads from a copy
+    buf = np.cumsum(rng.standard_normal((5, 2000)), axis=-1).astype(np.float32)
+    want = _kernel(buf[:-1].copy(), 201, 7, True)
+    from ecgcore._kernels import medfilt as _mf
+    _mf.running_median(buf[:-1], 201, True, 7, False, buf[1:])
+    np.testing.assert_array_equal(buf[1:], want)
+
+
+def test_out_argument_errors(rng):
+    from ecgcore.errors import PreprocessError
+    x = rng.standard_normal((12, 3000)).astype(np.float32)
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    bad = [(np.empty((12, 3000), np.float64), "dtype"), (np.empty((12, 2999), np.float32), "shape"),
+           (np.empty((3000, 12), np.float32).T, "C-contiguous"), ([0.0], "numpy array"), (ro, "read-only")]
+    for out, word in bad:
+        with pytest.raises(PreprocessError, match=word):
+            S.median_baseline(x, 500, 0.4, out=out)
+    with pytest.raises(PreprocessError, match="axis"):
+        S.median_baseline(x.T.copy(), 500, 0.4, axis=0, out=np.empty((3000, 12), np.float32))

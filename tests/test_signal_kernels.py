@@ -257,7 +257,8 @@ def test_running_median_many_rows_nan_row_and_even_k(rng):
 # method: 1 = sorted window in vector registers (automatic choice of sweep), 2 = sorted
 # buffer + memmove, 3 = block sort (Suomela's algorithm with a rank bit mask; automatic
 # for long windows), 4 / 5 = register window with the branch-free / branchy sweep,
-# 6 = block sort with bitonic networks in zmm registers and interleaved median walks
+# 6 = block sort with bitonic networks in zmm registers and a median walk in groups of 16
+# outputs (csrc/medfilt_walk16.hpp)
 # (float32, k <= 511, AVX-512 machines; elsewhere it falls back to 3); 7 = the same
 # with quantised 32-bit entries for k <= 255 (tests/test_median_fast.py).
 

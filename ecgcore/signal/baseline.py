@@ -16,9 +16,11 @@ is sorted once, two adjacent sorted blocks are merged into ranks, and the
 window's median is the (k/2)-th set bit of a rank bit mask, which moves by at
 most one set bit per step. On AVX-512 machines float32 windows of 129 to 511
 samples (ECGFounder's 201 included) run it with bitonic sorting and merging
-networks in zmm registers on blocks of 256 or 512 samples and five interleaved
-median walks (the window's ranks are found from the fixed rank -> position
-table of a block pair, 16 ranks per vector compare, instead of a bit mask);
+networks in zmm registers on blocks of 256 or 512 samples, and find the
+medians 16 outputs at a time: from the count of window samples below one base
+rank near the previous median (a vector compare of the entering and leaving
+samples and a prefix sum) and the window membership of the 64 ranks above it
+(one byte compare per output), with no step-to-step dependency;
 longer windows, float64 (from about 400 samples) and other machines use a
 scalar radix-sort version.
 
@@ -31,7 +33,7 @@ padding): it returns the sample of the window whose quantised key equals the
 exact median's, within one quantisation step (about ``range * 2**-23``; the
 tests allow ``range * 2**-20``) of scipy's result and equal to it unless two
 samples that close share the window, far inside the 1e-4-of-range contract for
-float32. ``exact=True`` turns it off (about 35% slower there). Leads with
+float32. ``exact=True`` turns it off (about 50% slower there). Leads with
 ``+/-inf`` or a subnormal range always take an exact path.
 A lead containing NaN returns NaN throughout (a median is not
 defined with NaN; scipy's result is unspecified there).
@@ -60,7 +62,7 @@ def median_kernel_size(fs, window_s) -> int:
     return max(1, k + 1 if k % 2 == 0 else k)
 
 
-def running_median(x, kernel_size: int, axis: int = -1, exact: bool = False) -> np.ndarray:
+def running_median(x, kernel_size: int, axis: int = -1, exact: bool = False, out=None) -> np.ndarray:
     """Zero-padded running median: ``scipy.signal.medfilt`` applied to each 1-D lead.
 
     Parameters
@@ -75,15 +77,25 @@ def running_median(x, kernel_size: int, axis: int = -1, exact: bool = False) -> 
         Bit for bit scipy's result on every path. By default float32 windows of
         129 to 255 samples on AVX-512 machines may return a sample within about
         ``range * 2**-23`` of it instead (module docstring).
+    out : ndarray, optional
+        Array to write the result into and return (see :func:`median_baseline`).
+
+    Returns
+    -------
+    ndarray
+        The running median, same shape and dtype as ``x`` (``out`` when given).
     """
     from ecgcore._kernels import medfilt as _mf
 
     k = _check_k(kernel_size)
     rows, lead_shape, axis = to_rows(x, axis)
+    if out is not None:
+        _mf.running_median(rows, k, False, 0, bool(exact), _out_rows(out, rows, lead_shape, axis))
+        return out
     return from_rows(_mf.running_median(rows, k, False, 0, bool(exact)), lead_shape, axis)
 
 
-def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1, exact: bool = False) -> np.ndarray:
+def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1, exact: bool = False, out=None) -> np.ndarray:
     """Remove the running-median baseline: ``x - medfilt(x, k)`` per lead.
 
     Parameters
@@ -98,12 +110,44 @@ def median_baseline(x, fs, window_s: float = 0.4, axis: int = -1, exact: bool = 
         Time axis.
     exact : bool
         Subtract exactly scipy's median on every path (see :func:`running_median`).
+    out : ndarray, optional
+        Array to write the result into and return, instead of a new one: C-contiguous,
+        writable, ``x``'s shape, the result's dtype (float32 for float32 input, else
+        float64), time axis last. It may be ``x`` itself (in-place baseline removal).
+        Saves allocating (and page-faulting) a fresh output; in a long-running
+        process the allocator mostly reuses memory, and the gain is then small.
+
+    Returns
+    -------
+    ndarray
+        ``x`` minus its running median, same shape and dtype as ``x`` (``out`` when given).
     """
     from ecgcore._kernels import medfilt as _mf
 
     k = median_kernel_size(fs, window_s)
     rows, lead_shape, axis = to_rows(x, axis)
+    if out is not None:
+        _mf.running_median(rows, k, True, 0, bool(exact), _out_rows(out, rows, lead_shape, axis))
+        return out
     return from_rows(_mf.running_median(rows, k, True, 0, bool(exact)), lead_shape, axis)
+
+
+def _out_rows(out, rows: np.ndarray, lead_shape: tuple, axis: int) -> np.ndarray:
+    """``out`` as a (rows, samples) view the kernel writes into, or PreprocessError."""
+    if not isinstance(out, np.ndarray):
+        raise PreprocessError(f"out must be a numpy array, got {type(out).__name__}")
+    shape = tuple(lead_shape) + (rows.shape[-1],)
+    if axis != len(shape) - 1:
+        raise PreprocessError(f"out= needs the time axis last (axis=-1), got axis={axis}")
+    if out.shape != shape:
+        raise PreprocessError(f"out has shape {out.shape}, the result has shape {shape}")
+    if out.dtype != rows.dtype:
+        raise PreprocessError(f"out has dtype {out.dtype}, the result has dtype {rows.dtype}")
+    if not out.flags.c_contiguous:
+        raise PreprocessError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise PreprocessError("out is read-only")
+    return out.reshape(rows.shape)
 
 
 def _check_k(kernel_size) -> int:

@@ -1,0 +1,282 @@
+// Median walk of the zmm block-sort running median in groups of 16 outputs
+// (float32, AVX-512). Textually included by medfilt.cpp inside the AVX-512
+// namespace after medsort_body.hpp, whose block sorts, pair merges, rank
+// tables (ms::Slot) and rank selection it reuses; only the walk differs.
+//
+// The walk of medsort_body.hpp finds each output's median from the previous
+// one (a loop-carried chain of about 25 cycles per step, hidden by walking
+// five pairs at once). Here the 16 outputs o0 .. o0 + 15 of a group are found
+// independently of each other, from one base rank b chosen once per group
+// (32 ranks below the previous median): with C_o = the number of window ranks
+// below b for output o (window = positions o .. o + k - 1 of the pair), the
+// median of output o is window rank number t_o = h - C_o counted from b. C_o
+// changes by [entering entry < entry b] - [leaving entry < entry b] per
+// output, so one vector compare of 16 entering and 16 leaving entries and a
+// prefix sum give all 16 t_o; the window membership of ranks b .. b + 63 is
+// one byte compare per output (a per-group threshold table built from the
+// pair's rank -> position table), and pdep + tzcnt select the t_o-th member.
+// The only chain left is one per group (the next base rank from the group's
+// last median). A median farther than the 64 ranks (a long run of ranks
+// outside the window) is found by counting 32-rank chunks outwards (`far`):
+// about 0.3 % of the outputs on white noise, 2-3 % on synthetic ECG, up to 8 %
+// on LUDB records (estimated offline), which is why those run 5-8 % slower.
+// Needs k >= 16 (see median_rows_sorted16_f32).
+//
+// Measured on the shared AVX-512 VM (k = 201 float32, 48 x 5000 rows, same
+// process against the previous build): 6.0-6.3 -> 4.4-4.8 ns per sample; the
+// walk itself went from about 2.8 to about 2.0 ns. ECGK_W16_G = 2 pairs per
+// group (1: 4-6 % slower, 3: no better); ECGK_W16_GS = 16 outputs per group
+// (8 or 12: no better; more would miss the 64 ranks more often).
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#ifndef ECGK_W16_G
+#define ECGK_W16_G 2
+#endif
+#ifndef ECGK_W16_GS
+#define ECGK_W16_GS 16
+#endif
+
+namespace mw {
+
+using ms::Slot;
+
+// bit i set when entry ents[i] < cb, i = 0 .. 15
+static ECGK_MS_INLINE uint32_t below16(const uint32_t* ents, uint32_t cb) {
+    return _mm512_cmplt_epu32_mask(_mm512_loadu_si512(ents), _mm512_set1_epi32((int)cb));
+}
+static ECGK_MS_INLINE uint32_t below16(const uint64_t* ents, uint64_t cb) {
+    const __m512i c = _mm512_set1_epi64((long long)cb);
+    const uint32_t lo = _mm512_cmplt_epu64_mask(_mm512_loadu_si512(ents), c);
+    const uint32_t hi = _mm512_cmplt_epu64_mask(_mm512_loadu_si512(ents + 8), c);
+    return lo | hi << 8;
+}
+
+// The median of output o when it is not within ranks b .. b + 63: t < 0
+// means it is the (-t)-th window rank below b (counted downwards), t >=
+// popcount(m) the (t - popcount(m))-th from b + 64. Rare; the rank table's
+// sentinels stop the scans at both ends (the median exists within 0 .. 2N - 1).
+template <int N, class Ent>
+static __attribute__((noinline)) uint32_t far(const Slot<N, Ent>& s, int b, int t, uint64_t m, int o0, int i,
+                                              __m512i kk) {
+    const __m512i bo = _mm512_set1_epi16((short)(o0 + i));
+    if (t < 0) {
+        int need = -t;
+        for (int r0 = b - 32;; r0 -= 32) {
+            const uint32_t mm = ms::in_window(s, r0, bo, kk);
+            const int pc = __builtin_popcount(mm);
+            if (need <= pc) return (uint32_t)(r0 + __builtin_ctz(_pdep_u32(1u << (pc - need), mm)));
+            need -= pc;
+        }
+    }
+    t -= __builtin_popcountll(m);
+    for (int r0 = b + 64;; r0 += 32) {
+        const uint32_t mm = ms::in_window(s, r0, bo, kk);
+        const int pc = __builtin_popcount(mm);
+        if (t < pc) return (uint32_t)(r0 + __builtin_ctz(_pdep_u32(1u << t, mm)));
+        t -= pc;
+    }
+}
+
+// Outputs o0 .. o0 + 15 of one pair (o0 >= 1) into out[o0 ..]; pref is the
+// median rank of output o0 - 1. Returns the median rank of output o0 + 15.
+template <int N, class Ent>
+static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32_t pref, int o0, int k, int h,
+                                       __m512i kk) {
+    constexpr int P = Slot<N, Ent>::PAD;
+    int b = (int)pref - 32;
+    b = b < 0 ? 0 : (b > 2 * N - 64 ? 2 * N - 64 : b);
+    // positions of ranks b .. b + 63, relative to o0 - 1
+    const __m512i base = _mm512_set1_epi16((short)(o0 - 1));
+    const __m512i lo = _mm512_sub_epi16(_mm512_loadu_si512(s.pos + P + b), base);
+    const __m512i hi = _mm512_sub_epi16(_mm512_loadu_si512(s.pos + P + b + 32), base);
+    // window ranks below b at output o0 - 1: h minus those in b .. pref - 1
+    const uint64_t mref = (uint64_t)_mm512_cmplt_epu16_mask(lo, kk) | (uint64_t)_mm512_cmplt_epu16_mask(hi, kk) << 32;
+    const int cref = h - (int)__builtin_popcountll(_bzhi_u64(mref, (uint32_t)((int)pref - b)));
+    // t_o = h - C_o = (h - cref) - prefix sum of (entering below b) - (leaving below b)
+    const Ent cb = s.cr()[b];
+    const __mmask16 in = (__mmask16)below16(s.er() + o0 + k - 1, cb), outm = (__mmask16)below16(s.er() + o0 - 1, cb);
+    const __m512i one = _mm512_set1_epi32(1), z = _mm512_setzero_si512(), one16 = _mm512_set1_epi16(1);
+    __m512i d = _mm512_sub_epi32(_mm512_maskz_mov_epi32(in, one), _mm512_maskz_mov_epi32(outm, one));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 15));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 14));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 12));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 8));
+    // the selector bit of each output, 1 << t_o, or 0 when t_o is outside 0 .. 63
+    // (vpsllvq gives 0 for such counts, negative ones included)
+    const __m512i t = _mm512_sub_epi32(_mm512_set1_epi32(h - cref), d);
+    alignas(64) int32_t tt[16];  // for the rare path
+    _mm512_store_si512(tt, t);
+    alignas(64) uint64_t bit[16];
+    const __m512i one64 = _mm512_set1_epi64(1);
+    _mm512_store_si512(bit, _mm512_sllv_epi64(one64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(t))));
+    _mm512_store_si512(bit + 8, _mm512_sllv_epi64(one64, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(t, 1))));
+    // make the compiler read bit[i] from memory (a pdep memory operand): left to
+    // itself it kept bit[] in vector registers and spent one or two extracts per
+    // output (this, and fewer arguments for far(): about 5 % of the kernel)
+    __asm__ volatile("" : : "m"(bit) : "memory");
+    // Window membership of ranks b .. b + 63 for the 16 outputs as one byte per
+    // rank: with rel = pos - o0, rank r is in the window of output o0 + i when
+    // rel - k < i <= rel. A rank with rel < k leaves (in the window while
+    // i < rel + 1), one with rel >= k enters (in it once i >= rel - k + 1), so
+    // with v = that bound clamped to 0 .. 16 and `enter` marking the entering
+    // ranks, membership is (i < v) xor enter: one byte compare per output.
+    const __m512i rel0 = _mm512_sub_epi16(lo, one16), rel1 = _mm512_sub_epi16(hi, one16);  // pos - o0
+    const __m512i k16 = _mm512_set1_epi16((short)k), km1 = _mm512_set1_epi16((short)(k - 1));
+    const __mmask32 e0 = _mm512_cmpge_epi16_mask(rel0, k16), e1 = _mm512_cmpge_epi16_mask(rel1, k16);
+    const __m512i z16 = _mm512_setzero_si512(), c16 = _mm512_set1_epi16(16);
+    __m512i v0 = _mm512_mask_sub_epi16(_mm512_add_epi16(rel0, one16), e0, rel0, km1);
+    __m512i v1 = _mm512_mask_sub_epi16(_mm512_add_epi16(rel1, one16), e1, rel1, km1);
+    v0 = _mm512_min_epi16(_mm512_max_epi16(v0, z16), c16);
+    v1 = _mm512_min_epi16(_mm512_max_epi16(v1, z16), c16);
+    const __m512i vb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(v0)), _mm512_cvtepi16_epi8(v1), 1);
+    const uint64_t enter = (uint64_t)e0 | (uint64_t)e1 << 32;
+    std::size_t r = pref;
+#pragma GCC unroll 16
+    for (int i = 0; i < ECGK_W16_GS; ++i) {
+        const uint64_t m = _mm512_cmplt_epi8_mask(_mm512_set1_epi8((char)i), vb) ^ enter;
+        const uint64_t sel = _pdep_u64(bit[i], m);
+        if (__builtin_expect(sel == 0, 0)) r = far(s, b, tt[i], m, o0, i, kk);
+        else r = (std::size_t)b + (std::size_t)__builtin_ctzll(sel);
+        if constexpr (sizeof(Ent) == 4) out[o0 + i] = s.val[s.pos[P + r]];  // val by position (prepare32)
+        else out[o0 + i] = s.val[r];                                          // val by rank (ms::prepare64)
+    }
+    return (uint32_t)r;
+}
+
+// ms::prepare32 without its gather: val holds the pair's samples by position
+// in A | B (two copies of 1 KB) instead of by rank, and the walk reads
+// val[pos[r]]. The 32 gathers of 16 samples per pair cost more than the extra
+// load per output.
+static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
+                             const __m512i* ub, int pa, const float* vals) {
+    constexpr int N = 256, P = Slot<N, uint32_t>::PAD;
+    ms::bmerge16(A, B, s.c);
+    for (int v = 0; v < 16; ++v) {
+        s.e[v] = ua[v];
+        s.e[16 + v] = ub[v];
+    }
+    const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi32(pa * N);
+    for (int v = 0; v < 32; ++v)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.pos + P + 16 * v),
+                            _mm512_cvtepi32_epi16(_mm512_xor_si512(_mm512_and_si512(s.c[v], low), flip)));
+    std::memcpy(s.val, vals + pa * N, N * sizeof(float));
+    std::memcpy(s.val + N, vals + (pa ^ 1) * N, N * sizeof(float));
+}
+
+// The walks of GG pairs, group by group (the pairs' chains are independent).
+// out: GG buffers of N + 16 floats.
+template <int GG, int N, class Ent>
+static void walk(Slot<N, Ent>* slots, float* const* out, const uint32_t* p0, int k, int h, __m512i kk) {
+    uint32_t p[GG];
+#pragma GCC unroll 8
+    for (int l = 0; l < GG; ++l) {
+        p[l] = p0[l];
+        if constexpr (sizeof(Ent) == 4) out[l][0] = slots[l].val[slots[l].pos[Slot<N, Ent>::PAD + p[l]]];
+        else out[l][0] = slots[l].val[p[l]];
+    }
+    for (int o0 = 1; o0 < N; o0 += ECGK_W16_GS) {
+#pragma GCC unroll 8
+        for (int l = 0; l < GG; ++l) p[l] = group16(slots[l], out[l], p[l], o0, k, h, kk);
+    }
+}
+template <int GG, int N, class Ent>
+static void walk_up_to(int gl, Slot<N, Ent>* slots, float* const* out, const uint32_t* p, int k, int h, __m512i kk) {
+    if constexpr (GG > 1) {
+        if (gl < GG) return walk_up_to<GG - 1>(gl, slots, out, p, k, h, kk);
+    }
+    walk<GG>(slots, out, p, k, h, kk);
+}
+
+// Same contract and block layout as ms::median_row (medsort_body.hpp).
+template <int N, bool Q32>
+static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const ms::Quant& qz) {
+    constexpr int G = ECGK_W16_G;
+    constexpr int NV = N / 8;
+    static_assert(!Q32 || N == 256, "32-bit entries: blocks of 256");
+    const std::ptrdiff_t h = k / 2;
+    const std::ptrdiff_t npairs = (n + N - 1) / N;
+    struct Scratch {
+        void* mem = nullptr;
+        size_t cap = 0;
+        ~Scratch() { std::free(mem); }
+    };
+    static thread_local Scratch S;
+    using Ent = typename std::conditional<Q32, uint32_t, uint64_t>::type;
+    using SlotT = Slot<N, Ent>;
+    const size_t slot_b = (sizeof(SlotT) + 63) & ~(size_t)63;
+    const size_t blk_b = 4 * NV * sizeof(__m512i), tmp_b = ((2 * N + 16) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t out_b = ((N + 16) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t need = blk_b + G * slot_b + tmp_b + G * out_b;
+    if (S.cap < need) {
+        std::free(S.mem);
+        S.mem = std::aligned_alloc(64, (need + 63) & ~(size_t)63);
+        if (!S.mem) throw std::bad_alloc();
+        S.cap = need;
+    }
+    char* base = static_cast<char*>(S.mem);
+    __m512i* blk[2] = {reinterpret_cast<__m512i*>(base), reinterpret_cast<__m512i*>(base) + NV};
+    __m512i* uns[2] = {reinterpret_cast<__m512i*>(base) + 2 * NV, reinterpret_cast<__m512i*>(base) + 3 * NV};
+    SlotT* slots = reinterpret_cast<SlotT*>(base + blk_b);
+    float* tmp = reinterpret_cast<float*>(base + blk_b + G * slot_b);
+    float* outs[G];
+    for (int l = 0; l < G; ++l) outs[l] = reinterpret_cast<float*>(base + blk_b + G * slot_b + tmp_b + l * out_b);
+    for (int l = 0; l < G; ++l) {
+        std::fill(slots[l].pos, slots[l].pos + SlotT::PAD, (uint16_t)0xFFFF);
+        std::fill(slots[l].pos + SlotT::PAD + 2 * N, slots[l].pos + 2 * SlotT::PAD + 2 * N, (uint16_t)0xFFFF);
+    }
+    const __m512i kk = _mm512_set1_epi16((short)k);
+    if constexpr (Q32) ms::sort_block32(x, n, k, 0, qz, blk[0], tmp, uns[0]);
+    else ms::sort_block<NV>(x, n, k, 0, blk[0], tmp, uns[0]);
+    std::ptrdiff_t groups_left = (npairs + G - 1) / G;
+    for (std::ptrdiff_t b0 = 0; b0 < npairs; --groups_left) {
+        const int gl = (int)((npairs - b0 + groups_left - 1) / groups_left);
+        uint32_t p[G];
+        for (int l = 0; l < gl; ++l) {
+            const std::ptrdiff_t b = b0 + l;
+            const int a = (int)(b & 1);
+            if constexpr (Q32) {
+                ms::sort_block32(x, n, k, b + 1, qz, blk[a ^ 1], tmp, uns[a ^ 1]);
+                mw::prepare32(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a, tmp);
+            } else {
+                ms::sort_block<NV>(x, n, k, b + 1, blk[a ^ 1], tmp, uns[a ^ 1]);
+                ms::prepare64<NV>(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a);
+            }
+            p[l] = ms::select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
+        }
+        walk_up_to<G>(gl, slots, outs, p, (int)k, (int)h, kk);
+        for (int l = 0; l < gl; ++l) {
+            const std::ptrdiff_t i0 = (b0 + l) * N;
+            const std::ptrdiff_t cnt = std::min<std::ptrdiff_t>(N, n - i0);
+            if (cnt <= 0) continue;
+            const float* med = outs[l];
+            std::ptrdiff_t i = 0;
+            if (subtract) {
+                for (; i + 16 <= cnt; i += 16)
+                    _mm512_storeu_ps(y + i0 + i, _mm512_sub_ps(_mm512_loadu_ps(x + i0 + i), _mm512_loadu_ps(med + i)));
+                for (; i < cnt; ++i) y[i0 + i] = x[i0 + i] - med[i];
+            } else {
+                std::memcpy(y + i0, med, sizeof(float) * (size_t)cnt);
+            }
+        }
+        b0 += gl;
+    }
+}
+
+}  // namespace mw
+
+// as median_rows_sorted_f32, with the grouped walk. Windows shorter than a
+// group (k < 16, only when tests force the kernel) keep the one-step walk: a
+// rank could then enter and leave within one group, which the per-group
+// membership bound (group16) cannot express.
+static void median_rows_sorted16_f32(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s, bool exact) {
+    if (k < 16) return median_rows_sorted_f32(x, y, n, k, s, exact);
+    ms::Quant qz{0.0f, 0.0f};
+    if (k <= 255 && !exact && ms::make_quant(x, n, qz)) mw::median_row<256, true>(x, y, n, k, s, qz);
+    else if (k <= 255) mw::median_row<256, false>(x, y, n, k, s, qz);
+    else mw::median_row<512, false>(x, y, n, k, s, qz);
+}
+
+#pragma GCC diagnostic pop
