@@ -18,17 +18,18 @@ def _init_worker():
         os.environ.setdefault(var, "1")
 
 
-def _context():
+def _context(preload=()):
     methods = mp.get_all_start_methods()
     # forkserver: workers fork from a clean server process, so threads of the
     # parent (tqdm, dask) are never duplicated; spawn where it is unavailable.
     ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["ecgcore.pipeline._preload"])
+        # applies when this process starts its forkserver (the first pool it makes)
+        ctx.set_forkserver_preload(["ecgcore.pipeline._preload", *preload])
     return ctx
 
 
-def run_local(tasks, workers: int, on_done, fn=None) -> None:
+def run_local(tasks, workers: int, on_done, fn=None, preload=()) -> None:
     """Run ``fn`` over ``tasks`` with ``workers`` processes.
 
     The default ``fn`` is :func:`~.worker.process_chunk_summary`: the chunk's
@@ -39,6 +40,8 @@ def run_local(tasks, workers: int, on_done, fn=None) -> None:
     workers x chunk size whatever the dataset size. ``on_done(result)`` is
     called in this process as chunks finish. ``fn`` must be a picklable
     module-level function (other chunked jobs, e.g. image datasets, reuse this).
+    ``preload`` names more modules for the forkserver to import before it forks
+    workers (e.g. ``ecgcore.delineation._preload``, which loads the numba kernels).
     """
     fn = fn or process_chunk_summary
     tasks = list(tasks)
@@ -51,7 +54,7 @@ def run_local(tasks, workers: int, on_done, fn=None) -> None:
         for t in tasks:
             on_done(fn(t))
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(),
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context(preload),
                              initializer=_init_worker) as pool:
         pending = set()
         it = iter(tasks)
