@@ -74,11 +74,13 @@ def cython_extensions():
 packages = find_packages(include=["ecgcore", "ecgcore.*"])
 packages += ["ecgcore.models"] + ["ecgcore.models." + p for p in find_packages("models")]
 packages += ["ecgcore.cli"] + ["ecgcore.cli." + p for p in find_packages("cli")]
+# the web page's files: a data-only folder, listed so that setuptools installs it as such
+packages += ["ecgcore.cli.static"]
 
 setup(
     packages=packages,
     package_dir={"ecgcore": "ecgcore", "ecgcore.models": "models", "ecgcore.cli": "cli"},
-    package_data={"ecgcore": ["py.typed"], "ecgcore.cli": ["static/*"],
+    package_data={"ecgcore": ["py.typed"], "ecgcore.cli.static": ["*"],
                   "ecgcore.models": ["configs/*.yaml"]},
     ext_modules=cpp_extensions() + cython_extensions(),
     zip_safe=False,

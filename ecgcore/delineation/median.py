@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import warnings
+
 import numpy as np
 from scipy import signal as _sps
 
@@ -87,7 +89,9 @@ def median_beats(record, fs=None, length: int = 400, before: int = 150, min_beat
         # of the delineator (same values as np.median); otherwise NaN-aware numpy
         if np.isfinite(w).all():
             return _median_windows(y, all_leads, (r[r_used] - before).astype(np.int64), length)
-        return np.nanmedian(w, axis=0)
+        with warnings.catch_warnings():   # samples no beat covers stay NaN, as documented
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(w, axis=0)
 
     if full.sum() >= min_beats:
         w, r_used = w[full], np.flatnonzero(full)
