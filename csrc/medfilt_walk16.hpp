@@ -247,20 +247,7 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
             p[l] = ms::select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
         }
         walk_up_to<G>(gl, slots, outs, p, (int)k, (int)h, kk);
-        for (int l = 0; l < gl; ++l) {
-            const std::ptrdiff_t i0 = (b0 + l) * N;
-            const std::ptrdiff_t cnt = std::min<std::ptrdiff_t>(N, n - i0);
-            if (cnt <= 0) continue;
-            const float* med = outs[l];
-            std::ptrdiff_t i = 0;
-            if (subtract) {
-                for (; i + 16 <= cnt; i += 16)
-                    _mm512_storeu_ps(y + i0 + i, _mm512_sub_ps(_mm512_loadu_ps(x + i0 + i), _mm512_loadu_ps(med + i)));
-                for (; i < cnt; ++i) y[i0 + i] = x[i0 + i] - med[i];
-            } else {
-                std::memcpy(y + i0, med, sizeof(float) * (size_t)cnt);
-            }
-        }
+        ms::store_group(x, y, n, b0, gl, N, subtract, [&](int l) -> const float* { return outs[l]; });
         b0 += gl;
     }
 }

@@ -575,6 +575,29 @@ static void walk_up_to(int gl, Slot<N, Ent>* slots, const uint32_t* p, std::ptrd
 }
 
 // Q32: 32-bit entries (N = 256 only), else 64-bit ones.
+
+// Writes one group's medians (or x minus them) to y: pair l of the group covers
+// outputs (b0 + l) * N .. (b0 + l) * N + N - 1; med_of(l) gives that pair's N medians.
+// Shared with the grouped walk of medfilt_walk16.hpp.
+template <class MedOf>
+static inline void store_group(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t b0, int gl,
+                               std::ptrdiff_t N, bool subtract, MedOf med_of) {
+    for (int l = 0; l < gl; ++l) {
+        const std::ptrdiff_t i0 = (b0 + l) * N;
+        const std::ptrdiff_t cnt = std::min<std::ptrdiff_t>(N, n - i0);
+        if (cnt <= 0) continue;
+        const float* med = med_of(l);
+        std::ptrdiff_t i = 0;
+        if (subtract) {
+            for (; i + 16 <= cnt; i += 16)
+                _mm512_storeu_ps(y + i0 + i, _mm512_sub_ps(_mm512_loadu_ps(x + i0 + i), _mm512_loadu_ps(med + i)));
+            for (; i < cnt; ++i) y[i0 + i] = x[i0 + i] - med[i];
+        } else {
+            std::memcpy(y + i0, med, sizeof(float) * (size_t)cnt);
+        }
+    }
+}
+
 template <int N, bool Q32>
 static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const Quant& qz) {
     constexpr int G = ECGK_MS_G;
@@ -635,20 +658,7 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
             p[l] = select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
         }
         walk_up_to<G>(gl, slots, p, k, (int)h, kk);
-        for (int l = 0; l < gl; ++l) {
-            const std::ptrdiff_t i0 = (b0 + l) * N;
-            const std::ptrdiff_t cnt = std::min<std::ptrdiff_t>(N, n - i0);
-            if (cnt <= 0) continue;
-            const float* med = slots[l].out;
-            std::ptrdiff_t i = 0;
-            if (subtract) {
-                for (; i + 16 <= cnt; i += 16)
-                    _mm512_storeu_ps(y + i0 + i, _mm512_sub_ps(_mm512_loadu_ps(x + i0 + i), _mm512_loadu_ps(med + i)));
-                for (; i < cnt; ++i) y[i0 + i] = x[i0 + i] - med[i];
-            } else {
-                std::memcpy(y + i0, med, sizeof(float) * (size_t)cnt);
-            }
-        }
+        store_group(x, y, n, b0, gl, N, subtract, [&](int l) -> const float* { return slots[l].out; });
         b0 += gl;
     }
 }

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._wave_kernels import _median_small   # np.median of buf[:k], sorting it in place
+
 
 # numpy sums a contiguous run of at most 128 values with eight interleaved accumulators
 # (longer runs are split in halves first); the wrapper in waves keeps runs within that
@@ -83,7 +85,7 @@ def _median(v, k):
     buf = np.empty(k)
     for i in range(k):
         buf[i] = v[i]
-    return _median_sorted_prefix(buf, k)
+    return _median_small(buf, k)
 
 
 @njit(cache=True, nogil=True)
@@ -176,21 +178,6 @@ def p_template_abs(tmpl, on, off, q, fs, level_s, thr, weak_rel):
 
 
 @njit(cache=True, nogil=True)
-def _median_sorted_prefix(buf, k):
-    # np.median of buf[:k] (k > 0, no NaN), sorting buf[:k] in place
-    for i in range(1, k):
-        v = buf[i]
-        j = i
-        while j > 0 and buf[j - 1] > v:
-            buf[j] = buf[j - 1]
-            j -= 1
-        buf[j] = v
-    if k % 2 == 1:
-        return buf[k // 2]
-    return 0.5 * (buf[k // 2 - 1] + buf[k // 2])
-
-
-@njit(cache=True, nogil=True)
 def p_lead_stage(out, e8, e9, spread, own, absw, weak_on):
     """In place on ``out`` (L, nb, 9): the per-lead P stage of ``waves._p_lead_stage_reference``.
 
@@ -211,13 +198,13 @@ def p_lead_stage(out, e8, e9, spread, own, absw, weak_on):
                 k += 1
         if k == 0:
             continue
-        mon = np.int64(np.rint(_median_sorted_prefix(buf, k)))
+        mon = np.int64(np.rint(_median_small(buf, k)))
         k = np.int64(0)
         for l in range(L):
             if out[l, b, 0] >= 0 and out[l, b, 2] >= 0:
                 buf[k] = out[l, b, 2]
                 k += 1
-        moff = np.int64(np.rint(_median_sorted_prefix(buf, k)))
+        moff = np.int64(np.rint(_median_small(buf, k)))
         for l in range(L):
             on = out[l, b, 0]
             off = out[l, b, 2]
