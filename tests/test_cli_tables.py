@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _procs import kill_after
 
 import ecgcore
 from ecgcore.cli import main
@@ -88,22 +88,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(inputs, tmp_path):
     cmd = [sys.executable, "-m", "ecgcore", "measure", *_paths(inputs), "--out", str(out),
            "--chunk", "1", "--workers", "1", "--no-progress"]
     env = dict(os.environ, ECGCORE_TABLES_CHUNK_DELAY="0.4")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if len(list(parts.glob("part-*.json"))) >= 3 or proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    done = len(list(parts.glob("part-*.json")))
+    done = kill_after(cmd, env, parts, "part-*.json", 3)
     n_inputs = len(_paths(inputs))
     assert 3 <= done < n_inputs
     assert not out.exists()

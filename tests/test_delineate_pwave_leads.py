@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
+from test_delineate import _ludb   # (signal, fs, per-lead reference marks) of a LUDB record
 
 from ecgcore.delineation import MARKS, delineate
 from ecgcore.delineation import waves
@@ -176,20 +177,6 @@ def test_weak_lead_offsets_same_in_chunked_path(monkeypatch):
 
 
 # ---------------------------------------------------------------- LUDB annotations
-def _ludb(name):
-    wfdb = pytest.importorskip("wfdb")
-    base = str(shared_path("data", "ludb", name + ".hea")).removesuffix(".hea")
-    rec = wfdb.rdrecord(base)
-    refs = {}
-    for ld in LUDB_LEADS:
-        a = wfdb.rdann(base, ld)
-        sym, smp = list(a.symbol), np.asarray(a.sample)
-        on = [smp[i - 1] for i, s in enumerate(sym) if s == "p" and i and sym[i - 1] == "("]
-        off = [smp[i + 1] for i, s in enumerate(sym) if s == "p" and i + 1 < len(sym) and sym[i + 1] == ")"]
-        refs[ld] = {"P_on": np.array(sorted(on)), "P_off": np.array(sorted(off))}
-    return rec.p_signal.T.astype(np.float64), float(rec.fs), refs
-
-
 def _errors(d, refs, fs, mark):
     """Per-lead errors (ms) of one-to-one nearest matches within 150 ms; (errors, n_ref)."""
     k = MARKS.index(mark)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _procs import kill_after
 
 import ecgcore
 from ecgcore.cli import main
@@ -129,22 +129,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(inputs, tmp_path):
     cmd = [sys.executable, "-m", "ecgcore", "preprocess", str(inputs), "--preset", "ecgfm",
            "--out", str(out), "--chunk-size", "2", "--workers", "1", "--no-progress"]
     env = dict(os.environ, ECGCORE_PIPELINE_CHUNK_DELAY="0.25")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if len(list(out.glob("shard-*.json"))) >= 3 or proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    done = len(list(out.glob("shard-*.json")))
+    done = kill_after(cmd, env, out, "shard-*.json", 3)
     assert 3 <= done < n_chunks
     assert not (out / "manifest.csv").exists()
     # a torn write: a stale temporary must not survive the resume
