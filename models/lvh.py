@@ -35,6 +35,23 @@ def _lvh_head(heads, width, n_clinical, n_out, lin_dropout):
     return None
 
 
+class _SameConv1d(nn.Conv1d):
+    """``nn.Conv1d(..., padding="same")`` with the padding done explicitly.
+
+    Same parameters (names included) and the same output as torch's ``"same"``
+    (left pad ``(k - 1) // 2``, the rest on the right), without the warning and the
+    extra padded copy torch makes for even kernels such as the FCN's first (8).
+    """
+
+    def __init__(self, c_in, c_out, k):
+        super().__init__(c_in, c_out, k, padding=0)
+        total = k - 1
+        self._pad = (total // 2, total - total // 2)
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, self._pad))
+
+
 class FCN1D(ECGModel):
     family = "lvh"
 
@@ -48,7 +65,7 @@ class FCN1D(ECGModel):
                            lin_dropout=lin_dropout, batch_norm=batch_norm, max_pool=max_pool, samples=samples)
         c_in = in_channels
         for i, (c, k) in enumerate(zip(channels, kernels)):
-            layers = [nn.Conv1d(c_in, c, k, padding="same"),
+            layers = [_SameConv1d(c_in, c, k),
                       nn.BatchNorm1d(c) if batch_norm else nn.Identity(), nn.LeakyReLU(0.01),
                       nn.MaxPool1d(2, 2, padding=1) if max_pool else nn.Identity()]
             setattr(self, f"in{i + 1}", nn.Sequential(*layers))

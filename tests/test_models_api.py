@@ -148,7 +148,7 @@ def test_segment_aggregator(rng):
     assert torch.allclose(mx[0], v[0, :2].amax(0))
     att = H.SegmentAggregator("attention", in_features=5, hidden=4)
     a = att.weights(v, mask)
-    assert torch.allclose(a.sum(1), torch.ones(2)) and float(a[0, 2]) == 0.0
+    assert torch.allclose(a.sum(1), torch.ones(2)) and a[0, 2].item() == 0.0
     ref = (a.unsqueeze(-1) * v).sum(1)
     assert torch.allclose(att(v, mask), ref, atol=1e-6)
 
@@ -363,3 +363,23 @@ def test_folded_pos_conv_weight_follows_parameter_updates(rng):
     assert not torch.allclose(a, b)
     with torch.enable_grad():  # training path recomputes the fold with gradients
         assert torch.allclose(m(x), b, atol=1e-6)
+
+
+def test_fcn_same_padding_equals_torch_same():
+    """The FCN pads explicitly (no padded copy, no warning for its even first kernel):
+    outputs equal ``nn.Conv1d(padding="same")`` with the same weights, names unchanged."""
+    import warnings
+    from ecgcore.models.lvh import _SameConv1d
+    torch.manual_seed(3)
+    for k in (8, 5, 3, 2):
+        ref = torch.nn.Conv1d(8, 6, k, padding="same")
+        ours = _SameConv1d(8, 6, k)
+        ours.load_state_dict(ref.state_dict())            # strict: the same parameter names
+        x = torch.randn(2, 8, 101)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            want = ref(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                 # ours must not warn
+            got = ours(x)
+        assert torch.equal(got, want), k
