@@ -702,6 +702,15 @@ def test_qrs_bounds_amplitude_kernel():
     assert np.array_equal(m4[0], marks[0]) and m4[1, 0, 5] < 250
 
 
+def _moving_average(v, h):
+    """Centred moving average of 2h + 1 samples, truncated at the ends (the definition)."""
+    n = v.size
+    c = np.concatenate(([0.0], np.cumsum(v)))
+    lo = np.maximum(np.arange(n) - h, 0)
+    hi = np.minimum(np.arange(n) + h + 1, n)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
 def test_p_offset_amplitude_matches_definition():
     """``p_offset_amplitude`` (running-sum moving average over the P-to-QRS segment only)
     equals the definition computed with numpy on the whole smoothed lead, on a simulated
@@ -715,13 +724,10 @@ def test_p_offset_amplitude_matches_definition():
     m, f, e, _ = waves._delineate_block(xc, usable, fs, r, lazy=False)
     w, k, rel = int(0.02 * fs) | 1, int(0.02 * fs), 0.25
     got = wk.p_offset_amplitude(y, usable, m, w, k, rel)
-    n, h = y.shape[1], w // 2
+    h = w // 2
     checked = 0
     for l in range(y.shape[0]):
-        c = np.concatenate(([0.0], np.cumsum(y[l])))
-        lo = np.maximum(np.arange(n) - h, 0)
-        hi = np.minimum(np.arange(n) + h + 1, n)
-        ys = (c[hi] - c[lo]) / (hi - lo)
+        ys = _moving_average(y[l], h)
         for b in range(m.shape[1]):
             pk, q = m[l, b, 1], m[l, b, 3]
             if pk < 0 or q < 0 or q - k < pk:
@@ -783,13 +789,10 @@ def test_p_onset_amplitude_matches_definition():
     out = delineate(rec).marks.copy()
     w, k, gap, rel, mb = int(0.02 * fs) | 1, int(0.02 * fs), int(0.008 * fs), 0.3, int(0.1 * fs)
     got = wk.p_onset_amplitude(y, usable, out, w, k, gap, rel, mb)
-    n, h = y.shape[1], w // 2
+    h = w // 2
     checked = found = 0
     for l in range(y.shape[0]):
-        c = np.concatenate(([0.0], np.cumsum(y[l])))
-        lo = np.maximum(np.arange(n) - h, 0)
-        hi = np.minimum(np.arange(n) + h + 1, n)
-        ys = (c[hi] - c[lo]) / (hi - lo)
+        ys = _moving_average(y[l], h)
         for b in range(out.shape[1]):
             on, pk = out[l, b, 0], out[l, b, 1]
             if on < 0 or pk <= on or on - gap - k < 0:

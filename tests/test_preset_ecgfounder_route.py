@@ -23,6 +23,7 @@ from ecgcore.signal.normalize import zscore, zscore_segments
 
 from _signal_helpers import assert_close_range
 from conftest import shared_path
+from test_presets import _ecgfounder_scipy as _published   # the published chain, with scipy
 
 FS = 500.0
 
@@ -35,18 +36,6 @@ def _ecg_like(rng, n_rec=3, dc=0.0):
     mains = 0.05 * np.sin(2 * np.pi * 50 * t)
     x = beats + wander + mains + 0.05 * rng.standard_normal((n_rec, 12, 5000))
     return x + dc * rng.uniform(-1, 1, (n_rec, 12, 1))
-
-
-def _published(x, fs=FS):
-    """ECGFounder's chain as published: float64 (b, a) filtfilt, medfilt, whole-array z-score."""
-    x = np.nan_to_num(np.asarray(x, np.float64))
-    b, a = ss.iirnotch(50, 30, fs=fs)
-    y = ss.filtfilt(b, a, x, axis=-1)
-    b, a = ss.butter(4, [0.67, 40], btype="bandpass", fs=fs)
-    y = ss.filtfilt(b, a, y, axis=-1)
-    k = int(0.4 * fs) + 1
-    y = y - np.stack([ss.medfilt(r, k) for r in y])
-    return (y - y.mean()) / (y.std() + 1e-8)
 
 
 # -- butter_stage(form="ba_sos") --------------------------------------------------------

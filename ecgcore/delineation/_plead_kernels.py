@@ -58,23 +58,20 @@ def _row_sum(a, i0, n):
 
 
 @njit(cache=True, nogil=True)
+def _slice_end(i, n):
+    # one bound of a Python slice on a length n: negative indices wrap, then clip to 0..n
+    if i < 0:
+        i += n
+        return i if i > 0 else 0
+    return i if i < n else n
+
+
+@njit(cache=True, nogil=True)
 def _clip_slice(start, stop, n):
     """Python's slice bounds for [start:stop] on a length n (negative indices wrap)."""
-    if start < 0:
-        start += n
-        if start < 0:
-            start = 0
-    elif start > n:
-        start = n
-    if stop < 0:
-        stop += n
-        if stop < 0:
-            stop = 0
-    elif stop > n:
-        stop = n
-    if stop < start:
-        stop = start
-    return start, stop
+    start = _slice_end(start, n)
+    stop = _slice_end(stop, n)
+    return start, (stop if stop > start else start)
 
 
 @njit(cache=True, nogil=True)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..errors import PreprocessError
+from ..io._wfdb import ptp_rows  # one pass per lead: min, max and NaN together
 from .. import presets as _presets
 from .shards import (ShardWriter, shard_name, sidecar_name, write_json_atomic,
                      write_npy_parts_atomic)
@@ -31,10 +32,6 @@ def _error(item, exc: BaseException) -> dict:
 
 
 _FLAT_MV = np.float32(1e-3)
-try:  # compiled with the WFDB reader; numpy's two reductions stand in without it
-    from ..io._wfdb import ptp_rows as _ptp_rows
-except ImportError:  # pragma: no cover - the extension is part of every build
-    _ptp_rows = None
 
 
 def _quality(x: np.ndarray, leads, fs: float = 0.0, full: bool = False) -> list[str]:
@@ -57,13 +54,12 @@ def _quality(x: np.ndarray, leads, fs: float = 0.0, full: bool = False) -> list[
                "amplitude": live & ((q["amplitude"] < 0.05) | (q["amplitude"] > 10.0))}
         return [";".join(f"{kind}:{leads[j]}" for kind, m in bad.items()
                          for j in np.flatnonzero(m[i])) for i in range(x.shape[0])]
-    if (_ptp_rows is not None and x.dtype == np.float32 and x.flags.c_contiguous
-            and x.shape[-1] and x.size):
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.shape[-1] and x.size:
         # one pass per lead (min, max and NaN together) instead of two reductions; the
         # same float32 max - min, NaN for a lead with a NaN; returns the leads below
         # 1 µV or NaN (the threshold in float32, as numpy compares a float32 array)
         ptp = np.empty(x.shape[0] * x.shape[1], np.float32)
-        if not _ptp_rows(x.reshape(-1, x.shape[-1]), _FLAT_MV, ptp):
+        if not ptp_rows(x.reshape(-1, x.shape[-1]), _FLAT_MV, ptp):
             return [""] * x.shape[0]
         ptp = ptp.reshape(x.shape[:2])
     else:
@@ -157,28 +153,6 @@ def _tune_malloc() -> None:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD (setting it also stops the dynamic adjustment)
     mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
-
-
-def _reader():
-    """:func:`ecgcore.io.read`, calling the WFDB reader directly for ``.hea`` paths.
-
-    ``io.read`` does the same for a ``.hea`` path (no sniffing) through two more
-    calls; on any failure this falls back to ``io.read``, which raises exactly
-    its own error.
-    """
-    from ..io import CONTAINER_SEP, read as io_read
-    from ..io.wfdb import read as wfdb_read
-
-    def read(path):
-        if path.endswith(".hea") and CONTAINER_SEP not in path:
-            try:
-                rec = wfdb_read(path)
-            except Exception:
-                return io_read(path)
-            rec.meta.setdefault("format", "wfdb")  # as io.read does
-            return rec
-        return io_read(path)
-    return read
 
 
 def _read_prepare(read, item, preset):
@@ -323,7 +297,7 @@ def process_chunk(task: dict) -> dict:
     if delay:  # test hook: lets the crash/resume test kill a run mid-way
         time.sleep(delay)
     _tune_malloc()
-    read = _reader()
+    from ..io import read  # a .hea path goes straight to the WFDB reader (no sniffing)
     cpu0 = time.process_time()
     wall0 = time.time()
     chunk, items, preset = task["chunk"], task["items"], task["preset"]
