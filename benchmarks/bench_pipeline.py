@@ -19,7 +19,9 @@ Measures, on 12-lead 10 s 500 Hz records (one core unless stated):
    imports, a fixed cost per run, left out) and the parent's CPU seconds while
    the workers ran (``engine_cpu_s``: the collection loop; near zero unless
    the workers wait on the parent; it includes appending each chunk's
-   manifest rows, which the workers render). ``--cli-repeat N`` runs the pair N times,
+   manifest rows, which the workers render). ``--warmup N`` (default 1) first runs
+   the CLI N times untimed, so the timed runs do not include the VM's first-touch
+   cost of the output pages (see ``--help``). ``--cli-repeat N`` runs the pair N times,
    alternating the order, and prints the worst and median rates;
    ``--cli-only`` skips sections 1-2; ``--breakdown N`` then also times each
    stage of a worker's streaming loop in this process (N passes: CPU
@@ -210,6 +212,11 @@ def main():
     ap.add_argument("--breakdown", type=int, default=0, metavar="N",
                     help="also time each stage of a worker's streaming loop in this process, "
                          "N passes over the files (CPU time per record)")
+    ap.add_argument("--warmup", type=int, default=1, metavar="N",
+                    help="untimed `ecgcore preprocess --workers 2` runs before the timed ones "
+                         "(default 1): a VM's first writes into memory it has not touched "
+                         "recently pay the host's page faults, 2-3x the steady cost of the "
+                         "shard writes on the development VM; 0 times the cold first run too")
     ap.add_argument("--tmp", default=None,
                     help="folder for the WFDB inputs and the datasets (e.g. /dev/shm to take "
                          "the disk out of the measurement)")
@@ -246,6 +253,10 @@ def bench_section3(args):
     per_core = {1: [], 2: []}
     ratios = []
     try:
+        for _ in range(max(0, args.warmup)):
+            t = time.perf_counter()
+            bench_cli(folder, 2, args.chunk, args.tmp)
+            print(f"(untimed warm-up run, --workers 2: {time.perf_counter() - t:.1f} s)")
         for rep in range(max(1, args.cli_repeat)):
             res = {}
             for w in ((1, 2) if rep % 2 == 0 else (2, 1)):

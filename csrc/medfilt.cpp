@@ -217,19 +217,21 @@ static bool any_nan(const T* x, std::ptrdiff_t n) {
 template <class T>
 static void median_row(const T* x, T* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, T* win, int method,
                        bool exact) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if constexpr (sizeof(T) == 4) {
+        if ((method == 6 || method == 7 || (method == 0 && use_sorted(k, n))) && zmm_sorted_ok() && k <= 511 && n > 1) {
+            // looks for NaN itself (on the quantised path in its range scan:
+            // one pass over the row fewer) and fills such a row with NaN
+            ecgk::avx512::median_rows_sorted16_f32(x, y, n, k, subtract, method == 6 || exact, false);
+            return;
+        }
+    }
+#endif
     if (any_nan(x, n)) {
         // ordering is undefined with NaN; the whole row is reported as NaN
         for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<T>::quiet_NaN();
         return;
     }
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if constexpr (sizeof(T) == 4) {
-        if ((method == 6 || method == 7 || (method == 0 && use_sorted(k, n))) && zmm_sorted_ok() && k <= 511 && n > 1) {
-            ecgk::avx512::median_rows_sorted16_f32(x, y, n, k, subtract, method == 6 || exact);
-            return;
-        }
-    }
-#endif
     if (method == 3 || method == 6 || method == 7 || (method == 0 && use_block<T>(k, n))) {
         median_row_block(x, y, n, k, subtract);
         return;

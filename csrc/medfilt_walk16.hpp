@@ -258,10 +258,28 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
 // group (k < 16, only when tests force the kernel) keep the one-step walk: a
 // rank could then enter and leave within one group, which the per-group
 // membership bound (group16) cannot express.
-static void median_rows_sorted16_f32(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s, bool exact) {
+// nan_checked: the caller has already found no NaN in the row. Otherwise the
+// quantised path's range scan looks for NaN in the same pass (a row with NaN
+// becomes NaN throughout, as in medfilt.cpp's median_row), and the other paths
+// do a separate scan first.
+static void median_rows_sorted16_f32(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool s, bool exact,
+                                     bool nan_checked = true) {
+    if (!nan_checked && !(k >= 16 && k <= 255 && !exact)) {
+        if (ms::row_has_nan(x, n)) {
+            for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<float>::quiet_NaN();
+            return;
+        }
+        nan_checked = true;
+    }
     if (k < 16) return median_rows_sorted_f32(x, y, n, k, s, exact);
     ms::Quant qz{0.0f, 0.0f};
-    if (k <= 255 && !exact && ms::make_quant(x, n, qz)) mw::median_row<256, true>(x, y, n, k, s, qz);
+    bool nan = false;
+    const bool quant = k <= 255 && !exact && ms::make_quant(x, n, qz, nan_checked ? nullptr : &nan);
+    if (nan) {
+        for (std::ptrdiff_t j = 0; j < n; ++j) y[j] = std::numeric_limits<float>::quiet_NaN();
+        return;
+    }
+    if (quant) mw::median_row<256, true>(x, y, n, k, s, qz);
     else if (k <= 255) mw::median_row<256, false>(x, y, n, k, s, qz);
     else mw::median_row<512, false>(x, y, n, k, s, qz);
 }

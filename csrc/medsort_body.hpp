@@ -381,19 +381,38 @@ struct Quant {
     float lo, scale;
 };
 // The row's range with 0 (the padding) included; false when it is not finite
-// (the 64-bit path takes such rows).
-static inline bool make_quant(const float* x, std::ptrdiff_t n, Quant& qz) {
+// (the 64-bit path takes such rows). When `nan` is given the same pass also
+// reports whether the row holds a NaN (then the result is false), which saves
+// the caller a separate pass over the row (medfilt_walk16.hpp). min/max alone
+// cannot tell: vminps returns its second operand when either is NaN, so a NaN
+// may or may not survive into the running minimum.
+static inline bool make_quant(const float* x, std::ptrdiff_t n, Quant& qz, bool* nan = nullptr) {
     __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     std::ptrdiff_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 v = _mm512_loadu_ps(x + i);
-        lo = _mm512_min_ps(lo, v);
-        hi = _mm512_max_ps(hi, v);
+    if (nan) {
+        for (; i + 16 <= n; i += 16) {
+            const __m512 v = _mm512_loadu_ps(x + i);
+            bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) {
+            const __m512 v = _mm512_loadu_ps(x + i);
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        }
     }
     float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
     for (; i < n; ++i) {
+        bad |= x[i] != x[i];
         l = std::min(l, x[i]);
         h = std::max(h, x[i]);
+    }
+    if (nan) {
+        *nan = bad != 0;
+        if (bad) return false;
     }
     const float r = h - l;
     if (!std::isfinite(r)) return false;
@@ -405,6 +424,17 @@ static inline bool make_quant(const float* x, std::ptrdiff_t n, Quant& qz) {
     qz.lo = l;
     qz.scale = (float)sc;
     return true;
+}
+
+// Whether the row holds a NaN (unordered compare of pairs of vectors: true
+// only for NaN, not for +/-inf).
+static inline bool row_has_nan(const float* x, std::ptrdiff_t n) {
+    __mmask16 bad = 0;
+    std::ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        bad |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16), _CMP_UNORD_Q);
+    for (; i < n; ++i) bad |= x[i] != x[i];
+    return bad != 0;
 }
 
 // Sorted entries of block b of the padded row (256 samples), and its samples

@@ -126,6 +126,67 @@ def test_preset_non_finite_samples_and_caller_arrays(rng):
         np.testing.assert_array_equal(y, ykeep)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_check_on_the_filter_output(rng, dtype):
+    """nan_to_num's check waits for the filters: one sample per lead of their output.
+
+    Every position class (first, second, last, interior samples; a whole lead; a whole
+    record; NaN and both infinities) gives exactly the preset's result on the input
+    cleaned beforehand, and the filters' first output sample flags exactly the leads
+    that held a non-finite sample.
+    """
+    x = _ecg_like(rng, 8).astype(dtype)
+    cases = [(0, 0, [0]), (1, 3, [1]), (2, 11, [4999]), (3, 6, [2500, 2501]),
+             (4, 2, slice(None)), (6, 4, [4998])]
+    values = [np.nan, np.inf, -np.inf]
+    for j, (r, lead, pos) in enumerate(cases):
+        x[r, lead, pos] = values[j % 3]
+    x[5] = np.nan  # a whole record
+    clean = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    got = P.preprocess_batch(x, FS, "ecgfounder")
+    np.testing.assert_array_equal(got, P.preprocess_batch(clean, FS, "ecgfounder"))
+    assert np.isfinite(got).all()
+    # the signal the check reads: filters' output sample 0, non-finite per bad lead only
+    steps = [s for s in P.get_preset("ecgfounder")["steps"] if s["op"] in ("notch", "bandpass")]
+    y = P._apply_filters(x, FS, steps)
+    bad = ~np.isfinite(x).all(axis=-1)
+    np.testing.assert_array_equal(~np.isfinite(y[..., 0]), bad)
+    assert not P._finite_after_filters(y) and P._finite_after_filters(y[~bad.any(axis=1)])
+    # a finite batch takes no second filter call and matches the published chain
+    ok = _ecg_like(rng, 2).astype(dtype)
+    out = P.preprocess_batch(ok, FS, "ecgfounder")
+    for i in range(2):
+        ref = _published(ok[i].astype(np.float64))
+        assert np.abs(out[i, 0] - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
+def test_nan_check_waits_only_for_filters_that_follow():
+    """Only a no-op resample and crop_or_pad may sit between nan_to_num and the filters."""
+    def steps(*ops):
+        return [{"op": "nan_to_num", "value": 0.0}] + list(ops)
+    notch = {"op": "notch", "freq": 50.0, "q": 30.0}
+    same = {"op": "resample", "fs": 500, "method": "linear"}
+    other = {"op": "resample", "fs": 250, "method": "linear"}
+    crop = {"op": "crop_or_pad", "length": 5000}
+    z = {"op": "zscore", "scope": "lead", "constant": "zero", "eps": 0.0}
+    assert P._filters_follow(steps(same, crop, notch), 0, 5000, 500.0)
+    assert P._filters_follow(steps({"op": "trim_zero_padding"}, notch), 0, 5000, 500.0)
+    assert not P._filters_follow(steps(other, notch), 0, 5000, 500.0)
+    assert not P._filters_follow(steps(z, notch), 0, 5000, 500.0)
+    assert not P._filters_follow(steps(crop), 0, 5000, 500.0)
+
+
+def test_nan_in_presets_without_filters(rng):
+    """ccta (nan_to_num, then a z-score): the up-front check still cleans the samples."""
+    x = _ecg_like(rng, 2).astype(np.float32)
+    x[0, 3, 10] = np.nan
+    x[1, 7, 4999] = -np.inf
+    got = P.preprocess_batch(x, FS, "ccta")
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(
+        got, P.preprocess_batch(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), FS, "ccta"))
+
+
 def test_preset_capped_simd_levels(tmp_path, rng):
     """The AVX2 (mixed precision) and portable (float64) filter paths, in fresh interpreters."""
     x = _ecg_like(rng, 2, 100.0).astype(np.float32)
