@@ -345,3 +345,19 @@ def test_preset_results_are_independent_of_later_calls(rng):
         np.testing.assert_array_equal(a1, k1)
     finally:
         P._REGISTRY.pop(name, None)
+
+
+@pytest.mark.parametrize("name", ["ecgfounder", "ecgfm", "ccta"])
+def test_float64_batches_equal_records(rng, name):
+    """A float64 stack (what wfdb.rdsamp returns) is taken as float32, like a Record:
+    preprocess_batch then equals preprocess() record by record, bit for bit."""
+    x = _ecg_like(rng, 3, 5.0)  # float64
+    got = P.preprocess_batch(x, FS, name)
+    assert got.dtype == np.float32
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], ecgcore.preprocess(Record(x[i], FS, STANDARD_12), name))
+    np.testing.assert_array_equal(got, P.preprocess_batch(x.astype(np.float32), FS, name))
+    if name == "ecgfounder":  # and stays within the contract of the float64 published chain
+        for i in range(3):
+            ref = _published(x[i])
+            assert np.abs(got[i, 0] - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
