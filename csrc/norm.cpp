@@ -153,33 +153,15 @@ static ECGK_INLINE double finish_lanes(const V* acc, const T* row, std::ptrdiff_
     return t;
 }
 
-template <int K, class T>
-static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
-    constexpr int L = 8, C = ECGK_NL / 8;
-    typedef double v8d __attribute__((vector_size(L * sizeof(double))));
-    typedef T v8t __attribute__((vector_size(L * sizeof(T))));
-    v8d acc[K][C];
-    for (int k = 0; k < K; ++k)
-        for (int c = 0; c < C; ++c) acc[k][c] = v8d{};
-    std::ptrdiff_t i = 0;
-    for (; i + ECGK_NL <= n; i += ECGK_NL)
-        for (int k = 0; k < K; ++k)
-            for (int c = 0; c < C; ++c) {
-                v8t v;
-                std::memcpy(&v, rows[k] + i + c * L, sizeof v);
-                acc[k][c] += __builtin_convertvector(v, v8d);
-            }
-    for (int k = 0; k < K; ++k) sum[k] = finish_lanes(acc[k], rows[k], i, n, 0.0, false);
-}
-
-template <int K, class T>
-static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
+// SQ: the squared deviations from mean[k] (rows_ss), else the samples (rows_sum)
+template <bool SQ, int K, class T>
+static ECGK_INLINE void rows_acc(const T* const* rows, std::ptrdiff_t n, const double* mean, double* out) {
     constexpr int L = 8, C = ECGK_NL / 8;
     typedef double v8d __attribute__((vector_size(L * sizeof(double))));
     typedef T v8t __attribute__((vector_size(L * sizeof(T))));
     v8d acc[K][C], m[K];
     for (int k = 0; k < K; ++k) {
-        m[k] = v8d{} + mean[k];
+        m[k] = v8d{} + (SQ ? mean[k] : 0.0);
         for (int c = 0; c < C; ++c) acc[k][c] = v8d{};
     }
     std::ptrdiff_t i = 0;
@@ -188,10 +170,24 @@ static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const do
             for (int c = 0; c < C; ++c) {
                 v8t v;
                 std::memcpy(&v, rows[k] + i + c * L, sizeof v);
-                const v8d d = __builtin_convertvector(v, v8d) - m[k];
-                acc[k][c] += d * d;
+                if constexpr (SQ) {
+                    const v8d d = __builtin_convertvector(v, v8d) - m[k];
+                    acc[k][c] += d * d;
+                } else {
+                    acc[k][c] += __builtin_convertvector(v, v8d);
+                }
             }
-    for (int k = 0; k < K; ++k) ss[k] = finish_lanes(acc[k], rows[k], i, n, mean[k], true);
+    for (int k = 0; k < K; ++k) out[k] = finish_lanes(acc[k], rows[k], i, n, SQ ? mean[k] : 0.0, SQ);
+}
+
+template <int K, class T>
+static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
+    rows_acc<false, K, T>(rows, n, nullptr, sum);
+}
+
+template <int K, class T>
+static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
+    rows_acc<true, K, T>(rows, n, mean, ss);
 }
 #else
 template <int K, class T>
