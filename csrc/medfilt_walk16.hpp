@@ -7,7 +7,8 @@
 // one (a loop-carried chain of about 25 cycles per step, hidden by walking
 // five pairs at once). Here the 16 outputs o0 .. o0 + 15 of a group are found
 // independently of each other, from one base rank b chosen once per group
-// (32 ranks below the previous median): with C_o = the number of window ranks
+// (32 ranks below the previous median, shifted by the median's movement over
+// the previous group, see below): with C_o = the number of window ranks
 // below b for output o (window = positions o .. o + k - 1 of the pair), the
 // median of output o is window rank number t_o = h - C_o counted from b. C_o
 // changes by [entering entry < entry b] - [leaving entry < entry b] per
@@ -17,9 +18,19 @@
 // pair's rank -> position table), and pdep + tzcnt select the t_o-th member.
 // The only chain left is one per group (the next base rank from the group's
 // last median). A median farther than the 64 ranks (a long run of ranks
-// outside the window) is found by counting 32-rank chunks outwards (`far`):
-// about 0.3 % of the outputs on white noise, 2-3 % on synthetic ECG, up to 8 %
-// on LUDB records (estimated offline), which is why those run 5-8 % slower.
+// outside the window) is found by counting 32-rank chunks outwards (`far`,
+// a call and a mispredicted branch each).
+//
+// Base rank. The median tends to keep moving the same way over a few groups
+// (baseline trends, the slopes of the ECG), so b is centred where it is
+// expected to go: pref - 32 + the previous group's movement, clamped to
+// +/- ECGK_W16_DRIFT = 24 ranks (pref must stay inside b .. b + 63 for cref).
+// Outputs that needed `far`, counted with an instrumented build (k = 201,
+// rows of 5000): the ecgfounder preset's filtered records 5.6 % -> 0.94 %,
+// random walks 3.9 -> 1.6 %, raw LUDB records 6.5 -> 4.8 %, white noise
+// 0.7 -> 1.3 % (a random movement predicts nothing). Tried and dropped: half
+// the movement (2.6 % on the preset), the movement only when two groups
+// agree in sign, or their mean (1.5-1.7 %), 5/4 of it (0.84 %, no faster).
 // Needs k >= 16 (see median_rows_sorted16_f32).
 //
 // Measured on the shared AVX-512 VM (k = 201 float32, 48 x 5000 rows, same
@@ -27,6 +38,22 @@
 // walk itself went from about 2.8 to about 2.0 ns. ECGK_W16_G = 2 pairs per
 // group (1: 4-6 % slower, 3: no better); ECGK_W16_GS = 16 outputs per group
 // (8 or 12: no better; more would miss the 64 ranks more often).
+// Second round (192 x 5000 rows of the preset's filter output, in-process A/B
+// against the previous build, CPU time): the moving base rank 6-7 % of the
+// whole kernel, one opaque output pointer per group 2-3 %, with the sort and
+// merge changes of medsort_body.hpp 4.7-4.8 -> 3.7 ns per sample (-22 %).
+// Tried and dropped in that round: 32 outputs per group (two prefix-sum
+// vectors, thresholds up to 32; 18 % slower, not profiled: the medians move
+// farther within 32 outputs, so presumably `far` runs more often), groups of
+// 8 (14 % slower: the per-group setup is about 13 % of the kernel), 3 pairs
+// per group (no better), membership from the
+// sign bits of a byte counter stepped once per output instead of a byte
+// compare with i and an xor (5 % slower), scalar cmovs for the clamp of b and
+// one blend fewer in the prefix sum (no change), prefetching the next row
+// during the walk, into L2 in bursts per pair or a line per group (no
+// change), into L1 a line per group (0-3 % in three runs while the VM's
+// speed drifted: not kept); the range scan of make_quant still waits on
+// memory, about 4 % of the kernel in perf.
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -35,6 +62,11 @@
 #ifndef ECGK_W16_G
 #define ECGK_W16_G 2
 #endif
+#ifndef ECGK_W16_DRIFT
+#define ECGK_W16_DRIFT 24
+#endif
+// pref - b = 32 - shift must stay within 0 .. 64 (bzhi in group16)
+static_assert(ECGK_W16_DRIFT >= 0 && ECGK_W16_DRIFT <= 32, "base rank shift out of range");
 #ifndef ECGK_W16_GS
 #define ECGK_W16_GS 16
 #endif
@@ -84,9 +116,11 @@ static __attribute__((noinline)) uint32_t far(const Slot<N, Ent>& s, int b, int 
 // median rank of output o0 - 1. Returns the median rank of output o0 + 15.
 template <int N, class Ent>
 static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32_t pref, int o0, int k, int h,
-                                       __m512i kk) {
+                                       __m512i kk, int drift) {
     constexpr int P = Slot<N, Ent>::PAD;
-    int b = (int)pref - 32;
+    // centred on where the median is expected to go: the previous group's
+    // movement, clamped so that pref stays inside b .. b + 63 (cref below)
+    int b = (int)pref - 32 + std::max(-ECGK_W16_DRIFT, std::min(ECGK_W16_DRIFT, drift));
     b = b < 0 ? 0 : (b > 2 * N - 64 ? 2 * N - 64 : b);
     // positions of ranks b .. b + 63, relative to o0 - 1
     const __m512i base = _mm512_set1_epi16((short)(o0 - 1));
@@ -134,14 +168,18 @@ static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32
     const __m512i vb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(v0)), _mm512_cvtepi16_epi8(v1), 1);
     const uint64_t enter = (uint64_t)e0 | (uint64_t)e1 << 32;
     std::size_t r = pref;
+    // one opaque pointer for the 16 stores: left to itself the compiler turned
+    // out + o0 + i into 16 induction variables, kept in xmm registers
+    float* ob = out + o0;
+    __asm__("" : "+r"(ob));
 #pragma GCC unroll 16
     for (int i = 0; i < ECGK_W16_GS; ++i) {
         const uint64_t m = _mm512_cmplt_epi8_mask(_mm512_set1_epi8((char)i), vb) ^ enter;
         const uint64_t sel = _pdep_u64(bit[i], m);
         if (__builtin_expect(sel == 0, 0)) r = far(s, b, tt[i], m, o0, i, kk);
         else r = (std::size_t)b + (std::size_t)__builtin_ctzll(sel);
-        if constexpr (sizeof(Ent) == 4) out[o0 + i] = s.val[s.pos[P + r]];  // val by position (prepare32)
-        else out[o0 + i] = s.val[r];                                          // val by rank (ms::prepare64)
+        if constexpr (sizeof(Ent) == 4) ob[i] = s.val[s.pos[P + r]];  // val by position (prepare32)
+        else ob[i] = s.val[r];                                          // val by rank (ms::prepare64)
     }
     return (uint32_t)r;
 }
@@ -158,10 +196,15 @@ static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m
         s.e[v] = ua[v];
         s.e[16 + v] = ub[v];
     }
-    const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi32(pa * N);
-    for (int v = 0; v < 32; ++v)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.pos + P + 16 * v),
-                            _mm512_cvtepi32_epi16(_mm512_xor_si512(_mm512_and_si512(s.c[v], low), flip)));
+    // tags of two vectors packed to 16 bits at once (vpackusdw works within
+    // 128-bit lanes, vpermq puts the 64-bit groups back in order): half the
+    // shuffles of one vpmovdw per vector
+    const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi16((short)(pa * N));
+    const __m512i ord = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+    for (int v = 0; v < 32; v += 2) {
+        const __m512i t = _mm512_packus_epi32(_mm512_and_si512(s.c[v], low), _mm512_and_si512(s.c[v + 1], low));
+        _mm512_storeu_si512(s.pos + P + 16 * v, _mm512_xor_si512(_mm512_permutexvar_epi64(ord, t), flip));
+    }
     std::memcpy(s.val, vals + pa * N, N * sizeof(float));
     std::memcpy(s.val + N, vals + (pa ^ 1) * N, N * sizeof(float));
 }
@@ -171,15 +214,21 @@ static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m
 template <int GG, int N, class Ent>
 static void walk(Slot<N, Ent>* slots, float* const* out, const uint32_t* p0, int k, int h, __m512i kk) {
     uint32_t p[GG];
+    int dr[GG];  // each pair's median movement over its previous group (ranks)
 #pragma GCC unroll 8
     for (int l = 0; l < GG; ++l) {
         p[l] = p0[l];
+        dr[l] = 0;
         if constexpr (sizeof(Ent) == 4) out[l][0] = slots[l].val[slots[l].pos[Slot<N, Ent>::PAD + p[l]]];
         else out[l][0] = slots[l].val[p[l]];
     }
     for (int o0 = 1; o0 < N; o0 += ECGK_W16_GS) {
 #pragma GCC unroll 8
-        for (int l = 0; l < GG; ++l) p[l] = group16(slots[l], out[l], p[l], o0, k, h, kk);
+        for (int l = 0; l < GG; ++l) {
+            const uint32_t np = group16(slots[l], out[l], p[l], o0, k, h, kk, dr[l]);
+            dr[l] = (int)np - (int)p[l];
+            p[l] = np;
+        }
     }
 }
 template <int GG, int N, class Ent>

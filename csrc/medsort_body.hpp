@@ -20,7 +20,7 @@
 // a block's 16 vectors stay in registers). tag = parity(b) * N + offset, so the
 // two blocks of a pair never collide.
 //
-// Per block: one bitonic sort (columns first, then transposes and merges). Per
+// Per block: one sort (columns first, then transposes and bitonic merges). Per
 // pair: one bitonic merge of the two sorted blocks gives the entries in rank
 // order, hence rank -> position in A | B (`pos`) and rank -> sample (`val`).
 // Rank r is in the window after step j when pos[r] - (j + 1) < k (unsigned), so
@@ -29,6 +29,25 @@
 // selects it without a branch on the (data dependent) direction. The walk has
 // a loop-carried latency of about 25 cycles, so ECGK_MS_G pairs walk
 // interleaved.
+//
+// 32-bit sorts (bsort16, bmerge16; the 64-bit ones are as before). Any
+// network that sorts gives the same order (entries are unique), so these only
+// change the cost. Columns: the 60-comparator 16-input network instead of 80
+// bitonic comparators. Entry-level stages: tail4x2, two vectors at a time (18
+// vector operations per two vectors instead of 24). Flips: the upper operand
+// of an entry-level flip keeps its lanes reversed afterwards (a reversed
+// bitonic run is bitonic) and comes in reversed from the previous level's
+// tails, so only the first level reverses lanes. Pairs: odd blocks are sorted
+// descending (free, by reversing the last level's output), so A | B is
+// bitonic and the pair merge starts with a plain lane-wise stage. Measured
+// in-process against the previous build on the ecgfounder preset's filtered
+// records (k = 201, 192 x 5000 rows): tail4x2 alone 12-13 % of the whole
+// kernel, the network and the flip reversals 3-4 % more, the alternating
+// block directions and the packed pos stores (medfilt_walk16.hpp prepare32)
+// about 1 %. A perf profile put the walk at about 60 % afterwards, the block
+// sort at 26 % and the pair merge and tables at 13 %. Tried and dropped:
+// make_quant's range scan with four independent min / max chains (no
+// change: the scan waits on memory, not on the vminps chain).
 //
 // Results. With 64-bit entries the output is the sample of the median's rank,
 // bit for bit that of scipy.signal.medfilt (entries with equal keys are equal
@@ -266,7 +285,8 @@ static inline __m512i cx_lane32(__m512i v, __m512i idx, __mmask16 up) {
     const __m512i p = _mm512_permutexvar_epi32(idx, v);
     return _mm512_mask_max_epu32(_mm512_mask_min_epu32(v, (__mmask16)~up, v, p), up, v, p);
 }
-// the four in-vector stages of a bitonic merge (distances 8, 4, 2, 1)
+// the four in-vector stages of a bitonic merge (distances 8, 4, 2, 1), one
+// vector (only left for a lone vector; merges use tail4x2)
 static inline __m512i tail4(__m512i v) {
     const __m512i i8 = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
     const __m512i i4 = _mm512_set_epi32(11, 10, 9, 8, 15, 14, 13, 12, 3, 2, 1, 0, 7, 6, 5, 4);
@@ -276,6 +296,39 @@ static inline __m512i tail4(__m512i v) {
     v = cx_lane32(v, i4, 0xF0F0);
     v = cx_lane32(v, i2, 0xCCCC);
     return cx_lane32(v, i1, 0xAAAA);
+}
+// The same four stages on two vectors at once (each still merged on its own):
+// every stage gathers the lower entries of its compare-exchanges into one
+// vector and their partners into another (two shuffles), so one min and one
+// max do 16 compare-exchanges, against one permute and two masked min/max per
+// vector above; the lanes are put back in order by two permutes at the end.
+// 18 vector operations per two vectors instead of 24.
+static ECGK_MS_INLINE void tail4x2(__m512i& a, __m512i& b, bool rev_out = false) {
+    // d = 8: 128-bit chunks 0, 1 of a and b against chunks 2, 3
+    __m512i l = _mm512_shuffle_i32x4(a, b, 0x44), h = _mm512_shuffle_i32x4(a, b, 0xEE);
+    __m512i lo = _mm512_min_epu32(l, h), hi = _mm512_max_epu32(l, h);
+    // d = 4: chunks (0, 2) of each against (1, 3)
+    l = _mm512_shuffle_i32x4(lo, hi, 0x88);
+    h = _mm512_shuffle_i32x4(lo, hi, 0xDD);
+    lo = _mm512_min_epu32(l, h);
+    hi = _mm512_max_epu32(l, h);
+    // d = 2 and d = 1 inside 128-bit chunks (two-source vshufps)
+    __m512 lf = _mm512_shuffle_ps(_mm512_castsi512_ps(lo), _mm512_castsi512_ps(hi), 0x44);
+    __m512 hf = _mm512_shuffle_ps(_mm512_castsi512_ps(lo), _mm512_castsi512_ps(hi), 0xEE);
+    lo = _mm512_min_epu32(_mm512_castps_si512(lf), _mm512_castps_si512(hf));
+    hi = _mm512_max_epu32(_mm512_castps_si512(lf), _mm512_castps_si512(hf));
+    lf = _mm512_shuffle_ps(_mm512_castsi512_ps(lo), _mm512_castsi512_ps(hi), 0x88);
+    hf = _mm512_shuffle_ps(_mm512_castsi512_ps(lo), _mm512_castsi512_ps(hi), 0xDD);
+    lo = _mm512_min_epu32(_mm512_castps_si512(lf), _mm512_castps_si512(hf));
+    hi = _mm512_max_epu32(_mm512_castps_si512(lf), _mm512_castps_si512(hf));
+    // lo | hi now hold a's and b's entries in a fixed scrambled order
+    // rev_out: both vectors come out with their lanes reversed, as the flip
+    // stage of the next merge wants its upper operands (see stage_flip32)
+    const __m512i ia = rev_out ? _mm512_set_epi32(0, 16, 2, 18, 1, 17, 3, 19, 8, 24, 10, 26, 9, 25, 11, 27)
+                               : _mm512_set_epi32(27, 11, 25, 9, 26, 10, 24, 8, 19, 3, 17, 1, 18, 2, 16, 0);
+    const __m512i ib = _mm512_add_epi32(ia, _mm512_set1_epi32(4));
+    a = _mm512_permutex2var_epi32(lo, ia, hi);
+    b = _mm512_permutex2var_epi32(lo, ib, hi);
 }
 static inline __m512i rev16() { return _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
 
@@ -297,10 +350,17 @@ static ECGK_MS_INLINE void transpose16_level(__m512i* r) {
     }
 }
 
+// rev_out: the entry-level stages leave every vector's lanes reversed (a
+// constant after unrolling)
 template <int DV, bool TAIL>
-static ECGK_MS_INLINE void merge_rec32(__m512i* v) {
+static ECGK_MS_INLINE void merge_rec32(__m512i* v, bool rev_out = false) {
     if constexpr (DV == 0) {
         if constexpr (TAIL) v[0] = tail4(v[0]);
+    } else if constexpr (DV == 1 && TAIL) {
+        const __m512i lo = _mm512_min_epu32(v[0], v[1]), hi = _mm512_max_epu32(v[0], v[1]);
+        v[0] = lo;
+        v[1] = hi;
+        tail4x2(v[0], v[1], rev_out);
     } else {
 #pragma GCC unroll 64
         for (int I = 0; I < DV; ++I) {
@@ -308,11 +368,17 @@ static ECGK_MS_INLINE void merge_rec32(__m512i* v) {
             v[I] = lo;
             v[I + DV] = hi;
         }
-        merge_rec32<DV / 2, TAIL>(v);
-        merge_rec32<DV / 2, TAIL>(v + DV);
+        merge_rec32<DV / 2, TAIL>(v, rev_out);
+        merge_rec32<DV / 2, TAIL>(v + DV, rev_out);
     }
 }
-template <int NV, int SV, bool REV>
+// REV: entry-level flip (entry i against 16 SV - 1 - i of the group). The
+// upper vectors J keep their lanes reversed afterwards: the stages that follow
+// compare them only with each other, lane by lane, and a reversed bitonic
+// sequence is bitonic, so the entry-level stages still sort each vector
+// ascending. PRE: the J vectors come in reversed already (tail4x2's rev_out);
+// otherwise they are reversed here.
+template <int NV, int SV, bool REV, bool PRE = false>
 static ECGK_MS_INLINE void stage_flip32(__m512i* v) {
     const __m512i f = rev16();
 #pragma GCC unroll 64
@@ -320,10 +386,10 @@ static ECGK_MS_INLINE void stage_flip32(__m512i* v) {
         if (I & (SV / 2)) continue;
         const int J = I ^ (SV - 1);
         if constexpr (REV) {
-            const __m512i rb = _mm512_permutexvar_epi32(f, v[J]);
+            const __m512i rb = PRE ? v[J] : _mm512_permutexvar_epi32(f, v[J]);
             const __m512i lo = _mm512_min_epu32(v[I], rb), hi = _mm512_max_epu32(v[I], rb);
             v[I] = lo;
-            v[J] = _mm512_permutexvar_epi32(f, hi);
+            v[J] = hi;
         } else {
             const __m512i lo = _mm512_min_epu32(v[I], v[J]), hi = _mm512_max_epu32(v[I], v[J]);
             v[I] = lo;
@@ -331,10 +397,19 @@ static ECGK_MS_INLINE void stage_flip32(__m512i* v) {
         }
     }
 }
-template <int NV, int SV, bool TAIL>
+// TAIL: the vectors that the next level's flip stage takes as its upper
+// operands (bit SV of the index set) come out lane-reversed, and at the last
+// level (SV == NV) all of them when DESC (see bsort16)
+template <int NV, int SV, bool TAIL, bool DESC = false>
 static ECGK_MS_INLINE void halves32(__m512i* v) {
+    if constexpr (SV == 2 && TAIL) {
 #pragma GCC unroll 32
-    for (int b = 0; b < NV; b += SV / 2) merge_rec32<SV / 4, TAIL>(v + b);
+        for (int b = 0; b < NV; b += 2) tail4x2(v[b], v[b + 1], SV < NV ? (b & SV) != 0 : DESC);
+    } else {
+#pragma GCC unroll 32
+        for (int b = 0; b < NV; b += SV / 2)
+            merge_rec32<SV / 4, TAIL>(v + b, TAIL && (SV < NV ? (b & SV) != 0 : DESC));
+    }
 }
 template <int NV, int SV>
 static ECGK_MS_INLINE void column_levels32(__m512i* v) {
@@ -344,33 +419,60 @@ static ECGK_MS_INLINE void column_levels32(__m512i* v) {
         column_levels32<NV, SV * 2>(v);
     }
 }
-template <int NV, int SV>
+template <int NV, int SV, bool DESC>
 static ECGK_MS_INLINE void merge_levels32(__m512i* w) {
     if constexpr (SV <= NV) {
-        stage_flip32<NV, SV, true>(w);
-        halves32<NV, SV, true>(w);
-        merge_levels32<NV, SV * 2>(w);
+        stage_flip32<NV, SV, true, (SV > 2)>(w);
+        halves32<NV, SV, true, DESC>(w);
+        merge_levels32<NV, SV * 2, DESC>(w);
     }
 }
-// Ascending sort of 16 vectors (256 entries): columns sorted across the
-// vectors, one transpose (each column becomes one sorted vector), then
-// bitonic merges of 2, 4, 8 and 16 vectors.
+// Every lane sorted across 16 vectors with a 60-comparator network of depth
+// 10 (the best known for 16 inputs, as listed by Bert Dobbelaere; checked on
+// all 2^16 0-1 inputs) instead of the 80 of the bitonic column_levels32<16, 2>.
+static ECGK_MS_INLINE void column_sort16(__m512i* v) {
+    static constexpr unsigned char net[60][2] = {
+        {0, 13}, {1, 12}, {2, 15}, {3, 14}, {4, 8},  {5, 6},   {7, 11},  {9, 10},  {0, 5},   {1, 7},
+        {2, 9},  {3, 4},  {6, 13}, {8, 14}, {10, 15}, {11, 12}, {0, 1},   {2, 3},   {4, 5},   {6, 8},
+        {7, 9},  {10, 11}, {12, 13}, {14, 15}, {0, 2},  {1, 3},   {4, 10},  {5, 11},  {6, 7},   {8, 9},
+        {12, 14}, {13, 15}, {1, 2},  {3, 12}, {4, 6},  {5, 7},   {8, 10},  {9, 11},  {13, 14}, {1, 4},
+        {2, 6},  {5, 8},  {7, 10}, {9, 13}, {11, 14}, {2, 4},   {3, 6},   {9, 12},  {11, 13}, {3, 5},
+        {6, 8},  {7, 9},  {10, 12}, {3, 4},  {5, 6},  {7, 8},   {9, 10},  {11, 12}, {6, 7},   {8, 9}};
+#pragma GCC unroll 60
+    for (int c = 0; c < 60; ++c) {
+        const int a = net[c][0], b = net[c][1];
+        const __m512i lo = _mm512_min_epu32(v[a], v[b]), hi = _mm512_max_epu32(v[a], v[b]);
+        v[a] = lo;
+        v[b] = hi;
+    }
+}
+// Sort of 16 vectors (256 entries), ascending, or descending when DESC:
+// columns sorted across the vectors, one transpose (each column becomes one
+// sorted vector), then bitonic merges of 2, 4, 8 and 16 vectors. DESC costs
+// nothing: the last level's entry stages reverse the lanes (tail4x2's
+// rev_out) and the vectors are taken in reverse order.
+template <bool DESC>
 static ECGK_MS_INLINE void bsort16(__m512i* v) {
-    column_levels32<16, 2>(v);
+    column_sort16(v);
     transpose16_level<8>(v);
     transpose16_level<4>(v);
     transpose16_level<2>(v);
     transpose16_level<1>(v);
-    merge_levels32<16, 2>(v);
+    merge_levels32<16, 2, DESC>(v);
+    if constexpr (DESC) {
+#pragma GCC unroll 8
+        for (int I = 0; I < 8; ++I) std::swap(v[I], v[15 - I]);
+    }
 }
-// Merge two ascending runs of 16 vectors into c[0..32).
+// Merge two sorted runs of 16 vectors, one ascending and one descending (the
+// blocks alternate, see sort_block32), into c[0..32) ascending: a | b is
+// bitonic, so the first stage compares a[I] with b[I] lane by lane (no flip,
+// no lane reversal).
 static ECGK_MS_INLINE void bmerge16(const __m512i* a, const __m512i* b, __m512i* c) {
-    const __m512i f = rev16();
 #pragma GCC unroll 16
     for (int I = 0; I < 16; ++I) {
-        const __m512i rb = _mm512_permutexvar_epi32(f, b[15 - I]);
-        c[I] = _mm512_min_epu32(a[I], rb);
-        c[31 - I] = _mm512_permutexvar_epi32(f, _mm512_max_epu32(a[I], rb));
+        c[I] = _mm512_min_epu32(a[I], b[I]);
+        c[16 + I] = _mm512_max_epu32(a[I], b[I]);
     }
     merge_rec32<8, true>(c);
     merge_rec32<8, true>(c + 16);
@@ -462,7 +564,9 @@ static inline void sort_block32(const float* x, std::ptrdiff_t n, std::ptrdiff_t
         out[I] = _mm512_or_si512(_mm512_slli_epi32(q, 9), _mm512_add_epi32(tag0, _mm512_set1_epi32(16 * I)));
         unsorted[I] = out[I];
     }
-    bsort16(out);
+    // odd blocks descending: the pair merge (bmerge16) then needs no flip
+    if (b & 1) bsort16<true>(out);
+    else bsort16<false>(out);
 }
 
 // ---- the walk ------------------------------------------------------------

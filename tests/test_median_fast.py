@@ -156,6 +156,31 @@ def test_grouped_walk_far_jumps(rng, k):
         assert_median_close(_kernel(x, k, 7), ref, x, k)
 
 
+def _trend_signals(rng, n):
+    """Rows whose median keeps moving the same way for a while (the walk centres
+    its 64 ranks where the previous group's movement points), both ways, at
+    several speeds, and turning."""
+    t = np.arange(n)
+    return np.stack([
+        t * 0.01 + rng.standard_normal(n),                           # slow rise in noise
+        -t * 0.2 + rng.standard_normal(n),                           # fast fall
+        200 * np.sin(2 * np.pi * t / 1700) + rng.standard_normal(n),  # up, turn, down
+        np.abs(t % 600 - 300) * 0.3 + rng.standard_normal(n) * 0.5,  # triangle
+        np.cumsum(np.cumsum(rng.standard_normal(n))) * 1e-3,         # persistent slopes
+        np.where(t % 700 < 20, 30.0, 0.0) + t * 0.05,                # spikes on a ramp
+    ]).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [17, 33, 129, 201, 255])
+def test_grouped_walk_trends(rng, k):
+    for n in (511, 2049, 5000):
+        x = _trend_signals(rng, n)
+        ref = medfilt_rows(x, k)
+        np.testing.assert_array_equal(_kernel(x, k, 6), ref)
+        assert_median_close(_kernel(x, k, 7), ref, x, k)
+        assert_median_close(_kernel(x[:, ::-1], k, 7), medfilt_rows(x[:, ::-1], k), x[:, ::-1], k)
+
+
 def test_grouped_walk_real_records(shared):
     for x, fs in real_signals():
         xx = np.ascontiguousarray(x.astype(np.float32))
