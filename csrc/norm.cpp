@@ -38,27 +38,18 @@ namespace py = pybind11;
 // z-score sums one 60,000-sample row: eight lanes took 4 cycles per 8 samples
 // in the two statistics passes, 0.02 ms per 12 x 5000 record).
 #define ECGK_NL 32
+
+// Statistics in one pass: each lane sums d = x - c and d * d around a shift c,
+// the row's first sample (0 when that is not finite), from which the mean and
+// the sum of squared deviations follow. c is near the mean for a signal, so the
+// subtraction s2 - s1 * s1 / n keeps nearly all 53 bits; when it would lose more
+// than 20 (s1 * m1 > 2**20 ss, e.g. a first sample far out on a spike) or comes
+// out negative or NaN, the squared deviations are summed again around the mean
+// (row_ss, the two-pass sum): the result is then within about 2**-33 of the
+// two-pass one, or equal to it. One pass instead of two over the row.
 template <class T>
-static ECGK_INLINE void row_stats(const T* p, std::ptrdiff_t n, double& sum, double& mn, double& mx) {
-    constexpr int L = ECGK_NL;
-    double s[L] = {0}, lo[L], hi[L];
-    for (int l = 0; l < L; ++l) { lo[l] = std::numeric_limits<double>::infinity(); hi[l] = -lo[l]; }
-    std::ptrdiff_t i = 0;
-    for (; i + L <= n; i += L)
-        for (int l = 0; l < L; ++l) {
-            const double v = (double)p[i + l];
-            s[l] += v;
-            lo[l] = v < lo[l] ? v : lo[l];
-            hi[l] = v > hi[l] ? v : hi[l];
-        }
-    for (; i < n; ++i) {
-        const double v = (double)p[i];
-        s[0] += v;
-        lo[0] = v < lo[0] ? v : lo[0];
-        hi[0] = v > hi[0] ? v : hi[0];
-    }
-    sum = 0; mn = lo[0]; mx = hi[0];
-    for (int l = 0; l < L; ++l) { sum += s[l]; mn = lo[l] < mn ? lo[l] : mn; mx = hi[l] > mx ? hi[l] : mx; }
+static ECGK_INLINE double shift_of(const T* p, std::ptrdiff_t n) {
+    return (n > 0 && std::isfinite((double)p[0])) ? (double)p[0] : 0.0;
 }
 
 template <class T>
@@ -72,6 +63,45 @@ static ECGK_INLINE double row_ss(const T* p, std::ptrdiff_t n, double mean) {
     double t = 0;
     for (int l = 0; l < L; ++l) t += s[l];
     return t;
+}
+
+// mean and squared deviations of row p from its lanes' shifted sums
+template <class T>
+static ECGK_INLINE void finish_moments(const T* p, std::ptrdiff_t n, double c, const double* s1, const double* s2,
+                                       double& mean, double& ss) {
+    double t1 = 0, t2 = 0;
+    for (int l = 0; l < ECGK_NL; ++l) { t1 += s1[l]; t2 += s2[l]; }
+    const double m1 = t1 / (double)n;
+    mean = c + m1;
+    ss = t2 - t1 * m1;
+    if (!(ss >= 0.0) || t1 * m1 > 0x1p20 * ss) ss = row_ss(p, n, mean);
+}
+
+template <class T>
+static ECGK_INLINE void row_moments(const T* p, std::ptrdiff_t n, double& mean, double& ss, double& mn, double& mx) {
+    constexpr int L = ECGK_NL;
+    const double c = shift_of(p, n);
+    double s1[L] = {0}, s2[L] = {0}, lo[L], hi[L];
+    for (int l = 0; l < L; ++l) { lo[l] = std::numeric_limits<double>::infinity(); hi[l] = -lo[l]; }
+    std::ptrdiff_t i = 0;
+    for (; i + L <= n; i += L)
+        for (int l = 0; l < L; ++l) {
+            const double v = (double)p[i + l], d = v - c;
+            s1[l] += d;
+            s2[l] += d * d;
+            lo[l] = v < lo[l] ? v : lo[l];
+            hi[l] = v > hi[l] ? v : hi[l];
+        }
+    for (; i < n; ++i) {
+        const double v = (double)p[i], d = v - c;
+        s1[0] += d;
+        s2[0] += d * d;
+        lo[0] = v < lo[0] ? v : lo[0];
+        hi[0] = v > hi[0] ? v : hi[0];
+    }
+    mn = lo[0]; mx = hi[0];
+    for (int l = 0; l < L; ++l) { mn = lo[l] < mn ? lo[l] : mn; mx = hi[l] > mx ? hi[l] : mx; }
+    finish_moments(p, n, c, s1, s2, mean, ss);
 }
 
 // constant: 0 -> zeros, 1 -> NaN, 2 -> keep the input unchanged
@@ -92,10 +122,9 @@ static py::tuple zscore(py::array_t<T, py::array::c_style> x, int ddof, double e
         for (std::ptrdiff_t r = 0; r < R; ++r) {
             const T* p = xp + r * N;
             T* q = yp + r * N;
-            double sum, mn, mx;
-            row_stats(p, N, sum, mn, mx);
-            const double mean = sum / (double)N;
-            const double sd = std::sqrt(row_ss(p, N, mean) / (double)(N - ddof));
+            double mean, ss, mn, mx;
+            row_moments(p, N, mean, ss, mn, mx);
+            const double sd = std::sqrt(ss / (double)(N - ddof));
             // every sample equal (the true std is 0 even when rounding leaves a tiny one)
             const bool is_const = (mn == mx) || sd == 0.0;
             mp[r] = mean; sp[r] = is_const ? 0.0 : sd; cp[r] = is_const;
@@ -124,136 +153,93 @@ static py::tuple zscore(py::array_t<T, py::array::c_style> x, int ddof, double e
 // when all its samples compare equal to its first (exact, whatever the order
 // of the sums; -0.0 == 0.0) or when std + eps == 0 (a float64 row whose
 // samples are a subnormal apart: its std underflows), unless the mean is NaN.
-// The sums are those of zscore() above (8 independent accumulators; a record
-// is one row), so for eps = 0 the output is bit-identical to zscore() then
-// segmenting, cast to float32. The numba kernel summed in the order its
-// vectoriser chose (host-dependent): the two differ by float64 rounding only.
+// The statistics are those of zscore() above (row_moments: one shifted pass,
+// 32 lanes; a record is one row), so for eps = 0 the output is bit-identical to
+// zscore() then segmenting, cast to float32. The numba kernel summed in the
+// order its vectoriser chose (host-dependent): the two differ by float64
+// rounding only.
 
-// The sums of row_stats() and row_ss() for K rows at once: each row's in the
-// order of those functions (ECGK_NL lanes as four vectors of eight: lane
-// 8 c + l of vector c takes samples 8 c + l, 8 c + l + 32, ...; the tail goes
-// to lane 0), so the results are bit-identical to theirs; the 4 K
-// independent accumulator chains hide the add latency. GCC vector types, because the vectoriser leaves the scalar form of the
-// first pass scalar; each clone below maps them to its own registers, the
+// row_moments() for K rows at once, each row's sums in the order of that
+// function (ECGK_NL lanes as four vectors of eight: lane 8 q + l of vector q
+// takes samples 8 q + l, 8 q + l + 32, ...; the tail goes to lane 0), so the
+// results are bit-identical to its; the 8 K independent accumulator chains
+// hide the add latency. GCC vector types, because the vectoriser leaves the
+// scalar form scalar; each clone below maps them to its own registers, the
 // order unchanged.
 #if defined(__GNUC__)
-// lanes of the accumulators into the order of row_stats(), tail added, summed
-template <class T, class V>
-static ECGK_INLINE double finish_lanes(const V* acc, const T* row, std::ptrdiff_t i, std::ptrdiff_t n, double mean,
-                                       bool squares) {
-    double s[ECGK_NL];
-    for (int c = 0; c < ECGK_NL / 8; ++c)
-        for (int l = 0; l < 8; ++l) s[c * 8 + l] = acc[c][l];
-    for (std::ptrdiff_t j = i; j < n; ++j) {
-        if (squares) { const double d = (double)row[j] - mean; s[0] += d * d; }
-        else s[0] += (double)row[j];
-    }
-    double t = 0;
-    for (int l = 0; l < ECGK_NL; ++l) t += s[l];
-    return t;
-}
-
-// SQ: the squared deviations from mean[k] (rows_ss), else the samples (rows_sum)
-template <bool SQ, int K, class T>
-static ECGK_INLINE void rows_acc(const T* const* rows, std::ptrdiff_t n, const double* mean, double* out) {
+template <int K, class T>
+static ECGK_INLINE void rows_moments(const T* const* rows, std::ptrdiff_t n, double* mean, double* ss) {
     constexpr int L = 8, C = ECGK_NL / 8;
     typedef double v8d __attribute__((vector_size(L * sizeof(double))));
     typedef T v8t __attribute__((vector_size(L * sizeof(T))));
-    v8d acc[K][C], m[K];
+    v8d a1[K][C], a2[K][C], cv[K];
+    double c[K];
     for (int k = 0; k < K; ++k) {
-        m[k] = v8d{} + (SQ ? mean[k] : 0.0);
-        for (int c = 0; c < C; ++c) acc[k][c] = v8d{};
+        c[k] = shift_of(rows[k], n);
+        cv[k] = v8d{} + c[k];
+        for (int q = 0; q < C; ++q) a1[k][q] = a2[k][q] = v8d{};
     }
     std::ptrdiff_t i = 0;
     for (; i + ECGK_NL <= n; i += ECGK_NL)
         for (int k = 0; k < K; ++k)
-            for (int c = 0; c < C; ++c) {
+            for (int q = 0; q < C; ++q) {
                 v8t v;
-                std::memcpy(&v, rows[k] + i + c * L, sizeof v);
-                if constexpr (SQ) {
-                    const v8d d = __builtin_convertvector(v, v8d) - m[k];
-                    acc[k][c] += d * d;
-                } else {
-                    acc[k][c] += __builtin_convertvector(v, v8d);
-                }
+                std::memcpy(&v, rows[k] + i + q * L, sizeof v);
+                const v8d d = __builtin_convertvector(v, v8d) - cv[k];
+                a1[k][q] += d;
+                a2[k][q] += d * d;
             }
-    for (int k = 0; k < K; ++k) out[k] = finish_lanes(acc[k], rows[k], i, n, SQ ? mean[k] : 0.0, SQ);
-}
-
-template <int K, class T>
-static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
-    rows_acc<false, K, T>(rows, n, nullptr, sum);
-}
-
-template <int K, class T>
-static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
-    rows_acc<true, K, T>(rows, n, mean, ss);
+    for (int k = 0; k < K; ++k) {
+        double s1[ECGK_NL], s2[ECGK_NL];
+        for (int q = 0; q < C; ++q)
+            for (int l = 0; l < L; ++l) { s1[q * L + l] = a1[k][q][l]; s2[q * L + l] = a2[k][q][l]; }
+        for (std::ptrdiff_t j = i; j < n; ++j) { const double d = (double)rows[k][j] - c[k]; s1[0] += d; s2[0] += d * d; }
+        finish_moments(rows[k], n, c[k], s1, s2, mean[k], ss[k]);
+    }
 }
 #else
 template <int K, class T>
-static ECGK_INLINE void rows_sum(const T* const* rows, std::ptrdiff_t n, double* sum) {
+static ECGK_INLINE void rows_moments(const T* const* rows, std::ptrdiff_t n, double* mean, double* ss) {
     for (int k = 0; k < K; ++k) {
         double mn, mx;
-        row_stats(rows[k], n, sum[k], mn, mx);
+        row_moments(rows[k], n, mean[k], ss[k], mn, mx);
     }
-}
-
-template <int K, class T>
-static ECGK_INLINE void rows_ss(const T* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
-    for (int k = 0; k < K; ++k) ss[k] = row_ss(rows[k], n, mean[k]);
 }
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
 #define ECGK_AVX512 1
-// AVX-512 float32 forms of rows_sum / rows_ss: the same lanes and order (one
-// zmm = lanes 0-7), but each 8 samples convert with one instruction from
-// memory; GCC's lowering of the generic vector conversion adds two shuffles.
+// AVX-512 float32 form of rows_moments: the same lanes and order (one zmm =
+// lanes 0-7), but each 8 samples convert with one instruction from memory;
+// GCC's lowering of the generic vector conversion adds two shuffles.
 #define ECGK_T512 __attribute__((target("avx512f"), noinline))  // called, not inlined: one call a row group
 template <int K>
-static ECGK_T512 void rows_sum_512(const float* const* rows, std::ptrdiff_t n, double* sum) {
+static ECGK_T512 void rows_moments_512(const float* const* rows, std::ptrdiff_t n, double* mean, double* ss) {
     constexpr int C = ECGK_NL / 8;
-    __m512d acc[K][C];
-    for (int k = 0; k < K; ++k)
-        for (int c = 0; c < C; ++c) acc[k][c] = _mm512_setzero_pd();
-    std::ptrdiff_t i = 0;
-    for (; i + ECGK_NL <= n; i += ECGK_NL)
-        for (int k = 0; k < K; ++k)
-            for (int c = 0; c < C; ++c)
-                acc[k][c] = _mm512_add_pd(acc[k][c], _mm512_cvtps_pd(_mm256_loadu_ps(rows[k] + i + 8 * c)));
+    __m512d a1[K][C], a2[K][C], cv[K];
+    double c[K];
     for (int k = 0; k < K; ++k) {
-        double s[ECGK_NL];
-        for (int c = 0; c < C; ++c) _mm512_storeu_pd(s + 8 * c, acc[k][c]);
-        for (std::ptrdiff_t j = i; j < n; ++j) s[0] += (double)rows[k][j];
-        double t = 0;
-        for (int l = 0; l < ECGK_NL; ++l) t += s[l];
-        sum[k] = t;
-    }
-}
-
-template <int K>
-static ECGK_T512 void rows_ss_512(const float* const* rows, std::ptrdiff_t n, const double* mean, double* ss) {
-    constexpr int C = ECGK_NL / 8;
-    __m512d acc[K][C], m[K];
-    for (int k = 0; k < K; ++k) {
-        m[k] = _mm512_set1_pd(mean[k]);
-        for (int c = 0; c < C; ++c) acc[k][c] = _mm512_setzero_pd();
+        c[k] = shift_of(rows[k], n);
+        cv[k] = _mm512_set1_pd(c[k]);
+        for (int q = 0; q < C; ++q) a1[k][q] = a2[k][q] = _mm512_setzero_pd();
     }
     std::ptrdiff_t i = 0;
     for (; i + ECGK_NL <= n; i += ECGK_NL)
         for (int k = 0; k < K; ++k)
-            for (int c = 0; c < C; ++c) {
-                const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(rows[k] + i + 8 * c)), m[k]);
-                acc[k][c] = _mm512_add_pd(acc[k][c], _mm512_mul_pd(d, d));  // no FMA: same rounding
+            for (int q = 0; q < C; ++q) {
+                const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(rows[k] + i + 8 * q)), cv[k]);
+                a1[k][q] = _mm512_add_pd(a1[k][q], d);
+                a2[k][q] = _mm512_add_pd(a2[k][q], _mm512_mul_pd(d, d));  // no FMA: same rounding
             }
     for (int k = 0; k < K; ++k) {
-        double s[ECGK_NL];
-        for (int c = 0; c < C; ++c) _mm512_storeu_pd(s + 8 * c, acc[k][c]);
-        for (std::ptrdiff_t j = i; j < n; ++j) { const double d = (double)rows[k][j] - mean[k]; s[0] += d * d; }
-        double t = 0;
-        for (int l = 0; l < ECGK_NL; ++l) t += s[l];
-        ss[k] = t;
+        double s1[ECGK_NL], s2[ECGK_NL];
+        for (int q = 0; q < C; ++q) {
+            _mm512_storeu_pd(s1 + 8 * q, a1[k][q]);
+            _mm512_storeu_pd(s2 + 8 * q, a2[k][q]);
+        }
+        for (std::ptrdiff_t j = i; j < n; ++j) { const double d = (double)rows[k][j] - c[k]; s1[0] += d; s2[0] += d * d; }
+        finish_moments(rows[k], n, c[k], s1, s2, mean[k], ss[k]);
     }
 }
 #endif
@@ -312,24 +298,19 @@ static ECGK_INLINE void zseg_write(const T* row, float* out, std::ptrdiff_t L, s
     }
 }
 
-// K leads of one record: statistics in lockstep (see rows_sum), then written.
+// K leads of one record: statistics in lockstep (see rows_moments), then written.
 template <bool A512, int K, class T>
 static ECGK_INLINE void zseg_leads(const T* x, float* out, std::ptrdiff_t l0, std::ptrdiff_t L,
                                    std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
                                    int constant, double eps) {
     const T* rows[K];
-    double sum[K], mean[K], ss[K];
+    double mean[K], ss[K];
     bool same[K];
     for (int q = 0; q < K; ++q) rows[q] = x + (l0 + q) * T_;
 #ifdef ECGK_AVX512
-    if constexpr (A512) rows_sum_512<K>(rows, T_, sum); else
+    if constexpr (A512) rows_moments_512<K>(rows, T_, mean, ss); else
 #endif
-    rows_sum<K>(rows, T_, sum);
-    for (int q = 0; q < K; ++q) mean[q] = sum[q] / (double)T_;
-#ifdef ECGK_AVX512
-    if constexpr (A512) rows_ss_512<K>(rows, T_, mean, ss); else
-#endif
-    rows_ss<K>(rows, T_, mean, ss);
+    rows_moments<K>(rows, T_, mean, ss);
     for (int q = 0; q < K; ++q)
         same[q] = need_same_pass<T>(T_, mean[q], ss[q]) && row_same(rows[q], T_);
     for (int q = 0; q < K; ++q)
@@ -345,25 +326,21 @@ static ECGK_INLINE void zseg_record(
         // the record is contiguous: one row of L * T samples, summed as
         // ecgcore.signal.zscore sums it (bit-identical results for eps = 0)
         const std::ptrdiff_t n = L * T_;
-        double s, ss;
-        bool same;
+        double mean, ss;
 #ifdef ECGK_AVX512
-        if constexpr (A512) rows_sum_512<1>(&x, n, &s); else
+        if constexpr (A512) rows_moments_512<1>(&x, n, &mean, &ss); else
 #endif
-        rows_sum<1>(&x, n, &s);
-        const double mean = s / (double)n;
-#ifdef ECGK_AVX512
-        if constexpr (A512) rows_ss_512<1>(&x, n, &mean, &ss); else
-#endif
-        rows_ss<1>(&x, n, &mean, &ss);
-        same = need_same_pass<T>(n, mean, ss) && row_same(x, n);
+        rows_moments<1>(&x, n, &mean, &ss);
+        const bool same = need_same_pass<T>(n, mean, ss) && row_same(x, n);
         const double sd = std::sqrt(ss / (double)n);
         for (std::ptrdiff_t l = 0; l < L; ++l)
             zseg_write(x + l * T_, out + l * len, L, len, k, mean, sd, same, constant, eps);
         return;
     }
     std::ptrdiff_t l = 0;
-    for (; l + 4 <= L; l += 4) zseg_leads<A512, 4>(x, out, l, L, T_, len, k, constant, eps);
+    // two leads at a time: 16 accumulators (two sums of four vectors each), which
+    // fit the 32 vector registers with the loads; four leads would spill
+    for (; l + 2 <= L; l += 2) zseg_leads<A512, 2>(x, out, l, L, T_, len, k, constant, eps);
     for (; l < L; ++l) zseg_leads<A512, 1>(x, out, l, L, T_, len, k, constant, eps);
 }
 

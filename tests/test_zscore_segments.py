@@ -105,3 +105,34 @@ def test_bad_arguments_raise(rng, kwargs, word):
 def test_bad_shape_raises(rng):
     with pytest.raises(PreprocessError, match="3-D"):
         zscore_segments(np.zeros((12, 5000), np.float32), 2500)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_statistics_match_two_pass(rng, dtype):
+    """The statistics take one pass around the row's first sample; a first sample far
+    from the mean (a spike) or a large offset must still give numpy's two-pass std
+    (the kernel then sums the squared deviations again around the mean)."""
+    n = 5003  # a tail after the last 32-sample block
+    x = rng.standard_normal((6, 3, n))
+    x[0, 0, 0] = 1e6           # spike as the shift: the subtraction would lose ~24 bits
+    x[1, 1, 0] = -3e4
+    x[2] = x[2] * 1e-3 + 5e3   # large offset, tiny spread
+    x[3, 2] = x[3, 2] * 1e-6 + 1.0
+    x[4, 0, :] = np.inf; x[4, 0, 100] = 0.0
+    x = x.astype(dtype)
+    for scope in ("lead", "record"):
+        z, mean, std = S.zscore(x, scope=scope, return_stats=True)
+        axes = (-1,) if scope == "lead" else (-2, -1)
+        x64 = x.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            ref_m, ref_s = x64.mean(axis=axes), x64.std(axis=axes)
+        ok = np.isfinite(ref_s)
+        # the mean's rounding is relative to the samples' magnitude (the spike rows' means
+        # are small against the spike): float64 rounding of sums of n such samples
+        scale = np.abs(np.where(np.isfinite(x64), x64, 0)).max(axis=axes)
+        assert (np.abs(mean[ok] - ref_m[ok]) <= 1e-12 * np.abs(ref_m[ok]) + 1e-15 * scale[ok]).all()
+        np.testing.assert_allclose(std[ok], ref_s[ok], rtol=1e-9, atol=0)
+        assert np.isnan(std[~ok]).all()
+        # and the fused kernel computes the same statistics
+        got = zscore_segments(x, n, scope, "zero")
+        np.testing.assert_array_equal(got[:, 0], z.astype(np.float32))
