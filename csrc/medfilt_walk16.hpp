@@ -54,6 +54,36 @@
 // change), into L1 a line per group (0-3 % in three runs while the VM's
 // speed drifted: not kept); the range scan of make_quant still waits on
 // memory, about 4 % of the kernel in perf.
+// Third round (same input and A/B method, 768 x 5000 rows, CPU time, best of
+// 5 per round, 7-9 rounds; ratios are medians of the rounds): the per-output
+// code of group16 went from 11-13 to 10 instructions and the per-group setup
+// from about 90 to about 65, 3.95-4.03 -> 3.65-3.69 ns per sample (median
+// ratio 0.91-0.93 in five separate runs), bit-identical. In steps: the
+// byte-compare thresholds as memory operands (kByteRamp) and the position
+// lookup from one pointer to rank b together
+// -2.5 % (each alone -0.3 to -1 %); membership bytes by vpacksswb + vpermq
+// with `enter` from kunpckdq, and the reference count (cref) from the same
+// byte compare at i = -1 instead of two word compares, -2 %; no clamp of the
+// base rank (ms::Slot pads pos with 64 sentinel ranks and the entries with 64
+// zeros below rank 0) -1.3 %; the entering / leaving compares written with
+// the load as memory operand (below16) -1 %. Tried and dropped in that
+// round: the pairs' samples and unsorted entries not copied into their slots
+// (one padded copy of the row and a row-wide array of unsorted entries,
+// pointers per pair: +1 % with the block sort and the pair setup kept out of
+// line, +11 % when the compiler inlined them into the row loop; samples still
+// copied from the padded row into the slot: +-0, so the samples' locality
+// cost what the copies saved), sort_block32 reading blocks inside the row in
+// place instead of through the staging buffer (-0.3 %, noise), the group's
+// last output computed first (it alone feeds the next group's base rank:
+// +2.6 %), 3 pairs per group again (+4 %), the pos table's and + xor as one
+// vpternlogd with the upper half of t re-read from tt (no change), and one
+// out-of-line call finishing the group at its first far output instead of
+// one far() call per output (-0.25 %, noise; counted with an instrumented
+// build: 0.96 % of the outputs go far, 78 % of those after another far
+// output of the same group, so a cheaper path would re-centre the span
+// there). A perf profile afterwards: the walk (with the range scan and the
+// stores) 55 % of the kernel, the block sort 29 %, the pair merge and tables
+// 13.5 %, far() 1.4 %.
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -75,9 +105,11 @@ namespace mw {
 
 using ms::Slot;
 
-// bit i set when entry ents[i] < cb, i = 0 .. 15
+// bit i set when entry ents[i] < cb, i = 0 .. 15 (written as cb > ents so
+// that the load becomes the compare's memory operand: the other order kept
+// one of the two loads per group in a stack slot, stored and reloaded)
 static ECGK_MS_INLINE uint32_t below16(const uint32_t* ents, uint32_t cb) {
-    return _mm512_cmplt_epu32_mask(_mm512_loadu_si512(ents), _mm512_set1_epi32((int)cb));
+    return _mm512_cmpgt_epu32_mask(_mm512_set1_epi32((int)cb), _mm512_loadu_epi32(ents));
 }
 static ECGK_MS_INLINE uint32_t below16(const uint64_t* ents, uint64_t cb) {
     const __m512i c = _mm512_set1_epi64((long long)cb);
@@ -112,6 +144,18 @@ static __attribute__((noinline)) uint32_t far(const Slot<N, Ent>& s, int b, int 
     }
 }
 
+// kByteRamp[i]: 64 bytes of i, the thresholds of group16's byte compares
+static_assert(ECGK_W16_GS <= 16, "group16 handles at most 16 outputs (one vector of prefix sums)");
+#define ECGK_W16_R8(i) i, i, i, i, i, i, i, i
+#define ECGK_W16_R64(i) {ECGK_W16_R8(i), ECGK_W16_R8(i), ECGK_W16_R8(i), ECGK_W16_R8(i), \
+                         ECGK_W16_R8(i), ECGK_W16_R8(i), ECGK_W16_R8(i), ECGK_W16_R8(i)}
+alignas(64) static const int8_t kByteRamp[16][64] = {
+    ECGK_W16_R64(0),  ECGK_W16_R64(1),  ECGK_W16_R64(2),  ECGK_W16_R64(3),  ECGK_W16_R64(4),  ECGK_W16_R64(5),
+    ECGK_W16_R64(6),  ECGK_W16_R64(7),  ECGK_W16_R64(8),  ECGK_W16_R64(9),  ECGK_W16_R64(10), ECGK_W16_R64(11),
+    ECGK_W16_R64(12), ECGK_W16_R64(13), ECGK_W16_R64(14), ECGK_W16_R64(15)};
+#undef ECGK_W16_R64
+#undef ECGK_W16_R8
+
 // Outputs o0 .. o0 + 15 of one pair (o0 >= 1) into out[o0 ..]; pref is the
 // median rank of output o0 - 1. Returns the median rank of output o0 + 15.
 template <int N, class Ent>
@@ -119,20 +163,42 @@ static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32
                                        __m512i kk, int drift) {
     constexpr int P = Slot<N, Ent>::PAD;
     // centred on where the median is expected to go: the previous group's
-    // movement, clamped so that pref stays inside b .. b + 63 (cref below)
-    int b = (int)pref - 32 + std::max(-ECGK_W16_DRIFT, std::min(ECGK_W16_DRIFT, drift));
-    b = b < 0 ? 0 : (b > 2 * N - 64 ? 2 * N - 64 : b);
+    // movement, clamped so that pref stays inside b .. b + 63 (cref below).
+    // b itself is not clamped to 0 .. 2N - 64: it stays within -32 - DRIFT ..
+    // 2N - 33 + DRIFT, where the zero entries below rank 0 (cb = 0: no entry
+    // below it) and the sentinel ranks of pos (never in a window) stand in
+    // for the missing ranks.
+    static_assert(Slot<N, Ent>::PAD >= 32 + ECGK_W16_DRIFT &&
+                      Slot<N, Ent>::CPV * 64 / (int)sizeof(Ent) >= 32 + ECGK_W16_DRIFT,
+                  "rank padding too small for the base rank's range");
+    const int b = (int)pref - 32 + std::max(-ECGK_W16_DRIFT, std::min(ECGK_W16_DRIFT, drift));
     // positions of ranks b .. b + 63, relative to o0 - 1
     const __m512i base = _mm512_set1_epi16((short)(o0 - 1));
     const __m512i lo = _mm512_sub_epi16(_mm512_loadu_si512(s.pos + P + b), base);
     const __m512i hi = _mm512_sub_epi16(_mm512_loadu_si512(s.pos + P + b + 32), base);
+    // Window membership of ranks b .. b + 63 for outputs o0 - 1 .. o0 + 15 as
+    // one byte per rank: rank r is in the window of output o0 + i when
+    // lo - k <= i < lo. A rank with lo < k leaves (in the window while
+    // i < lo), one with lo >= k enters (in it once i >= lo - k), so with
+    // v = lo or lo - k, clamped to -1 .. 16, and `enter` marking the entering
+    // ranks, membership is (i < v) xor enter: one byte compare per output,
+    // i = -1 included (output o0 - 1, for cref). vpacksswb saturates the two
+    // halves to bytes (interleaved by 64 bits, which vpermq undoes) before the
+    // clamp. (The sentinel ranks have lo < 0: never in a window.)
+    const __m512i k16 = _mm512_set1_epi16((short)k);
+    const __mmask32 e0 = _mm512_cmpge_epi16_mask(lo, k16), e1 = _mm512_cmpge_epi16_mask(hi, k16);
+    const __m512i v0 = _mm512_mask_sub_epi16(lo, e0, lo, k16), v1 = _mm512_mask_sub_epi16(hi, e1, hi, k16);
+    const __m512i ord = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0), m1 = _mm512_set1_epi8(-1);
+    const __m512i vb = _mm512_min_epi8(_mm512_max_epi8(_mm512_permutexvar_epi64(ord, _mm512_packs_epi16(v0, v1)), m1),
+                                       _mm512_set1_epi8(16));
+    const uint64_t enter = _cvtmask64_u64(_mm512_kunpackd((__mmask64)e1, (__mmask64)e0));
     // window ranks below b at output o0 - 1: h minus those in b .. pref - 1
-    const uint64_t mref = (uint64_t)_mm512_cmplt_epu16_mask(lo, kk) | (uint64_t)_mm512_cmplt_epu16_mask(hi, kk) << 32;
+    const uint64_t mref = _mm512_cmpgt_epi8_mask(vb, m1) ^ enter;
     const int cref = h - (int)__builtin_popcountll(_bzhi_u64(mref, (uint32_t)((int)pref - b)));
     // t_o = h - C_o = (h - cref) - prefix sum of (entering below b) - (leaving below b)
     const Ent cb = s.cr()[b];
     const __mmask16 in = (__mmask16)below16(s.er() + o0 + k - 1, cb), outm = (__mmask16)below16(s.er() + o0 - 1, cb);
-    const __m512i one = _mm512_set1_epi32(1), z = _mm512_setzero_si512(), one16 = _mm512_set1_epi16(1);
+    const __m512i one = _mm512_set1_epi32(1), z = _mm512_setzero_si512();
     __m512i d = _mm512_sub_epi32(_mm512_maskz_mov_epi32(in, one), _mm512_maskz_mov_epi32(outm, one));
     d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 15));
     d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 14));
@@ -151,22 +217,15 @@ static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32
     // itself it kept bit[] in vector registers and spent one or two extracts per
     // output (this, and fewer arguments for far(): about 5 % of the kernel)
     __asm__ volatile("" : : "m"(bit) : "memory");
-    // Window membership of ranks b .. b + 63 for the 16 outputs as one byte per
-    // rank: with rel = pos - o0, rank r is in the window of output o0 + i when
-    // rel - k < i <= rel. A rank with rel < k leaves (in the window while
-    // i < rel + 1), one with rel >= k enters (in it once i >= rel - k + 1), so
-    // with v = that bound clamped to 0 .. 16 and `enter` marking the entering
-    // ranks, membership is (i < v) xor enter: one byte compare per output.
-    const __m512i rel0 = _mm512_sub_epi16(lo, one16), rel1 = _mm512_sub_epi16(hi, one16);  // pos - o0
-    const __m512i k16 = _mm512_set1_epi16((short)k), km1 = _mm512_set1_epi16((short)(k - 1));
-    const __mmask32 e0 = _mm512_cmpge_epi16_mask(rel0, k16), e1 = _mm512_cmpge_epi16_mask(rel1, k16);
-    const __m512i z16 = _mm512_setzero_si512(), c16 = _mm512_set1_epi16(16);
-    __m512i v0 = _mm512_mask_sub_epi16(_mm512_add_epi16(rel0, one16), e0, rel0, km1);
-    __m512i v1 = _mm512_mask_sub_epi16(_mm512_add_epi16(rel1, one16), e1, rel1, km1);
-    v0 = _mm512_min_epi16(_mm512_max_epi16(v0, z16), c16);
-    v1 = _mm512_min_epi16(_mm512_max_epi16(v1, z16), c16);
-    const __m512i vb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(v0)), _mm512_cvtepi16_epi8(v1), 1);
-    const uint64_t enter = (uint64_t)e0 | (uint64_t)e1 << 32;
+    // the thresholds i of the byte compares as memory operands: built as
+    // constants, the compiler kept eight in registers and rebuilt the others
+    // with mov + vpbroadcastb for every output (the pointer is hidden from it,
+    // or it would fold the table back into such constants)
+    const int8_t* thr = &kByteRamp[0][0];
+    __asm__("" : "+r"(thr));
+    // ranks b .. from one pointer: the position lookup needs no add per output
+    const uint16_t* pb = s.pos + P + b;
+    __asm__("" : "+r"(pb));
     std::size_t r = pref;
     // one opaque pointer for the 16 stores: left to itself the compiler turned
     // out + o0 + i into 16 induction variables, kept in xmm registers
@@ -174,12 +233,18 @@ static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32
     __asm__("" : "+r"(ob));
 #pragma GCC unroll 16
     for (int i = 0; i < ECGK_W16_GS; ++i) {
-        const uint64_t m = _mm512_cmplt_epi8_mask(_mm512_set1_epi8((char)i), vb) ^ enter;
+        const uint64_t m = _mm512_cmpgt_epi8_mask(vb, _mm512_load_si512(thr + 64 * i)) ^ enter;
         const uint64_t sel = _pdep_u64(bit[i], m);
-        if (__builtin_expect(sel == 0, 0)) r = far(s, b, tt[i], m, o0, i, kk);
-        else r = (std::size_t)b + (std::size_t)__builtin_ctzll(sel);
-        if constexpr (sizeof(Ent) == 4) ob[i] = s.val[s.pos[P + r]];  // val by position (prepare32)
-        else ob[i] = s.val[r];                                          // val by rank (ms::prepare64)
+        if (__builtin_expect(sel == 0, 0)) {
+            r = far(s, b, tt[i], m, o0, i, kk);
+            if constexpr (sizeof(Ent) == 4) ob[i] = s.val[s.pos[P + r]];  // val by position (prepare32)
+            else ob[i] = s.val[r];                                          // val by rank (ms::prepare64)
+        } else {
+            const std::size_t c = (std::size_t)__builtin_ctzll(sel);
+            r = (std::size_t)b + c;
+            if constexpr (sizeof(Ent) == 4) ob[i] = s.val[pb[c]];
+            else ob[i] = s.val[r];
+        }
     }
     return (uint32_t)r;
 }
@@ -191,7 +256,7 @@ static ECGK_MS_INLINE uint32_t group16(const Slot<N, Ent>& s, float* out, uint32
 static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
                              const __m512i* ub, int pa, const float* vals) {
     constexpr int N = 256, P = Slot<N, uint32_t>::PAD;
-    ms::bmerge16(A, B, s.c);
+    ms::bmerge16(A, B, s.c());
     for (int v = 0; v < 16; ++v) {
         s.e[v] = ua[v];
         s.e[16 + v] = ub[v];
@@ -202,7 +267,7 @@ static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m
     const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi16((short)(pa * N));
     const __m512i ord = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
     for (int v = 0; v < 32; v += 2) {
-        const __m512i t = _mm512_packus_epi32(_mm512_and_si512(s.c[v], low), _mm512_and_si512(s.c[v + 1], low));
+        const __m512i t = _mm512_packus_epi32(_mm512_and_si512(s.c()[v], low), _mm512_and_si512(s.c()[v + 1], low));
         _mm512_storeu_si512(s.pos + P + 16 * v, _mm512_xor_si512(_mm512_permutexvar_epi64(ord, t), flip));
     }
     std::memcpy(s.val, vals + pa * N, N * sizeof(float));
@@ -275,6 +340,7 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
     for (int l = 0; l < G; ++l) {
         std::fill(slots[l].pos, slots[l].pos + SlotT::PAD, (uint16_t)0xFFFF);
         std::fill(slots[l].pos + SlotT::PAD + 2 * N, slots[l].pos + 2 * SlotT::PAD + 2 * N, (uint16_t)0xFFFF);
+        for (int v = 0; v < SlotT::CPV; ++v) slots[l].cx[v] = _mm512_setzero_si512();
     }
     const __m512i kk = _mm512_set1_epi16((short)k);
     if constexpr (Q32) ms::sort_block32(x, n, k, 0, qz, blk[0], tmp, uns[0]);

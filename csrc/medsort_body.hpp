@@ -576,16 +576,24 @@ static inline void sort_block32(const float* x, std::ptrdiff_t n, std::ptrdiff_t
 // for the pair, and rank r is in the window [j + 1, j + k] after step j when
 // pos[r] - (j + 1) < k (unsigned); one vector load and compare give the
 // membership of the 16 ranks around the median.
+// Ranks outside 0 .. 2N - 1 are padding: PAD sentinel positions (0xFFFF,
+// never in a window) on both sides of pos and 64 zero entries below rank 0
+// (cx, before c()), so that the grouped walk (medfilt_walk16.hpp) may place
+// its 64-rank span partly outside the pair's ranks without a clamp; its
+// median_row writes the zeros with the sentinels (ms::median_row reads neither).
 template <int N, class Ent>
 struct Slot {
-    static constexpr int PAD = 32;    // sentinel ranks on both sides of pos
+    static constexpr int PAD = 64;    // sentinel ranks on both sides of pos
     static constexpr int NV = 2 * N * (int)sizeof(Ent) / 64;  // zmm of entries per pair
-    __m512i c[NV];                    // the pair's entries in rank order
+    static constexpr int CPV = (int)sizeof(Ent);              // zmm of 64 zero entries below rank 0
+    __m512i cx[CPV + NV];             // zeros, then the pair's entries in rank order (c())
     __m512i e[NV];                    // the pair's entries by position in A | B
     uint16_t pos[PAD + 2 * N + PAD];  // rank -> position in A | B (0xFFFF: padding)
     float val[2 * N];                 // rank -> sample
     float out[N];                     // the median at each step
-    const Ent* cr() const { return reinterpret_cast<const Ent*>(c); }
+    __m512i* c() { return cx + CPV; }
+    const __m512i* c() const { return cx + CPV; }
+    const Ent* cr() const { return reinterpret_cast<const Ent*>(cx + CPV); }
     const Ent* er() const { return reinterpret_cast<const Ent*>(e); }
 };
 
@@ -595,7 +603,7 @@ template <int NV>
 static inline void prepare64(Slot<8 * NV, uint64_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
                              const __m512i* ub, int pa) {
     constexpr int N = 8 * NV, P = Slot<N, uint64_t>::PAD;
-    bmerge<NV>(A, B, s.c);
+    bmerge<NV>(A, B, s.c());
     for (int v = 0; v < NV; ++v) {
         s.e[v] = ua[v];
         s.e[NV + v] = ub[v];
@@ -604,7 +612,7 @@ static inline void prepare64(Slot<8 * NV, uint64_t>& s, const __m512i* A, const 
     // from; flipping it when A is the odd block gives the position in A | B
     const __m512i low = _mm512_set1_epi64(2 * N - 1), flip = _mm512_set1_epi64((long long)pa * N);
     for (int v = 0; v < 2 * NV; v += 2) {
-        const __m512i e0 = s.c[v], e1 = s.c[v + 1];
+        const __m512i e0 = s.c()[v], e1 = s.c()[v + 1];
         const __m256i k0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(e0, 32)), k1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(e1, 32));
         _mm512_storeu_ps(s.val + 8 * v, unkeys16(_mm512_inserti64x4(_mm512_castsi256_si512(k0), k1, 1)));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(s.pos + P + 8 * v),
@@ -617,14 +625,14 @@ static inline void prepare64(Slot<8 * NV, uint64_t>& s, const __m512i* A, const 
 static inline void prepare32(Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua,
                              const __m512i* ub, int pa, const float* vals) {
     constexpr int N = 256, P = Slot<N, uint32_t>::PAD;
-    bmerge16(A, B, s.c);
+    bmerge16(A, B, s.c());
     for (int v = 0; v < 16; ++v) {
         s.e[v] = ua[v];
         s.e[16 + v] = ub[v];
     }
     const __m512i low = _mm512_set1_epi32(2 * N - 1), flip = _mm512_set1_epi32(pa * N);
     for (int v = 0; v < 32; ++v) {
-        const __m512i tag = _mm512_and_si512(s.c[v], low);
+        const __m512i tag = _mm512_and_si512(s.c()[v], low);
         _mm512_storeu_ps(s.val + 16 * v, _mm512_i32gather_ps(tag, vals, 4));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.pos + P + 16 * v), _mm512_cvtepi32_epi16(_mm512_xor_si512(tag, flip)));
     }

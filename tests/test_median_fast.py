@@ -181,6 +181,26 @@ def test_grouped_walk_trends(rng, k):
         assert_median_close(_kernel(x[:, ::-1], k, 7), medfilt_rows(x[:, ::-1], k), x[:, ::-1], k)
 
 
+@pytest.mark.parametrize("k", [17, 33, 63])
+def test_grouped_walk_span_beyond_the_pair_ranks(rng, k):
+    """Monotone rows keep the median near the lowest ranks of a block pair (rising)
+    or its highest ones (falling) at the start of every pair, so the 64 ranks the
+    walk examines per group reach below rank 0 and above the pair's last rank,
+    where padding ranks (never in a window, no entry below them) stand in."""
+    n = 2049
+    t = np.arange(n)
+    x = np.stack([
+        t * 0.01, -t * 0.01,                                   # one ramp, both ways
+        t * 0.01 + rng.standard_normal(n) * 1e-3,              # a ramp with noise
+        (t % 512) * 1.0, -(t % 512) * 1.0,                     # a ramp per block pair
+        ((t + 256) % 512) * 1.0,                               # ... offset by a block
+    ]).astype(np.float32)
+    ref = medfilt_rows(x, k)
+    np.testing.assert_array_equal(_kernel(x, k, 6), ref)
+    np.testing.assert_array_equal(_kernel(x, k, 6, True), x - ref)
+    assert_median_close(_kernel(x, k, 7), ref, x, k)
+
+
 def test_grouped_walk_real_records(shared):
     for x, fs in real_signals():
         xx = np.ascontiguousarray(x.astype(np.float32))
