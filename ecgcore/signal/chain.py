@@ -8,8 +8,9 @@ once. The result equals calling the individual functions one after the other
 (each filter keeps its own scipy padding and initial conditions).
 
 A per-lead ``zscore`` step right after them runs in the same call: the kernel
-takes the statistics (float64, mean then the sum of squared deviations, as
-``zscore()``) from its block buffer and writes the standardised rows directly.
+takes the statistics (float64, mean then the sum of squared deviations; ``zscore()``
+takes one pass around the lead's first sample, and the two agree to float64
+rounding) from its block buffer and writes the standardised rows directly.
 ``scope="record"`` and ``return_stats`` are not fused. Plans are cached on
 (fs, length, dtype, steps) when the step parameters are hashable; a chain that
 is only fused kernel groups plus a final plain ``segment`` (the usual preset on a
