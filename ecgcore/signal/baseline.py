@@ -15,12 +15,12 @@ sample, no searches). Longer windows use Suomela's block sort (J. Suomela,
 is sorted once, two adjacent sorted blocks are merged into ranks, and the
 window's median is the (k/2)-th set bit of a rank bit mask, which moves by at
 most one set bit per step. On AVX-512 machines float32 windows of 129 to 511
-samples (ECGFounder's 201 included) run it with bitonic sorting and merging
-networks in zmm registers on blocks of 256 or 512 samples, and find the
-medians 16 outputs at a time: from the count of window samples below one base
-rank near the previous median (a vector compare of the entering and leaving
-samples and a prefix sum) and the window membership of the 64 ranks above it
-(one byte compare per output), with no step-to-step dependency;
+samples (ECGFounder's 201 included) run it with sorting networks (a
+60-comparator column network, then bitonic merges) in zmm registers on blocks
+of 256 or 512 samples, and find the medians 16 outputs at a time: from the
+count of window samples below one base rank (near where the previous median
+and its last movement point) and the window membership of the 64 ranks above
+it (one byte compare per output), with no step-to-step dependency;
 longer windows, float64 (from about 400 samples) and other machines use a
 scalar radix-sort version.
 
