@@ -296,75 +296,28 @@ static void walk(Slot<N, Ent>* slots, float* const* out, const uint32_t* p0, int
         }
     }
 }
+// noinline: inlined into ms::run_pairs it cost 3 % (register pressure in the
+// driver's loop), measured in one process against the build before the shared driver
 template <int GG, int N, class Ent>
-static void walk_up_to(int gl, Slot<N, Ent>* slots, float* const* out, const uint32_t* p, int k, int h, __m512i kk) {
+static __attribute__((noinline)) void walk_up_to(int gl, Slot<N, Ent>* slots, float* const* out, const uint32_t* p, int k, int h, __m512i kk) {
     if constexpr (GG > 1) {
         if (gl < GG) return walk_up_to<GG - 1>(gl, slots, out, p, k, h, kk);
     }
     walk<GG>(slots, out, p, k, h, kk);
 }
 
-// Same contract and block layout as ms::median_row (medsort_body.hpp).
+// ms::median_row's driver (medsort_body.hpp, ms::run_pairs) with this file's
+// tables and grouped walk.
 template <int N, bool Q32>
 static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const ms::Quant& qz) {
-    constexpr int G = ECGK_W16_G;
-    constexpr int NV = N / 8;
-    static_assert(!Q32 || N == 256, "32-bit entries: blocks of 256");
-    const std::ptrdiff_t h = k / 2;
-    const std::ptrdiff_t npairs = (n + N - 1) / N;
-    struct Scratch {
-        void* mem = nullptr;
-        size_t cap = 0;
-        ~Scratch() { std::free(mem); }
-    };
-    static thread_local Scratch S;
     using Ent = typename std::conditional<Q32, uint32_t, uint64_t>::type;
-    using SlotT = Slot<N, Ent>;
-    const size_t slot_b = (sizeof(SlotT) + 63) & ~(size_t)63;
-    const size_t blk_b = 4 * NV * sizeof(__m512i), tmp_b = ((2 * N + 16) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t out_b = ((N + 16) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t need = blk_b + G * slot_b + tmp_b + G * out_b;
-    if (S.cap < need) {
-        std::free(S.mem);
-        S.mem = std::aligned_alloc(64, (need + 63) & ~(size_t)63);
-        if (!S.mem) throw std::bad_alloc();
-        S.cap = need;
-    }
-    char* base = static_cast<char*>(S.mem);
-    __m512i* blk[2] = {reinterpret_cast<__m512i*>(base), reinterpret_cast<__m512i*>(base) + NV};
-    __m512i* uns[2] = {reinterpret_cast<__m512i*>(base) + 2 * NV, reinterpret_cast<__m512i*>(base) + 3 * NV};
-    SlotT* slots = reinterpret_cast<SlotT*>(base + blk_b);
-    float* tmp = reinterpret_cast<float*>(base + blk_b + G * slot_b);
-    float* outs[G];
-    for (int l = 0; l < G; ++l) outs[l] = reinterpret_cast<float*>(base + blk_b + G * slot_b + tmp_b + l * out_b);
-    for (int l = 0; l < G; ++l) {
-        std::fill(slots[l].pos, slots[l].pos + SlotT::PAD, (uint16_t)0xFFFF);
-        std::fill(slots[l].pos + SlotT::PAD + 2 * N, slots[l].pos + 2 * SlotT::PAD + 2 * N, (uint16_t)0xFFFF);
-        for (int v = 0; v < SlotT::CPV; ++v) slots[l].cx[v] = _mm512_setzero_si512();
-    }
-    const __m512i kk = _mm512_set1_epi16((short)k);
-    if constexpr (Q32) ms::sort_block32(x, n, k, 0, qz, blk[0], tmp, uns[0]);
-    else ms::sort_block<NV>(x, n, k, 0, blk[0], tmp, uns[0]);
-    std::ptrdiff_t groups_left = (npairs + G - 1) / G;
-    for (std::ptrdiff_t b0 = 0; b0 < npairs; --groups_left) {
-        const int gl = (int)((npairs - b0 + groups_left - 1) / groups_left);
-        uint32_t p[G];
-        for (int l = 0; l < gl; ++l) {
-            const std::ptrdiff_t b = b0 + l;
-            const int a = (int)(b & 1);
-            if constexpr (Q32) {
-                ms::sort_block32(x, n, k, b + 1, qz, blk[a ^ 1], tmp, uns[a ^ 1]);
-                mw::prepare32(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a, tmp);
-            } else {
-                ms::sort_block<NV>(x, n, k, b + 1, blk[a ^ 1], tmp, uns[a ^ 1]);
-                ms::prepare64<NV>(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a);
-            }
-            p[l] = ms::select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
-        }
-        walk_up_to<G>(gl, slots, outs, p, (int)k, (int)h, kk);
-        ms::store_group(x, y, n, b0, gl, N, subtract, [&](int l) -> const float* { return outs[l]; });
-        b0 += gl;
-    }
+    ms::run_pairs<N, Q32, ECGK_W16_G, true>(
+        x, y, n, k, subtract, qz,
+        [](Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua, const __m512i* ub, int a,
+           const float* vals) { mw::prepare32(s, A, B, ua, ub, a, vals); },
+        [k](int gl, Slot<N, Ent>* slots, float* const* outs, const uint32_t* p, int h, __m512i kk) {
+            walk_up_to<ECGK_W16_G>(gl, slots, outs, p, (int)k, h, kk);
+        });
 }
 
 }  // namespace mw

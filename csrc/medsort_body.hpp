@@ -740,9 +740,16 @@ static inline void store_group(const float* x, float* y, std::ptrdiff_t n, std::
     }
 }
 
-template <int N, bool Q32>
-static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const Quant& qz) {
-    constexpr int G = ECGK_MS_G;
+// The block-pair driver of both walks (this file's one-step walk and the
+// grouped one of medfilt_walk16.hpp): block sorts, pair merges, groups of up to
+// G pairs, stores. prep32(slot, A, B, ua, ub, a, tmp) builds a pair's tables
+// from 32-bit entries (the walks read them differently); walk(gl, slots, outs,
+// p, h, kk) finds the medians of gl pairs from their first ranks p into
+// outs[l] (OWN_OUT: buffers of N + 16 floats beside the slots, for a walk that
+// writes 16 outputs at a time; else each slot's own `out`).
+template <int N, bool Q32, int G, bool OWN_OUT, class Prep32, class Walk>
+static void run_pairs(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const Quant& qz,
+                      Prep32 prep32, Walk walk) {
     constexpr int NV = N / 8;  // zmm per block of 64-bit entries
     static_assert(!Q32 || N == 256, "32-bit entries: blocks of 256");
     const std::ptrdiff_t h = k / 2;
@@ -760,7 +767,8 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
     using SlotT = Slot<N, Ent>;
     const size_t slot_b = (sizeof(SlotT) + 63) & ~(size_t)63;
     const size_t blk_b = 4 * NV * sizeof(__m512i), tmp_b = ((2 * N + 16) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t need = blk_b + G * slot_b + tmp_b;
+    const size_t out_b = OWN_OUT ? ((N + 16) * sizeof(float) + 63) & ~(size_t)63 : 0;
+    const size_t need = blk_b + G * slot_b + tmp_b + G * out_b;
     if (S.cap < need) {
         std::free(S.mem);
         S.mem = std::aligned_alloc(64, (need + 63) & ~(size_t)63);
@@ -773,10 +781,14 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
     __m512i* uns[2] = {reinterpret_cast<__m512i*>(base) + 2 * NV, reinterpret_cast<__m512i*>(base) + 3 * NV};
     SlotT* slots = reinterpret_cast<SlotT*>(base + blk_b);
     float* tmp = reinterpret_cast<float*>(base + blk_b + G * slot_b);  // block samples (even, odd)
+    float* outs[G];
     for (int l = 0; l < G; ++l) {
-        // sentinel ranks outside 0 .. 2N - 1: never in a window (0xFFFF - j - 1 >= k)
+        outs[l] = OWN_OUT ? reinterpret_cast<float*>(base + blk_b + G * slot_b + tmp_b + l * out_b) : slots[l].out;
+        // sentinel ranks outside 0 .. 2N - 1: never in a window (0xFFFF - j - 1 >= k),
+        // and zero entries below rank 0 (see Slot)
         std::fill(slots[l].pos, slots[l].pos + SlotT::PAD, (uint16_t)0xFFFF);
         std::fill(slots[l].pos + SlotT::PAD + 2 * N, slots[l].pos + 2 * SlotT::PAD + 2 * N, (uint16_t)0xFFFF);
+        for (int v = 0; v < SlotT::CPV; ++v) slots[l].cx[v] = _mm512_setzero_si512();
     }
     const __m512i kk = _mm512_set1_epi16((short)k);
     if constexpr (Q32) sort_block32(x, n, k, 0, qz, blk[0], tmp, uns[0]);
@@ -792,17 +804,29 @@ static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_
             const int a = (int)(b & 1);
             if constexpr (Q32) {
                 sort_block32(x, n, k, b + 1, qz, blk[a ^ 1], tmp, uns[a ^ 1]);
-                prepare32(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a, tmp);
+                prep32(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a, tmp);
             } else {
                 sort_block<NV>(x, n, k, b + 1, blk[a ^ 1], tmp, uns[a ^ 1]);
                 prepare64<NV>(slots[l], blk[a], blk[a ^ 1], uns[a], uns[a ^ 1], a);
             }
             p[l] = select_rank(slots[l], (int)h, _mm512_setzero_si512(), kk);
         }
-        walk_up_to<G>(gl, slots, p, k, (int)h, kk);
-        store_group(x, y, n, b0, gl, N, subtract, [&](int l) -> const float* { return slots[l].out; });
+        walk(gl, slots, outs, p, (int)h, kk);
+        store_group(x, y, n, b0, gl, N, subtract, [&](int l) -> const float* { return outs[l]; });
         b0 += gl;
     }
+}
+
+template <int N, bool Q32>
+static void median_row(const float* x, float* y, std::ptrdiff_t n, std::ptrdiff_t k, bool subtract, const Quant& qz) {
+    using Ent = typename std::conditional<Q32, uint32_t, uint64_t>::type;
+    run_pairs<N, Q32, ECGK_MS_G, false>(
+        x, y, n, k, subtract, qz,
+        [](Slot<256, uint32_t>& s, const __m512i* A, const __m512i* B, const __m512i* ua, const __m512i* ub, int a,
+           const float* vals) { ms::prepare32(s, A, B, ua, ub, a, vals); },
+        [k](int gl, Slot<N, Ent>* slots, float* const*, const uint32_t* p, int h, __m512i kk) {
+            walk_up_to<ECGK_MS_G>(gl, slots, p, k, h, kk);
+        });
 }
 
 }  // namespace ms
