@@ -139,6 +139,20 @@ def _dv(v, i):
 
 
 @njit(cache=True)
+def _steepest(v, start, stop, step, sgn):
+    """Index from ``start`` towards ``stop`` (inclusive, by ``step`` = +1 or -1) where
+    ``sgn * _dv(v, i)`` is largest and positive; ``start`` when it never is."""
+    xm = start
+    bs = 0.0
+    for i in range(start, stop + step, step):
+        sv = sgn * _dv(v, i)
+        if sv > bs:
+            bs = sv
+            xm = i
+    return xm
+
+
+@njit(cache=True)
 def _trapezium_end(v, xm, xr):
     """Vázquez-Seisdedos trapezium: the sample in [xm, xr] (either direction) that
     maximises 0.5 |v[xm] - v[xi]| |2 xr - xi - xm|; the wave end where the signal
@@ -633,13 +647,7 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
             sgn = 1.0 if v[t_off_pk - ta] > 0 else -1.0
             # T end: steepest return to baseline after the peak, then trapezium
             lim = min(tz, t_off_pk + int(0.15 * fs))
-            xm = t_off_pk
-            bs = 0.0
-            for i in range(t_off_pk, lim + 1):
-                s = -sgn * _dv(ysl, i)
-                if s > bs:
-                    bs = s
-                    xm = i
+            xm = _steepest(ysl, t_off_pk, lim, 1, -sgn)
             # the span grows with the T wave's width (peak to steepest slope) for broad T waves
             xr = min(tz, xm + max(int(p[7] * fs), int(p[16] * (xm - t_off_pk))))
             if xr > xm:
@@ -651,13 +659,7 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
                 mk[b, 8] = -1   # the record ends inside this T wave: no end to report
             # T onset: steepest rise before the peak, trapezium backwards
             lim0 = max(ta - int(0.04 * fs), tp - int(0.15 * fs), off + 1)
-            xm = tp
-            bs = 0.0
-            for i in range(tp, lim0 - 1, -1):
-                s = sgn * _dv(ysl, i)
-                if s > bs:
-                    bs = s
-                    xm = i
+            xm = _steepest(ysl, tp, lim0, -1, sgn)
             xr = max(off + 1, xm - int(0.12 * fs))
             if xr < xm:
                 mk[b, 6] = _trapezium_end(ysl, xm, xr)
@@ -705,24 +707,12 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
             p_on_pk = pa + k_on if k_on >= 0 else pp
             sgn = 1.0 if v[p_off_pk - pa] > 0 else -1.0
             lim = min(on - 1, p_off_pk + int(0.08 * fs))
-            xm = p_off_pk
-            bs = 0.0
-            for i in range(p_off_pk, lim + 1):
-                s = -sgn * _dv(ysl, i)
-                if s > bs:
-                    bs = s
-                    xm = i
+            xm = _steepest(ysl, p_off_pk, lim, 1, -sgn)
             xr = min(on - 1, xm + int(p[10] * fs))
             mk[b, 2] = _trapezium_end(ysl, xm, xr) if xr > xm else xm
             sgn = 1.0 if v[p_on_pk - pa] > 0 else -1.0
             lim0 = max(pa - int(0.04 * fs), p_on_pk - int(0.08 * fs), 1)
-            xm = p_on_pk
-            bs = 0.0
-            for i in range(p_on_pk, lim0 - 1, -1):
-                s = sgn * _dv(ysl, i)
-                if s > bs:
-                    bs = s
-                    xm = i
+            xm = _steepest(ysl, p_on_pk, lim0, -1, sgn)
             xr = max(1, xm - int(p[11] * fs))
             mk[b, 0] = _trapezium_end(ysl, xm, xr) if xr < xm else xm
     return marks, feats
