@@ -18,6 +18,7 @@ The task functions here are module-level so that dask workers can import them
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -72,43 +73,42 @@ def _tmp(path: str) -> str:
     return f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
 
 
-def _write_csv_part(path: str, frames) -> None:
+@contextlib.contextmanager
+def _atomic(path: str):
+    """A temporary name to write ``path`` under: moved into place when the block
+    ends normally, removed when it raises (the reader never sees half a file)."""
     tmp = _tmp(path)
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            if all(list(df.columns) == list(frames[0].columns) for df in frames):
-                # record by record, as the unchunked driver did: a record's own
-                # dtypes decide its number formatting (no int -> float upcast
-                # because another record of the chunk has a NaN there)
-                for i, df in enumerate(frames):
-                    df.to_csv(f, header=(i == 0), index=False)
-            else:  # records with different columns: align them on their union
-                import pandas as pd
-                pd.concat(frames, ignore_index=True).to_csv(f, index=False)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _write_csv_part(path: str, frames) -> None:
+    with _atomic(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        if all(list(df.columns) == list(frames[0].columns) for df in frames):
+            # record by record, as the unchunked driver did: a record's own
+            # dtypes decide its number formatting (no int -> float upcast
+            # because another record of the chunk has a NaN there)
+            for i, df in enumerate(frames):
+                df.to_csv(f, header=(i == 0), index=False)
+        else:  # records with different columns: align them on their union
+            import pandas as pd
+            pd.concat(frames, ignore_index=True).to_csv(f, index=False)
 
 
 def _write_parquet_part(path: str, frames) -> None:
     import pandas as pd
-    tmp = _tmp(path)
-    try:
+    with _atomic(path) as tmp:
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_json_atomic(path: str, obj) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "w", encoding="utf-8") as f:
+    with _atomic(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def process_table_chunk(task: dict) -> dict:
@@ -200,32 +200,25 @@ def _csv_header(path: str) -> str:
 
 
 def _assemble_csv(files: list[str], out: str) -> None:
-    tmp = _tmp(out)
-    try:
-        headers = [_csv_header(p) for p in files]
-        with open(tmp, "w", encoding="utf-8", newline="") as dst:
-            if all(h == headers[0] for h in headers):
-                # the common case: bytes streamed, one header
-                for i, p in enumerate(files):
-                    with open(p, encoding="utf-8", newline="") as src:
-                        if i:
-                            src.readline()
-                        shutil.copyfileobj(src, dst, 1 << 20)
-            else:  # parts with different columns: align every part on the union
-                import pandas as pd
-                cols: list[str] = []
-                for p in files:
-                    cols += [c for c in pd.read_csv(p, nrows=0).columns if c not in cols]
-                header = True
-                for p in files:
-                    for block in pd.read_csv(p, chunksize=100_000):
-                        block.reindex(columns=cols).to_csv(dst, header=header, index=False)
-                        header = False
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    headers = [_csv_header(p) for p in files]
+    with _atomic(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as dst:
+        if all(h == headers[0] for h in headers):
+            # the common case: bytes streamed, one header
+            for i, p in enumerate(files):
+                with open(p, encoding="utf-8", newline="") as src:
+                    if i:
+                        src.readline()
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        else:  # parts with different columns: align every part on the union
+            import pandas as pd
+            cols: list[str] = []
+            for p in files:
+                cols += [c for c in pd.read_csv(p, nrows=0).columns if c not in cols]
+            header = True
+            for p in files:
+                for block in pd.read_csv(p, chunksize=100_000):
+                    block.reindex(columns=cols).to_csv(dst, header=header, index=False)
+                    header = False
 
 
 def _assemble_parquet(files: list[str], out: str) -> None:
@@ -239,23 +232,16 @@ def _assemble_parquet(files: list[str], out: str) -> None:
         # null in one part: the types a single concatenation would have given
         schema = pa.unify_schemas(schemas, promote_options="permissive")
         schema = schema.with_metadata(schemas[0].metadata)
-    tmp = _tmp(out)
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for p in files:
-                pf = pq.ParquetFile(p)
-                for i in range(pf.num_row_groups):  # one row group in memory at a time
-                    t = pf.read_row_group(i)
-                    if not t.schema.equals(schema, check_metadata=False):
-                        t = pa.table([t.column(f.name).cast(f.type) if f.name in t.column_names
-                                      else pa.nulls(t.num_rows, f.type) for f in schema],
-                                     schema=schema)
-                    writer.write_table(t)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with _atomic(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for p in files:
+            pf = pq.ParquetFile(p)
+            for i in range(pf.num_row_groups):  # one row group in memory at a time
+                t = pf.read_row_group(i)
+                if not t.schema.equals(schema, check_metadata=False):
+                    t = pa.table([t.column(f.name).cast(f.type) if f.name in t.column_names
+                                  else pa.nulls(t.num_rows, f.type) for f in schema],
+                                 schema=schema)
+                writer.write_table(t)
 
 
 # ---------------------------------------------------------------- driver
