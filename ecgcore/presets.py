@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import inspect
 import os
 import threading
 from typing import Mapping, Sequence
@@ -500,33 +499,8 @@ def _segment_batch(x: np.ndarray, length: int, stride, drop_last: bool, where) -
     return out
 
 
-def _accepts(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _zscore(x: np.ndarray, scope: str, constant: str, eps: float) -> np.ndarray:
-    z = _signal().zscore
-    if not eps:
-        return z(x, scope=scope, constant=constant, axis=-1)
-    if _accepts(z, "eps"):
-        return z(x, scope=scope, constant=constant, axis=-1, eps=eps)
-    # the published ECGFounder/CCTA rule (x - mean) / (std + eps), in float64
-    # so the eps is not lost to float32 rounding of the std
-    axes = (-1,) if scope == "lead" else (-2, -1)
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=axes, keepdims=True)
-    std = x64.std(axis=axes, keepdims=True)
-    out = (x64 - mean) / (std + eps)
-    if constant == "zero":
-        out = np.where(std == 0, 0.0, out)
-    elif constant == "nan":
-        out = np.where(std == 0, np.nan, out)
-    elif constant == "keep":
-        out = np.where(std == 0, x64, out)
-    return out.astype(np.float32)
+    return _signal().zscore(x, scope=scope, constant=constant, axis=-1, eps=eps)
 
 
 def _all_finite(x: np.ndarray) -> bool:
@@ -548,11 +522,11 @@ def _all_finite(x: np.ndarray) -> bool:
         return bool(np.isfinite(np.dot(flat, flat)))
 
 
-def _filters_follow(steps, j: int, n: int, fs: float) -> bool:
+def _filters_follow(steps, j: int, fs: float) -> bool:
     """Whether step ``j`` (a ``nan_to_num``) reaches a filter step through steps that
     neither read sample values nor change which samples are non-finite: resampling
     to the rate the signal already has (a no-op) and ``crop_or_pad`` (cropping
-    commutes with ``nan_to_num``; the padding is zeros). ``n``: samples now."""
+    commutes with ``nan_to_num``; the padding is zeros). ``fs``: the rate at step ``j``."""
     for s in steps[j + 1:]:
         op = s["op"]
         if op in _PER_RECORD_OPS:
@@ -693,7 +667,7 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
                                       "median_beats"):
             sig = _signal()
         if op == "nan_to_num":
-            if _filters_follow(steps, j, x.shape[-1], fs):
+            if _filters_follow(steps, j, fs):
                 # checked on the filters' output instead (see _finite_after_filters)
                 deferred_nan = float(step["value"])
                 continue

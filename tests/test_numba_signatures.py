@@ -38,7 +38,7 @@ print(json.dumps(out))
 """
 
 # float and integer keys; the raw signal's float32 or float64 samples
-TWO_OK = {"_wave_kernels._isort", "_qrs_kernels._isort", "_plead_kernels._median",
+TWO_OK = {"_qrs_kernels._isort", "_plead_kernels._median",
           "_wave_kernels.drop_marks_in_gaps", "_wave_kernels.live_beats"}
 
 

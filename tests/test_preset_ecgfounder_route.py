@@ -169,11 +169,11 @@ def test_nan_check_waits_only_for_filters_that_follow():
     other = {"op": "resample", "fs": 250, "method": "linear"}
     crop = {"op": "crop_or_pad", "length": 5000}
     z = {"op": "zscore", "scope": "lead", "constant": "zero", "eps": 0.0}
-    assert P._filters_follow(steps(same, crop, notch), 0, 5000, 500.0)
-    assert P._filters_follow(steps({"op": "trim_zero_padding"}, notch), 0, 5000, 500.0)
-    assert not P._filters_follow(steps(other, notch), 0, 5000, 500.0)
-    assert not P._filters_follow(steps(z, notch), 0, 5000, 500.0)
-    assert not P._filters_follow(steps(crop), 0, 5000, 500.0)
+    assert P._filters_follow(steps(same, crop, notch), 0, 500.0)
+    assert P._filters_follow(steps({"op": "trim_zero_padding"}, notch), 0, 500.0)
+    assert not P._filters_follow(steps(other, notch), 0, 500.0)
+    assert not P._filters_follow(steps(z, notch), 0, 500.0)
+    assert not P._filters_follow(steps(crop), 0, 500.0)
 
 
 def test_nan_in_presets_without_filters(rng):
