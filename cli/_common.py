@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from ecgcore._atomic import atomic_open
+
 __all__ = ["expand_inputs", "report_failure", "write_json_atomic"]
 
 # Files that are parts of another record, never records themselves.
@@ -61,7 +63,5 @@ def report_failure(path: str, error: Exception) -> None:
 
 
 def write_json_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)

@@ -18,13 +18,14 @@ The task functions here are module-level so that dask workers can import them
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
 import shutil
 import sys
 import time
+
+from ecgcore._atomic import TMP_TAG, atomic_path as _atomic
 
 __all__ = ["process_table_chunk", "run_table_batch", "delineate_frame", "measure_frame"]
 
@@ -66,25 +67,6 @@ _FRAMES = {"delineate": delineate_frame, "measure": measure_frame}
 def _part_paths(parts_dir: str, part: int, fmt: str) -> tuple[str, str]:
     base = os.path.join(parts_dir, _PART.format(part))
     return base + "." + fmt, base + ".json"
-
-
-def _tmp(path: str) -> str:
-    # pid and time: two writers (a resumed run beside a dying one) never share a name
-    return f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-
-
-@contextlib.contextmanager
-def _atomic(path: str):
-    """A temporary name to write ``path`` under: moved into place when the block
-    ends normally, removed when it raises (the reader never sees half a file)."""
-    tmp = _tmp(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_csv_part(path: str, frames) -> None:
@@ -157,7 +139,7 @@ def process_table_chunk(task: dict) -> dict:
 def _finished_parts(parts_dir: str) -> list[dict]:
     """Sidecars of the finished parts of an interrupted run (temporaries removed)."""
     found = []
-    for tmp in glob.glob(os.path.join(parts_dir, "*.tmp-*")):
+    for tmp in glob.glob(os.path.join(parts_dir, f"*{TMP_TAG}*")):
         os.remove(tmp)  # a write the kill interrupted
     for side in sorted(glob.glob(os.path.join(parts_dir, "part-*.json"))):
         try:

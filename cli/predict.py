@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import sys
 
+from ecgcore._atomic import atomic_open
+
 from ._common import expand_inputs
 
 
@@ -63,7 +65,7 @@ def run(args) -> int:
         print(f"ecgcore predict: {exc}", file=sys.stderr)
         return 2
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["path"]
-    with open(args.out, "w", newline="") as f:
+    with atomic_open(args.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, restval="")
         w.writeheader()
         w.writerows(rows)

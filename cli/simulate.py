@@ -6,6 +6,7 @@ import json
 import os
 
 import ecgcore
+from ecgcore._atomic import atomic_open
 from ecgcore.synthetic import RHYTHMS, NOISE_LEVELS
 
 
@@ -43,10 +44,8 @@ def write_simulated(records, out: str, to: str = "wfdb", progress: bool = True) 
         lines.append(json.dumps({"record": os.path.basename(stem), "rhythm": rec.meta["rhythm"],
                                  "fs": rec.fs, **{k: v.tolist() for k, v in
                                                   rec.meta["fiducials"].items()}}))
-    tmp = os.path.join(out, "fiducials.jsonl.tmp")
-    with open(tmp, "w") as f:
+    with atomic_open(os.path.join(out, "fiducials.jsonl"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, os.path.join(out, "fiducials.jsonl"))
     return paths
 
 

@@ -34,6 +34,8 @@ import json
 import os
 import sys
 
+from ecgcore._atomic import atomic_open
+
 STUDIES = ("pwave_baseline", "af_from_markers", "lvh", "ccta_cv")
 
 _PWI = ["p_duration_ms", "pr_interval_ms", "p_amplitude_ii_uv", "p_axis_deg"]
@@ -382,7 +384,8 @@ def _write_outputs(cfg, out, res, table, rows, scores):
     _write_atomic(os.path.join(out, "metrics.csv"), buf.getvalue().encode())
     files = ["metrics.json", "metrics.csv"]
     if table is not None:
-        table.to_csv(os.path.join(out, "table.csv"), index=False)
+        with atomic_open(os.path.join(out, "table.csv"), "w", newline="") as f:
+            table.to_csv(f, index=False)
         files.append("table.csv")
     # one decision curve with every model of the study, on the same test cases
     if cfg["figures"] and scores and table is not None:

@@ -23,11 +23,11 @@ Layouts
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .record import Record, STANDARD_12
 
 __all__ = ["plot", "PlotResult", "LAYOUTS"]
@@ -266,11 +266,10 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         if ext not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".tif", ".tiff"):
             raise ValueError(f"unsupported output {ext!r}: use .png, .svg, .pdf, .jpg or .tif")
         fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(ext, ext.lstrip("."))
-        # unique per process and thread: the web service draws from several threads
-        tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}{ext}"
         # no rc_context here: rcParams are process-global (not thread-safe), and the trace
-        # paths already refuse simplification themselves (should_simplify above)
-        fig.savefig(tmp, dpi=dpi, format=fmt)
-        os.replace(tmp, path)
+        # paths already refuse simplification themselves (should_simplify above); the
+        # temporary name is unique per thread too (the web service draws from several)
+        with atomic_path(path, suffix=ext) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
         result.path = path
     return result

@@ -13,7 +13,7 @@ from conftest import shared_path
 import ecgcore
 from ecgcore.delineation import MARKS, Delineation, delineate
 from ecgcore.delineation import waves
-from ecgcore.delineation.delineation import _triplets, _write_mit
+from ecgcore.delineation.delineation import _triplets
 
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 
@@ -161,11 +161,7 @@ def test_delineation_api_and_annotation_files(tmp_path):
     ann = wfdb.rdann(str(tmp_path / "rec"), "ii")
     s, sym, num = _triplets(d.marks[1])
     assert np.array_equal(ann.sample, s) and list(ann.symbol) == sym
-    # the private MIT writer, used when ecgcore.io.annotations is absent, gives the same file
-    _write_mit(str(tmp_path / "own.ii"), s, sym, num)
-    own = wfdb.rdann(str(tmp_path / "own"), "ii")
-    assert np.array_equal(own.sample, ann.sample) and list(own.symbol) == list(ann.symbol)
-    assert np.array_equal(own.num, np.asarray(num))
+    assert np.array_equal(ann.num, np.asarray(num))
 
 
 def test_array_input_and_lead_index():

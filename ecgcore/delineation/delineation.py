@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from ..errors import ECGError
+from ..io.annotations import write_annotations
 from ..record import normalize_lead
 
 __all__ = ["Delineation", "MARKS", "BEAT_CLASSES"]
@@ -166,44 +167,8 @@ def _triplets(m: np.ndarray):
     return samples[order], [y[i] for i in order], [nu[i] for i in order]
 
 
-# MIT annotation codes for the symbols used here (wfdb ann codes)
-_CODES = {"N": 1, "p": 24, "t": 27, "(": 39, ")": 40}
-
-
 def _write_annotations(path, samples, symbols, nums, fs):
-    """Write a MIT-format annotation file: ecgcore.io.annotations.write_annotations when
-    available, else the minimal local writer."""
-    try:
-        from ..io.annotations import write_annotations as fn
-    except ImportError:
-        fn = None
-    if fn is not None:
-        base, ext = os.path.splitext(os.fspath(path))
-        return fn(base, ext.lstrip("."), np.asarray(samples, np.int64), list(symbols),
-                  num=np.asarray(nums, np.int64), fs=fs)
-    _write_mit(path, np.asarray(samples, np.int64), symbols, nums)
-
-
-def _write_mit(path, samples, symbols, nums):
-    """Minimal MIT annotation writer: 16-bit little-endian words, code<<10 | interval,
-    SKIP for intervals > 1023, NUM when num changes, then the 0 terminator."""
-    out = bytearray()
-    prev = 0
-    cur_num = 0
-    for s, sym, num in zip(samples.tolist(), symbols, nums):
-        d = int(s) - prev
-        if d < 0:
-            d = 0
-        if d > 1023:
-            out += (59 << 10).to_bytes(2, "little")
-            out += ((d >> 16) & 0xFFFF).to_bytes(2, "little")
-            out += (d & 0xFFFF).to_bytes(2, "little")
-            d = 0
-        out += ((_CODES[sym] << 10) | d).to_bytes(2, "little")
-        if num != cur_num:
-            out += ((60 << 10) | (num & 0x3FF)).to_bytes(2, "little")
-            cur_num = num
-        prev = int(s)
-    out += b"\x00\x00"
-    with open(path, "wb") as f:
-        f.write(bytes(out))
+    """Write a MIT-format annotation file with :func:`ecgcore.io.annotations.write_annotations`."""
+    base, ext = os.path.splitext(os.fspath(path))
+    return write_annotations(base, ext.lstrip("."), np.asarray(samples, np.int64), list(symbols),
+                             num=np.asarray(nums, np.int64), fs=fs)

@@ -14,10 +14,10 @@ exactly as ``wfdb.rdann`` does, so ``sample``, ``symbol``, ``subtype``,
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ..errors import ReadError, WriteError
 from ..record import normalize_lead
 
@@ -341,12 +341,9 @@ def write_annotations(record_path: "str | os.PathLike", extension: str, sample, 
     num = z if num is None else np.asarray(num, np.int64)
     aux = [""] * n if aux_note is None else ["" if a is None else str(a) for a in aux_note]
     data = _encode(sample, codes, subtype, chan, num, aux, fs)
-    d = os.path.dirname(path) or "."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".ann.", suffix=".tmp", dir=d)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
     except OSError as exc:
         raise WriteError(f"cannot write annotation file: {exc.strerror or exc}", path) from None
     return path

@@ -22,10 +22,10 @@ import csv
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ..errors import ReadError, WriteError
 from ..record import STANDARD_12, STANDARD_8, Record
 
@@ -324,23 +324,6 @@ def read(path: "str | os.PathLike", fs: float | None = None, leads=None, **kwarg
     return read_csv(path, fs, leads, **kwargs)
 
 
-def _atomic_write(target: str, write) -> None:
-    d = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(target), dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_npy(record: Record, path: "str | os.PathLike") -> str:
     """Write ``record.signal`` as float32 ``.npy`` plus a sidecar JSON, atomically.
 
@@ -366,9 +349,11 @@ def write_npy(record: Record, path: "str | os.PathLike") -> str:
             "derived": sorted(record.derived), "source": record.source,
             "format_origin": record.meta.get("format")}
     try:
-        _atomic_write(path, lambda fh: np.save(fh, sig, allow_pickle=False))
-        _atomic_write(path + SIDE_CAR_SUFFIX,
-                      lambda fh: fh.write(json.dumps(side, indent=1).encode("utf-8")))
+        # exported arrays are often the only copy: fsync before the move
+        with atomic_open(path, "wb", fsync=True) as fh:
+            np.save(fh, sig, allow_pickle=False)
+        with atomic_open(path + SIDE_CAR_SUFFIX, "wb", fsync=True) as fh:
+            fh.write(json.dumps(side, indent=1).encode("utf-8"))
     except OSError as exc:
         raise WriteError(f"cannot write: {exc.strerror or exc}", path) from None
     return path

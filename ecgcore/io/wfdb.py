@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ..errors import ReadError, WriteError
 from ..record import Record, normalize_leads
 from . import _wfdb
@@ -1039,23 +1039,13 @@ def write_wfdb(record: Record, path: "str | os.PathLike", fmt: int = 16, gain=No
     for c in comments:
         lines.append("#" + str(c).replace("\n", " "))
     text = "\n".join(lines) + "\n"
-    tmp_paths = []
     try:
-        fd, tdat = tempfile.mkstemp(prefix=f".{name}.", suffix=".dat.tmp", dir=d)
-        tmp_paths.append(tdat)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        fd, thea = tempfile.mkstemp(prefix=f".{name}.", suffix=".hea.tmp", dir=d)
-        tmp_paths.append(thea)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tdat, os.path.join(d, dat))
-        os.replace(thea, path + ".hea")
+        # the inner (signal) file is moved into place first: a reader never finds a
+        # header whose signal file is missing or stale
+        with atomic_open(path + ".hea", "w", encoding="utf-8", newline="\n") as fh, \
+                atomic_open(os.path.join(d, dat), "wb") as fd:
+            fd.write(data)
+            fh.write(text)
     except OSError as exc:
-        for p in tmp_paths:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
         raise WriteError(f"cannot write WFDB record: {exc.strerror or exc}", path) from None
     return path + ".hea"

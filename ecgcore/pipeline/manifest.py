@@ -100,7 +100,7 @@ def write_outputs(out_dir: str, sidecars, fmt: str = "csv") -> dict:
     parquet_cols = [[] for _ in cols] if fmt == "parquet" else None
     if fmt == "parquet":
         man_path = os.path.join(out_dir, "manifest.parquet")
-        man_tmp = os.path.join(out_dir, f"manifest.parquet.tmp-{os.getpid()}")
+        man_tmp = _tmp(man_path)
         man = None
     else:
         man_path = os.path.join(out_dir, "manifest.csv")

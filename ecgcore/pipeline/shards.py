@@ -8,11 +8,13 @@ import os
 
 import numpy as np
 
+from .._atomic import TMP_TAG, atomic_open, temporary_name
+
 __all__ = ["shard_name", "sidecar_name", "write_npy_atomic", "write_npy_parts_atomic",
            "write_json_atomic", "ShardWriter",
            "read_sidecar", "completed_chunks", "remove_temporaries"]
 
-_TMP_TAG = ".tmp-"
+_TMP_TAG = TMP_TAG  # every temporary name holds it (ecgcore._atomic)
 
 
 def shard_name(i: int) -> str:
@@ -24,16 +26,14 @@ def sidecar_name(i: int) -> str:
 
 
 def _tmp(path: str) -> str:
-    return f"{path}{_TMP_TAG}{os.getpid()}"
+    return temporary_name(path)
 
 
 def write_npy_atomic(path: str, array: np.ndarray) -> None:
     """Write a ``.npy`` file that appears whole or not at all (a killed writer
     leaves only a temporary file, which :func:`remove_temporaries` clears)."""
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def write_npy_parts_atomic(path: str, parts, shape: tuple, dtype) -> None:
@@ -43,9 +43,8 @@ def write_npy_parts_atomic(path: str, parts, shape: tuple, dtype) -> None:
     The file is byte-identical to ``np.save`` of the concatenation.
     """
     dtype = np.dtype(dtype)
-    tmp = _tmp(path)
     n = 0
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
             f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
                 "shape": tuple(int(s) for s in shape)})
@@ -55,10 +54,8 @@ def write_npy_parts_atomic(path: str, parts, shape: tuple, dtype) -> None:
                 raise ValueError(f"part of shape {part.shape} does not fit {shape}")
             f.write(memoryview(part).cast("B"))
             n += part.shape[0]
-    if n != shape[0]:
-        os.remove(tmp)
-        raise ValueError(f"parts hold {n} rows, header says {shape[0]}")
-    os.replace(tmp, path)
+        if n != shape[0]:
+            raise ValueError(f"parts hold {n} rows, header says {shape[0]}")
 
 
 def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:
@@ -149,21 +146,17 @@ class ShardWriter:
 
 
 def write_json_atomic(path: str, obj) -> None:
-    tmp = _tmp(path)
     # json.dumps, not json.dump: only the one-shot encoder runs in C (dump
     # iterates in Python, ~0.3 ms per record of a sidecar); same bytes
     text = json.dumps(obj, indent=None, sort_keys=True, separators=(",", ":"), default=str)
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def read_sidecar(out_dir: str, i: int) -> dict | None:

@@ -7,10 +7,10 @@ which writes atomically (temporary file, then ``os.replace``).
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ._checks import EvaluationError, as_binary, as_float, check_same_length
 from .bootstrap import cluster_weights, _cluster_index
 from .classification import _tie_groups, auroc, average_precision, pr_curve, roc_curve
@@ -32,15 +32,8 @@ def save_figure(fig, path, dpi: int = 150) -> str:
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
     return path
 
 

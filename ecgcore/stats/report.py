@@ -17,10 +17,10 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ._checks import EvaluationError
 from .bootstrap import bootstrap_ci
 from .calibration import calibration_slope_intercept, expected_calibration_error
@@ -85,16 +85,8 @@ def _clean(v):
 
 
 def _write_atomic(path, data: bytes):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 class _Rows:

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from ecgcore._atomic import atomic_open
 from ecgcore.errors import ConfigError
 from ecgcore.stats import EvaluationError
 
@@ -99,8 +100,9 @@ def run_cv(config: dict, out_dir, folds: int = 5, *, progress: bool = False, eva
     pf = oof.groupby("patient_id")["fold"].nunique()
     if (pf > 1).any():
         raise EvaluationError(f"patient {pf[pf > 1].index[0]!r} is in more than one test fold")
-    oof.to_csv(os.path.join(out_dir, "oof_predictions.csv"), index=False)
-    val.to_csv(os.path.join(out_dir, "val_predictions.csv"), index=False)
+    for name, frame in (("oof_predictions.csv", oof), ("val_predictions.csv", val)):
+        with atomic_open(os.path.join(out_dir, name), "w", newline="") as f:
+            frame.to_csv(f, index=False)
     result = {"folds": per_fold, "n_oof": int(len(oof)), "n_val_rows": int(len(val))}
     if evaluate:
         tasks = [t for t in config["tasks"] if t["type"] in ("binary", "regression")]

@@ -18,6 +18,7 @@ import random
 import numpy as np
 import torch
 
+from ecgcore._atomic import atomic_path
 from ecgcore.errors import CheckpointError
 
 __all__ = ["capture_rng", "restore_rng", "save_checkpoint", "load_checkpoint", "FORMAT"]
@@ -67,9 +68,8 @@ def restore_rng(state: dict, generator: torch.Generator | None = None) -> None:
 def save_checkpoint(path: str, payload: dict) -> None:
     """Write atomically (temporary file then rename): a kill never leaves a half-written checkpoint."""
     payload = dict(payload, format=FORMAT)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

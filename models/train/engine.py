@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ecgcore._atomic import atomic_open
 from ecgcore.errors import ConfigError
 
 from . import ddp
@@ -635,7 +636,8 @@ class Trainer:
         path = os.path.join(self.out, "log.csv")
         hist = self.state["history"]
         keys = list(dict.fromkeys(k for r in hist for k in r))
-        with open(path, "w", newline="") as f:  # rewritten whole: a resumed run never duplicates rows
+        # rewritten whole: a resumed run never duplicates rows
+        with atomic_open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, restval="")
             w.writeheader()
             w.writerows(hist)
@@ -822,7 +824,7 @@ class Trainer:
             cols.append(f"{t['name']}_true")
             cols += ([f"{t['name']}_p{k}" for k in range(t["n_classes"])] if t["type"] == "multiclass"
                      else [f"{t['name']}_pred"])
-        with open(path, "w", newline="") as f:
+        with atomic_open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(cols)
             for split, pred in preds.items():
@@ -841,11 +843,9 @@ def _fmt(v) -> str:
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
                   allow_nan=True)
-    os.replace(tmp, path)
 
 
 def train(cfg: dict, out_dir, *, resume: bool = False, progress: bool | None = None,
