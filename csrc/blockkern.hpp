@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "blockplan.hpp"
+#include "simd_level.hpp"
 
 namespace ecgk {
 #define ECGK_VBYTES 32
@@ -31,19 +32,6 @@ namespace avx512 {
 #include "blockkern_body.hpp"
 }
 #pragma GCC pop_options
-inline int simd_level() {
-    // ECGCORE_SIMD=0|1|2 caps the level (read once): tests run the portable and
-    // AVX2 kernels on an AVX-512 machine this way
-    static const int lvl = [] {
-        int l = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                 __builtin_cpu_supports("avx512dq")) ? 2
-                : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-        const char* e = std::getenv("ECGCORE_SIMD");
-        if (e && e[0] >= '0' && e[0] <= '2' && e[1] == 0 && e[0] - '0' < l) l = e[0] - '0';
-        return l;
-    }();
-    return lvl;
-}
 inline bool has_avx2() { return simd_level() >= 1; }
 #define ECGK_DISPATCH(fn, ...)                                                  \
     (::ecgk::simd_level() == 2 ? ::ecgk::avx512::fn(__VA_ARGS__)                \

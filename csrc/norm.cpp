@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "simd_level.hpp"
+
 namespace py = pybind11;
 
 // No fused multiply-add contraction: the AVX2/AVX-512 clones below must round
@@ -267,12 +269,14 @@ static ECGK_INLINE bool need_same_pass(std::ptrdiff_t n, double mean, double ss)
     return ss <= mean * mean * ((double)n * 0x1p-90);
 }
 
-// compiled for AVX-512, AVX2 and the baseline; the loader picks one at run
-// time (the default build stays portable)
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define ECGK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ECGK_CLONES
+// The drivers below are compiled for AVX-512, AVX2 and the baseline (the default
+// build stays portable) and picked at run time by ecgk::simd_level(), which
+// ECGCORE_SIMD caps, as for the filter and median kernels. Sums keep their
+// order and fp-contract is off, so every build gives the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ECGK_MULTI 1
+#define ECGK_TAVX2 __attribute__((target("avx2"), noinline))
+#define ECGK_TAVX512 __attribute__((target("avx512f"), noinline))
 #endif
 
 // Standardises row ``row`` (n samples, statistics given) into its windows.
@@ -344,28 +348,38 @@ static ECGK_INLINE void zseg_record(
     for (; l < L; ++l) zseg_leads<A512, 1>(x, out, l, L, T_, len, k, constant, eps);
 }
 
-#ifdef ECGK_AVX512
-__attribute__((target("avx512f"))) static void zseg_f32_512(
-        const float* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L, std::ptrdiff_t T_,
-        std::ptrdiff_t len, std::ptrdiff_t k, bool scope_record, int constant, double eps) {
+template <bool A512, class T>
+static ECGK_INLINE void zseg_all(const T* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L,
+                                 std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
+                                 bool scope_record, int constant, double eps) {
     for (std::ptrdiff_t r = 0; r < n; ++r)
-        zseg_record<true>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
+        zseg_record<A512>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
 }
+
+#define ECGK_ZSEG_ARGS const T* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L, std::ptrdiff_t T_, \
+                       std::ptrdiff_t len, std::ptrdiff_t k, bool scope_record, int constant, double eps
+#define ECGK_ZSEG_PASS x, out, n, L, T_, len, k, scope_record, constant, eps
+template <class T>
+static void zseg_base(ECGK_ZSEG_ARGS) { zseg_all<false>(ECGK_ZSEG_PASS); }
+#ifdef ECGK_MULTI
+template <class T>
+ECGK_TAVX2 static void zseg_avx2(ECGK_ZSEG_ARGS) { zseg_all<false>(ECGK_ZSEG_PASS); }
+// float32 rows take the hand-written AVX-512 statistics (rows_moments_512)
+template <class T>
+ECGK_TAVX512 static void zseg_avx512(ECGK_ZSEG_ARGS) { zseg_all<std::is_same_v<T, float>>(ECGK_ZSEG_PASS); }
 #endif
 
-ECGK_CLONES static void zseg_f32(const float* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L,
-                                 std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
-                                 bool scope_record, int constant, double eps) {
-    for (std::ptrdiff_t r = 0; r < n; ++r)
-        zseg_record<false>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
+template <class T>
+static void zseg_dispatch(ECGK_ZSEG_ARGS) {
+#ifdef ECGK_MULTI
+    const int lvl = ecgk::simd_level();
+    if (lvl == 2) return zseg_avx512<T>(ECGK_ZSEG_PASS);
+    if (lvl == 1) return zseg_avx2<T>(ECGK_ZSEG_PASS);
+#endif
+    zseg_base<T>(ECGK_ZSEG_PASS);
 }
-
-ECGK_CLONES static void zseg_f64(const double* x, float* out, std::ptrdiff_t n, std::ptrdiff_t L,
-                                 std::ptrdiff_t T_, std::ptrdiff_t len, std::ptrdiff_t k,
-                                 bool scope_record, int constant, double eps) {
-    for (std::ptrdiff_t r = 0; r < n; ++r)
-        zseg_record<false>(x + r * L * T_, out + r * k * L * len, L, T_, len, k, scope_record, constant, eps);
-}
+#undef ECGK_ZSEG_ARGS
+#undef ECGK_ZSEG_PASS
 
 // The wrapper (ecgcore.signal.normalize.zscore_segments) validates the arguments.
 // overwrite: a float32 x whose windows are the whole record (len == T) and
@@ -390,22 +404,113 @@ static py::array_t<float> zscore_segments(py::array_t<T, py::array::c_style> x, 
     float* op = out.mutable_data();
     {
         py::gil_scoped_release nogil;
-#ifdef ECGK_AVX512
-        static const bool a512 = __builtin_cpu_supports("avx512f");
-        if constexpr (std::is_same_v<T, float>) {
-            if (a512) zseg_f32_512(xp, op, n, L, T_, len, k, scope_record, constant, eps);
-            else zseg_f32(xp, op, n, L, T_, len, k, scope_record, constant, eps);
-        }
-#else
-        if constexpr (std::is_same_v<T, float>) zseg_f32(xp, op, n, L, T_, len, k, scope_record, constant, eps);
-#endif
-        else zseg_f64(xp, op, n, L, T_, len, k, scope_record, constant, eps);
+        zseg_dispatch<T>(xp, op, n, L, T_, len, k, scope_record, constant, eps);
     }
     return out;
 }
 
+// ---------------------------------------------------------------------------
+// Peak-to-peak of each float32 row in one pass (min, max and a NaN test
+// together): the pipeline's basic quality flags (NaN and flat leads) read every
+// record once with it instead of numpy's two reductions. out[r] is NaN where row
+// r holds a NaN, else max - min in float32 (numpy's x.max(-1) - x.min(-1) to
+// the bit). GCC does not vectorise a float min/max reduction without
+// -ffast-math (NaN and signed-zero rules), so the loop is written with vector
+// extensions: 16 lanes, one AVX-512 register or two AVX2 / four SSE ones.
+// Returns how many rows are NaN or below thr.
+#if defined(__GNUC__)
+typedef float ecgk_v16f __attribute__((vector_size(64)));
+typedef int ecgk_v16i __attribute__((vector_size(64)));
+#endif
+
+static ECGK_INLINE std::ptrdiff_t ptp_all(const float* x, std::ptrdiff_t rows, std::ptrdiff_t n,
+                                          float thr, float* out) {
+    std::ptrdiff_t low = 0;
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const float* p = x + r * n;
+        float a = p[0], b = p[0];
+        int anynan = 0;
+        std::ptrdiff_t t = 0;
+#if defined(__GNUC__)
+        if (n >= 16) {
+            ecgk_v16f v, mn, mx;
+            ecgk_v16i m, nan = {0};
+            std::memcpy(&mn, p, sizeof mn);
+            mx = mn;
+            for (; t + 16 <= n; t += 16) {
+                std::memcpy(&v, p + t, sizeof v);
+                // select, not a min/max builtin: a NaN lane keeps the old value
+                // (the NaN is remembered apart), as the scalar tail does
+                m = v < mn;
+                mn = (ecgk_v16f)((m & (ecgk_v16i)v) | (~m & (ecgk_v16i)mn));
+                m = v > mx;
+                mx = (ecgk_v16f)((m & (ecgk_v16i)v) | (~m & (ecgk_v16i)mx));
+                nan |= v != v;
+            }
+            for (int k = 0; k < 16; ++k) {
+                a = mn[k] < a ? mn[k] : a;
+                b = mx[k] > b ? mx[k] : b;
+                anynan |= nan[k];
+            }
+        }
+#endif
+        for (; t < n; ++t) {
+            const float v = p[t];
+            a = v < a ? v : a;
+            b = v > b ? v : b;
+            anynan |= v != v;
+        }
+        const float d = anynan ? std::numeric_limits<float>::quiet_NaN() : b - a;
+        out[r] = d;
+        low += !(d >= thr);
+    }
+    return low;
+}
+
+static std::ptrdiff_t ptp_base(const float* x, std::ptrdiff_t rows, std::ptrdiff_t n, float thr, float* out) {
+    return ptp_all(x, rows, n, thr, out);
+}
+#ifdef ECGK_MULTI
+ECGK_TAVX2 static std::ptrdiff_t ptp_avx2(const float* x, std::ptrdiff_t rows, std::ptrdiff_t n, float thr,
+                                          float* out) {
+    return ptp_all(x, rows, n, thr, out);
+}
+ECGK_TAVX512 static std::ptrdiff_t ptp_avx512(const float* x, std::ptrdiff_t rows, std::ptrdiff_t n, float thr,
+                                              float* out) {
+    return ptp_all(x, rows, n, thr, out);
+}
+#endif
+
+// x (rows, n) float32 C-contiguous, out (rows,) float32 C-contiguous and
+// writeable: both without conversion (noconvert in the binding), so a copy can
+// never take the results away from the caller's array.
+static std::ptrdiff_t ptp_rows(py::array_t<float, py::array::c_style> x, float thr,
+                               py::array_t<float, py::array::c_style> out) {
+    if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D (rows, samples)");
+    if (out.ndim() != 1 || out.shape(0) != x.shape(0))
+        throw std::invalid_argument("out must have one value per row");
+    if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+    const std::ptrdiff_t rows = x.shape(0), n = x.shape(1);
+    if (rows == 0) return 0;
+    if (n == 0) throw std::invalid_argument("rows must not be empty");
+    const float* xp = x.data();
+    float* op = out.mutable_data();
+    std::ptrdiff_t low;
+    {
+        py::gil_scoped_release nogil;
+#ifdef ECGK_MULTI
+        const int lvl = ecgk::simd_level();
+        low = lvl == 2 ? ptp_avx512(xp, rows, n, thr, op)
+              : lvl == 1 ? ptp_avx2(xp, rows, n, thr, op) : ptp_base(xp, rows, n, thr, op);
+#else
+        low = ptp_base(xp, rows, n, thr, op);
+#endif
+    }
+    return low;
+}
+
 PYBIND11_MODULE(norm, m) {
-    m.doc() = "Row-wise z-score kernels (see ecgcore.signal.zscore).";
+    m.doc() = "Row statistics kernels: z-score (see ecgcore.signal.zscore) and one-pass peak-to-peak.";
     m.def("zscore", &zscore<double>, py::arg("x"), py::arg("ddof"), py::arg("eps"), py::arg("constant"));
     m.def("zscore", &zscore<float>, py::arg("x"), py::arg("ddof"), py::arg("eps"), py::arg("constant"));
     // float32 first: pybind11 tries the overloads in order without converting
@@ -413,4 +518,9 @@ PYBIND11_MODULE(norm, m) {
           py::arg("scope_record"), py::arg("constant"), py::arg("eps"), py::arg("overwrite") = false);
     m.def("zscore_segments", &zscore_segments<double>, py::arg("x"), py::arg("length"),
           py::arg("scope_record"), py::arg("constant"), py::arg("eps"), py::arg("overwrite") = false);
+    m.def("simd_level", [] { return ecgk::simd_level(); },
+          "The vector level the kernels run: 2 AVX-512, 1 AVX2, 0 portable (ECGCORE_SIMD caps it).");
+    m.def("ptp_rows", &ptp_rows, py::arg("x").noconvert(), py::arg("thr"), py::arg("out").noconvert(),
+          "Peak-to-peak of each row of a float32 (rows, n) array into out; NaN for a row with a NaN. "
+          "Returns the number of rows that are NaN or below thr.");
 }

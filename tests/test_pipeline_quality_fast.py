@@ -1,7 +1,7 @@
 """The pipeline's basic quality flags (NaN and flat leads) from the one-pass kernel.
 
 ``worker._quality`` computes each lead's peak-to-peak with
-``ecgcore.io._wfdb.ptp_rows`` (min, max and NaN test in one pass) for
+``ecgcore._kernels.norm.ptp_rows`` (min, max and NaN test in one pass) for
 C-contiguous float32 input; these tests hold it to numpy's two reductions
 (the reference rule: max - min, NaN when the lead holds a NaN, flat below
 1 µV) on seeded random batches with NaN, infinite, constant and tiny leads.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgcore.io import _wfdb
+from ecgcore._kernels import norm
 from ecgcore.pipeline import worker
 
 LEADS = [f"L{i}" for i in range(12)]
@@ -80,10 +80,10 @@ def test_ptp_rows_equals_max_minus_min_to_the_bit():
         r, n = int(rng.integers(1, 20)), int(rng.integers(1, 300))
         x = _batch(rng, 1, r, n)[0]
         out = np.empty(r, np.float32)
-        low = _wfdb.ptp_rows(x, np.float32(1e-3), out)
+        low = norm.ptp_rows(x, np.float32(1e-3), out)
         with np.errstate(invalid="ignore"):
             ref = x.max(axis=-1) - x.min(axis=-1)
             assert low == int((~(ref >= np.float32(1e-3))).sum())
         assert np.array_equal(out, ref, equal_nan=True)
     with pytest.raises(ValueError):
-        _wfdb.ptp_rows(np.zeros((2, 3), np.float32), 1e-3, np.empty(3, np.float32))
+        norm.ptp_rows(np.zeros((2, 3), np.float32), 1e-3, np.empty(3, np.float32))

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..errors import PreprocessError
-from ..io._wfdb import ptp_rows  # one pass per lead: min, max and NaN together
+from .._kernels.norm import ptp_rows  # one pass per lead: min, max and NaN together
 from .. import presets as _presets
 from .shards import (ShardWriter, shard_name, sidecar_name, write_json_atomic,
                      write_npy_parts_atomic)
@@ -38,7 +38,7 @@ def _quality(x: np.ndarray, leads, fs: float = 0.0, full: bool = False) -> list[
     """Per-record flags of a (n, leads, T) input batch, ``;``-joined ``kind:LEAD`` items.
 
     Basic (default): ``nan`` and ``flat`` (peak-to-peak < 1 µV) leads, one pass over
-    the signal (:func:`ecgcore.io._wfdb.ptp_rows`; numpy's two reductions for input
+    the signal (:func:`ecgcore._kernels.norm.ptp_rows`; numpy's two reductions for input
     that is not C-contiguous float32). ``full`` adds, from
     :func:`ecgcore.signal.quality` (about 10 ms per
     record, so off by default), ``clipped`` (> 1 % of samples on the lead's extremes)
