@@ -18,15 +18,32 @@ _SKIP_SUFFIXES = {".dat", ".atr", ".xyz", ".mat", ".d0", ".d1", ".d2", ".d3", ".
                   ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"}
 
 
-def expand_inputs(items, containers: bool = True) -> list[str]:
+# Files found in a folder with one of these suffixes are taken as records without
+# opening them (the common case at biobank scale costs no extra read); any other
+# file found in a folder is opened and kept only when its first bytes are those
+# of an ECG format (RECORDS, checksums, metadata CSVs and viewer settings next to
+# the records are skipped, not reported as failed records).
+_RECORD_SUFFIXES = {".hea", ".xml", ".scp", ".dcm", ".edf", ".bdf", ".h5", ".hdf5", ".npy", ".npz",
+                    ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def expand_inputs(items, containers: bool = True, quiet: bool = False) -> list[str]:
     """Expand files, directories (recursively) and glob patterns into record paths.
 
     Inside directories, WFDB records are taken by their ``.hea`` files and
-    their signal/annotation files are skipped. With ``containers=True``, a
-    file holding many records (a CODE-15% HDF5 part) becomes one
-    ``path::exam_id`` address per record.
+    their signal/annotation files are skipped; other files that are not in a
+    known ECG format (by their first bytes: ``RECORDS``, checksum lists,
+    metadata CSVs) are skipped too, with one line on stderr that counts them
+    (unless ``quiet``). Files named explicitly are always kept, so reading them
+    reports what is wrong. With ``containers=True``, a file holding many
+    records (a CODE-15% HDF5 part) becomes one ``path::exam_id`` address per
+    record.
     """
-    out = _expand_files(items)
+    skipped: list[str] = []
+    out = _expand_files(items, skipped)
+    if skipped and not quiet:
+        print(f"ecgcore: skipped {len(skipped)} file(s) in the input folders that are not ECG records "
+              f"(e.g. {skipped[0]}); name a file to read it anyway", file=sys.stderr)
     if not containers:
         return out
     from ecgcore.errors import ReadError
@@ -40,7 +57,20 @@ def expand_inputs(items, containers: bool = True) -> list[str]:
     return expanded
 
 
-def _expand_files(items) -> list[str]:
+def _is_record_file(path: str) -> bool:
+    """Whether a file found in a folder is an ECG record (by suffix, else by its bytes)."""
+    if os.path.splitext(path)[1].lower() in _RECORD_SUFFIXES:
+        return True
+    from ecgcore.errors import ReadError
+    from ecgcore.io.sniff import sniff
+    try:
+        sniff(path)
+    except ReadError:
+        return False
+    return True
+
+
+def _expand_files(items, skipped: list) -> list[str]:
     out: list[str] = []
     for item in items:
         if os.path.isdir(item):
@@ -49,7 +79,11 @@ def _expand_files(items) -> list[str]:
                 for f in sorted(files):
                     if os.path.splitext(f)[1].lower() in _SKIP_SUFFIXES or f.startswith("."):
                         continue
-                    out.append(os.path.join(root, f))
+                    p = os.path.join(root, f)
+                    if _is_record_file(p):
+                        out.append(p)
+                    else:
+                        skipped.append(p)
         elif any(ch in item for ch in "*?[") and not os.path.exists(item):
             out.extend(sorted(glob.glob(item, recursive=True)))
         else:

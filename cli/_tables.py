@@ -107,7 +107,8 @@ def process_table_chunk(task: dict) -> dict:
     -------
     dict
         ``part``, ``n_inputs``, ``n_rows`` and ``errors`` (one
-        ``{"path", "error"}`` per failed record). A record that cannot be read
+        ``{"path", "error", "message"}`` per failed record: the exception type and
+        its reason, as ``ecgcore preprocess`` writes them). A record that cannot be read
         or tabulated becomes an error entry; it never fails the chunk.
     """
     delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
@@ -119,7 +120,9 @@ def process_table_chunk(task: dict) -> dict:
         try:
             df = make(path)
         except Exception as exc:  # noqa: BLE001 - a batch never stops for one bad record
-            errors.append({"path": path, "error": f"{type(exc).__name__}: {exc}"})
+            # the schema of ecgcore preprocess's errors.jsonl: type and message apart
+            errors.append({"path": path, "error": type(exc).__name__,
+                           "message": getattr(exc, "reason", None) or str(exc)})
             continue
         ok.append(path)
         if len(df):
@@ -331,7 +334,9 @@ def run_table_batch(args, kind: str) -> int:
     def on_done(res):
         results.append(res)
         for e in res["errors"]:
-            msg = f"{name}: {e['path']}: {e['error']}"
+            # the reason usually names the file already: do not say it twice
+            text = e["message"] if e["path"] in e["message"] else f"{e['path']}: {e['message']}"
+            msg = f"{name}: {e['error']}: {text}"
             if bar is not None:
                 bar.write(msg, file=sys.stderr)  # above the bar, not through it
             else:

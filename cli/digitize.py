@@ -7,6 +7,8 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from ecgcore._atomic import atomic_open
+
 from ._common import expand_inputs, report_failure
 
 
@@ -50,7 +52,7 @@ def run(args) -> int:
     else:
         failures = _collect(map(_one, items), len(items))
     if failures:
-        with open(os.path.join(args.out, "errors.jsonl"), "w") as f:
+        with atomic_open(os.path.join(args.out, "errors.jsonl"), "w") as f:
             for path, exc in failures:
                 f.write(json.dumps({"path": path, "error": type(exc).__name__,
                                     "message": getattr(exc, "reason", str(exc))}) + "\n")

@@ -72,7 +72,7 @@ def test_chunks_give_the_record_by_record_table(inputs, tmp_path):
     pd.testing.assert_frame_equal(got[ref.columns], ref, check_dtype=False)
     errs = [json.loads(x) for x in (tmp_path / "a" / "errors.jsonl").read_text().splitlines()]
     assert [Path(e["path"]).name for e in errs] == ["r03x.hea"]
-    assert errs[0]["error"].startswith("ReadError")
+    assert errs[0]["error"] == "ReadError" and errs[0]["message"]
     # parquet: the same table, assembled part by part
     pq_out = tmp_path / "c" / "marks.parquet"
     assert _run("delineate", inputs, pq_out, "--chunk", "2") == 1

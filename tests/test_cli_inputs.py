@@ -1,0 +1,66 @@
+"""Input expansion shared by every subcommand: folders yield their ECG records only.
+
+A database folder holds more than records (``RECORDS``, checksum lists, metadata
+CSVs, viewer settings). Those are skipped by their first bytes, counted on stderr,
+never reported as failed records; files named explicitly are always read, so their
+problem is reported.
+"""
+
+import csv
+import json
+
+import numpy as np
+
+import ecgcore
+from ecgcore.cli import main
+from ecgcore.cli._common import expand_inputs
+
+
+def _folder(tmp_path):
+    recs = ecgcore.simulate(2, seed=3, rhythm="sinus")
+    d = tmp_path / "db"
+    (d / "sub").mkdir(parents=True)
+    ecgcore.write(recs[0], str(d / "r1.hea"), format="wfdb")
+    ecgcore.write(recs[1], str(d / "sub" / "r2.hea"), format="wfdb")
+    # a numeric CSV array is an ECG record (its bytes say so), wherever it sits
+    rng = np.random.default_rng(4)
+    np.savetxt(d / "sub" / "arr.csv", rng.standard_normal((1000, 3)) * 0.2, delimiter=",",
+               header="I,II,III", comments="")
+    (d / "RECORDS").write_text("r1\nsub/r2\n")
+    (d / "SHA256SUMS").write_text("0" * 64 + "  r1.dat\n")
+    (d / "meta.csv").write_text('id,sex,rhythm\n1,"F","sinus"\n2,"M","AF"\n')
+    (d / "r1.xws").write_text("-r r1 -a atr\n")
+    return d
+
+
+def test_folder_yields_records_and_counts_the_rest(tmp_path, capsys):
+    d = _folder(tmp_path)
+    got = expand_inputs([str(d)])
+    assert sorted(p.replace(str(d) + "/", "") for p in got) == ["r1.hea", "sub/arr.csv", "sub/r2.hea"]
+    err = capsys.readouterr().err
+    assert "skipped 4 file(s)" in err and "not ECG records" in err
+    assert expand_inputs([str(d)], quiet=True) == got and capsys.readouterr().err == ""
+
+
+def test_named_non_ecg_file_is_still_read_and_reported(tmp_path, capsys):
+    d = _folder(tmp_path)
+    assert expand_inputs([str(d / "meta.csv")]) == [str(d / "meta.csv")]
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_measure_over_a_database_folder_reports_records_only(tmp_path, capsys):
+    d = _folder(tmp_path)
+    out = tmp_path / "m.csv"
+    # the CSV array is an ECG without a sampling rate: reported; the non-ECG files are not
+    assert main(["measure", str(d), "--out", str(out), "--workers", "1"]) == 1
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    err_file = tmp_path / "errors.jsonl"
+    e = [json.loads(line) for line in err_file.read_text().splitlines()]
+    assert len(e) == 1 and e[0]["path"].endswith("arr.csv") and e[0]["error"] == "ReadError"
+    assert "sampling rate is unknown" in e[0]["message"]
+    # a non-ECG file named explicitly fails with its name and the reason
+    assert main(["measure", str(d / "meta.csv"), "--out", str(tmp_path / "m2.csv"), "--workers", "1"]) == 1
+    e = [json.loads(line) for line in err_file.read_text().splitlines()]
+    assert len(e) == 1 and e[0]["path"].endswith("meta.csv") and "unknown format" in e[0]["message"]
