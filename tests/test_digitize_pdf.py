@@ -45,6 +45,30 @@ def test_resampling_to_another_fs(tmp_path, sim):
     assert np.all(snr > 40), snr
 
 
+def test_trace_end_snapped_to_a_device_grid_keeps_the_last_sample():
+    from ecgcore.digitization.pdf_vector import _assemble, _grid_step, _prepare_curve
+    # a 5-s 500 Hz trace whose writer snapped the end vertex 0.06 samples early
+    t = np.linspace(0.0, 4.99788, 1215)
+    curve = _prepare_curve(t, np.sin(2 * np.pi * t))
+    meta = {"digitize_flags": {}}
+    # the grid step of 0.24 pt at 50 mm/s (141.7 pt/s) is 1.7 ms: the end is known to 0.85 ms
+    tol = 0.5 * _grid_step([{"pts": np.array([[0.0, 0], [0.24, 0], [0.48, 0], [0.96, 1]])}]) / 141.732
+    rec = _assemble([("II", 0.0, 4.99788, curve, tol)], 500.0, "x.pdf", dict(meta))
+    assert rec.n_samples == 2500 and np.isfinite(rec["II"]).all()
+    # a trace on an exact sample lattice keeps its exact end (no sample added past it)
+    rec = _assemble([("II", 0.0, 4.998, curve, 0.0)], 250.0, "x.pdf", dict(meta))
+    assert rec.n_samples == 1250
+
+
+def test_cardiosoft_pdf_is_five_whole_seconds():
+    path = shared_path("data", "pdf", "cardiosoft_testmann.pdf")
+    rec = ecgcore.digitize(path, fs=500)
+    # 5 s at 50 mm/s; the vertices sit on CardioSoft's 0.24 pt grid, so the trace
+    # ends 0.06 samples before the 2500th sample's time
+    assert rec.n_samples == 2500 and np.isfinite(rec.signal).all()
+    assert ecgcore.preprocess(rec, "ecgfm").shape == (1, 12, 2500)
+
+
 def test_cardiosoft_pdf_leads_and_scale():
     path = shared_path("data", "pdf", "cardiosoft_testmann.pdf")
     rec = ecgcore.digitize(path, fs=500)

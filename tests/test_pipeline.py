@@ -302,3 +302,20 @@ def test_streamed_chunk_equals_batched_chunk(inputs, tmp_path, monkeypatch, dtyp
     assert ((tmp_path / "stream" / "shard-000003.npy").read_bytes()
             == (tmp_path / "batch" / "shard-000003.npy").read_bytes())
     assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+def test_ids_from_paths_keep_the_suffix_only_where_two_formats_share_a_name(tmp_path):
+    from ecgcore.pipeline import items_from_paths
+    from ecgcore.pipeline.discover import sort_items
+    d = tmp_path / "db"
+    (d / "sub").mkdir(parents=True)
+    paths = [d / "a.hea", d / "a.npz", d / "b.hea", d / "sub" / "a.hea", d / "c.xml"]
+    for p in paths:
+        p.write_bytes(b"x")
+    items = sort_items(items_from_paths([str(p) for p in paths] + [str(d / "b.hea")]))
+    assert [(it.path.replace(str(d) + "/", ""), it.record_id) for it in items] == [
+        ("a.hea", "a.hea"), ("a.npz", "a.npz"), ("b.hea", "b"), ("c.xml", "c"), ("sub/a.hea", "sub/a")]
+    # ids a manifest gives stay the user's: a clash there is still an error
+    from ecgcore.pipeline.discover import InputItem
+    with pytest.raises(ConfigError, match="used by both"):
+        sort_items([InputItem(str(d / "a.hea"), "x"), InputItem(str(d / "b.hea"), "x")])

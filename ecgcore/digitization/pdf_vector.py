@@ -618,6 +618,11 @@ def _read_doc(doc, path, fs, layout, pages):
         pt_mv = pt_mm * gain
         pt_s, fs_lattice = _lattice_rate(traces, pt_mm * speed, pt_mm)
         dt = 1.0 / fs_lattice if fs_lattice else 0.0
+        # Off a sample lattice, a writer may snap the vertices to its device grid
+        # (CardioSoft: 0.24 pt, 1.7 ms at 50 mm/s), which can end a 5-s trace a
+        # fraction of a sample early: its end is known to half a grid step. On a
+        # lattice the times are exact.
+        end_tol = 0.0 if dt else 0.5 * _grid_step(traces) / pt_s
         longest = max(tr["u1"] - tr["u0"] for tr in traces)
         # traces drawn one after another: a gap of more than 1.5 samples (or, with no
         # sample lattice, 2.5 mm) between one's end and the next's start is visible
@@ -659,9 +664,10 @@ def _read_doc(doc, path, fs, layout, pages):
                     # vertices a simplifying writer dropped: rebuilt on the sample lattice
                     curve = _fill_dropped(curve, dt, pt_s, pt_mv)
                 for j, name in enumerate(names):
-                    # (lead, start, end, curve, whether end is the trace's last vertex)
+                    # (lead, start, end, curve, and for the trace's last lead the
+                    # tolerance of its end vertex (s), else None)
                     segments.append((normalize_lead(_canon_label(name)), edges[j], edges[j + 1],
-                                     curve, j == k - 1))
+                                     curve, end_tol if j == k - 1 else None))
         meta_pages.append({"page": pi, "speed": speed, "gain": gain, "pulses": len(pulses),
                            "fs_drawn": fs_lattice, "speed_drawn": pt_s / pt_mm,
                            "speed_text": speed_txt, "gain_text": gain_txt,
@@ -891,8 +897,18 @@ def _eval_curve(curve, tk):
             + (3 * s2 - 2 * s3) * vv[j + 1] + (s3 - s2) * h * d[j + 1])
 
 
+def _grid_step(traces) -> float:
+    """The smallest horizontal step between the vertices of any trace (pt): the
+    writer's device grid when it snaps vertices to one, else some small value."""
+    steps = [np.diff(tr["pts"][:, 0]) for tr in traces if len(tr["pts"]) > 1]
+    steps = np.concatenate(steps) if steps else np.zeros(0)
+    steps = steps[steps > 0]
+    return float(steps.min()) if steps.size else 0.0
+
+
 def _assemble(segments, fs, path, meta):
-    t_end = max(s[2] for s in segments)
+    # the record ends with the latest trace end (known to within that trace's tolerance)
+    t_end = max(s[2] + (s[4] or 0.0) for s in segments)
     n = int(np.floor(min(t_end, 600.0) * fs + _EPS)) + 1
     extra = sorted({s[0] for s in segments} - set(STANDARD_12))
     leads = list(STANDARD_12) + extra
@@ -900,11 +916,12 @@ def _assemble(segments, fs, path, meta):
     length = np.zeros(len(leads))
     conf = {}
     # longest segment first, so a rhythm strip wins over the short window of the same lead
-    for name, a, b, curve, last in sorted(segments, key=lambda s: -(s[2] - s[1])):
+    for name, a, b, curve, end_tol in sorted(segments, key=lambda s: -(s[2] - s[1])):
         i = leads.index(name)
         # a lead owns the samples a <= t < b; the last lead of a trace also its end vertex
         k0 = max(0, int(np.ceil(a * fs - _EPS)))
-        k1 = int(np.floor(b * fs + _EPS)) + 1 if last else int(np.ceil(b * fs - _EPS))
+        last = end_tol is not None
+        k1 = int(np.floor((b + end_tol) * fs + _EPS)) + 1 if last else int(np.ceil(b * fs - _EPS))
         k1 = min(n, k1)
         if k1 <= k0:
             continue

@@ -38,13 +38,28 @@ def record_id_for(path: str, root: str | None) -> str:
 
 
 def items_from_paths(paths: Iterable[str]) -> list[InputItem]:
-    """Items for plain record paths; ids are paths relative to their common folder."""
+    """Items for plain record paths; ids are paths relative to their common folder,
+    without the format suffix unless two files differ only by it."""
     paths = [os.path.abspath(p) for p in paths]
     if not paths:
         return []
     root = os.path.commonpath([os.path.dirname(p.rsplit("::", 1)[0] if "::" in p else p)
                                for p in paths])
-    return [InputItem(p, record_id_for(p, root)) for p in paths]
+    ids = [record_id_for(p, root) for p in paths]
+    # one name in two formats (a WFDB record beside its .npz export): those ids keep
+    # their suffix, so each file still has its own id instead of stopping the run
+    owners: dict[str, set] = {}
+    for p, i in zip(paths, ids):
+        owners.setdefault(i, set()).add(p)
+    return [InputItem(p, i if len(owners[i]) == 1 else _id_with_suffix(p, root)) for p, i in zip(paths, ids)]
+
+
+def _id_with_suffix(path: str, root: str) -> str:
+    key = ""
+    if "::" in path and not os.path.exists(path):
+        path, key = path.rsplit("::", 1)
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    return f"{rel}/{key}" if key else rel
 
 
 def is_manifest_csv(path: str) -> bool:
