@@ -27,7 +27,7 @@ _RECORD_SUFFIXES = {".hea", ".xml", ".scp", ".dcm", ".edf", ".bdf", ".h5", ".hdf
                     ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
-def expand_inputs(items, containers: bool = True, quiet: bool = False) -> list[str]:
+def expand_inputs(items, containers: bool = True, quiet: bool = False, kinds=None) -> list[str]:
     """Expand files, directories (recursively) and glob patterns into record paths.
 
     Inside directories, WFDB records are taken by their ``.hea`` files and
@@ -35,14 +35,17 @@ def expand_inputs(items, containers: bool = True, quiet: bool = False) -> list[s
     known ECG format (by their first bytes: ``RECORDS``, checksum lists,
     metadata CSVs) are skipped too, with one line on stderr that counts them
     (unless ``quiet``). Files named explicitly are always kept, so reading them
-    reports what is wrong. With ``containers=True``, a file holding many
+    reports what is wrong. ``kinds`` (format names of
+    :func:`ecgcore.io.sniff.sniff`, e.g. ``{"pdf", "image"}``) narrows what is
+    taken from folders. With ``containers=True``, a file holding many
     records (a CODE-15% HDF5 part) becomes one ``path::exam_id`` address per
     record.
     """
     skipped: list[str] = []
-    out = _expand_files(items, skipped)
+    out = _expand_files(items, skipped, kinds)
     if skipped and not quiet:
-        print(f"ecgcore: skipped {len(skipped)} file(s) in the input folders that are not ECG records "
+        what = "ECG records" if kinds is None else " or ".join(sorted(kinds)) + " files"
+        print(f"ecgcore: skipped {len(skipped)} file(s) in the input folders that are not {what} "
               f"(e.g. {skipped[0]}); name a file to read it anyway", file=sys.stderr)
     if not containers:
         return out
@@ -57,20 +60,21 @@ def expand_inputs(items, containers: bool = True, quiet: bool = False) -> list[s
     return expanded
 
 
-def _is_record_file(path: str) -> bool:
-    """Whether a file found in a folder is an ECG record (by suffix, else by its bytes)."""
-    if os.path.splitext(path)[1].lower() in _RECORD_SUFFIXES:
+def _is_record_file(path: str, kinds=None) -> bool:
+    """Whether a file found in a folder is an ECG record (by suffix, else by its bytes),
+    of one of ``kinds`` when given (always by its bytes)."""
+    if kinds is None and os.path.splitext(path)[1].lower() in _RECORD_SUFFIXES:
         return True
     from ecgcore.errors import ReadError
     from ecgcore.io.sniff import sniff
     try:
-        sniff(path)
+        kind = sniff(path)
     except ReadError:
         return False
-    return True
+    return kinds is None or kind in kinds
 
 
-def _expand_files(items, skipped: list) -> list[str]:
+def _expand_files(items, skipped: list, kinds=None) -> list[str]:
     out: list[str] = []
     for item in items:
         if os.path.isdir(item):
@@ -80,7 +84,7 @@ def _expand_files(items, skipped: list) -> list[str]:
                     if os.path.splitext(f)[1].lower() in _SKIP_SUFFIXES or f.startswith("."):
                         continue
                     p = os.path.join(root, f)
-                    if _is_record_file(p):
+                    if _is_record_file(p, kinds):
                         out.append(p)
                     else:
                         skipped.append(p)

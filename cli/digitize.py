@@ -1,15 +1,26 @@
-"""``ecgcore digitize INPUT... --out DIR``: paper ECGs (PDF, images) to WFDB or NPY records."""
+"""``ecgcore digitize INPUT... --out DIR``: paper ECGs (PDF, images) to WFDB or NPY records.
+
+Each page becomes one record under ``DIR``, named by its path relative to the inputs'
+common folder (``scans/2019/p1.png`` -> ``DIR/2019/p1.hea``), so pages of one name in
+different folders never overwrite each other. Inside folders only PDFs and images
+are taken. A page that fails is named on stderr and in ``DIR/errors.jsonl`` and the
+batch goes on; outputs are written atomically, so ``--resume`` after a kill skips
+the pages whose record is already there.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 from ecgcore._atomic import atomic_open
 
 from ._common import expand_inputs, report_failure
+
+_PAGE_KINDS = {"pdf", "image"}
 
 
 def add_parser(sub):
@@ -20,54 +31,87 @@ def add_parser(sub):
     p.add_argument("--fs", type=float, default=500.0, help="output sampling rate, Hz")
     p.add_argument("--layout", default="auto", choices=("auto", "3x4+II", "3x4", "6x2", "12x1"))
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--resume", action="store_true",
+                   help="skip pages whose output record already exists (after a killed run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
+def _dest(out: str, record_id: str, fmt: str) -> str:
+    return os.path.join(out, *record_id.split("/")) + (".npy" if fmt == "npy" else "")
+
+
+def _done(dest: str, fmt: str) -> bool:
+    # the header (WFDB) or the sidecar (NPY) is moved into place last
+    return os.path.exists(dest + (".json" if fmt == "npy" else ".hea"))
+
+
 def _one(item):
-    path, out, fmt, fs, layout = item
+    path, dest, fmt, fs, layout = item
     import ecgcore
 
     try:
         rec = ecgcore.digitize(path, layout=layout, fs=fs)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        dest = os.path.join(out, stem + (".npy" if fmt == "npy" else ""))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
         ecgcore.write(rec, dest, format=fmt)
         return path, None
-    except ecgcore.ECGError as exc:
+    except Exception as exc:  # noqa: BLE001 - a batch never stops for one bad page
         return path, exc
 
 
 def run(args) -> int:
-    files = expand_inputs(args.inputs)
+    from ecgcore.pipeline.discover import items_from_paths
+
+    files = expand_inputs(args.inputs, containers=False, kinds=_PAGE_KINDS)
     if not files:
         print("ecgcore digitize: no input files", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    items = [(f, args.out, args.to, args.fs, args.layout) for f in files]
+    ids = [(it.path, it.record_id) for it in items_from_paths(files)]
+    # the page's suffix goes, unless two pages differ only by it (p1.pdf, p1.png)
+    stems = [os.path.splitext(i)[0] for _, i in ids]
+    n_stem = Counter(stems)
+    items = [(p, _dest(args.out, st if n_stem[st] == 1 else i, args.to), args.to, args.fs, args.layout)
+             for (p, i), st in zip(ids, stems)]
+    done = [it for it in items if _done(it[1], args.to)] if args.resume else []
+    todo = [it for it in items if it not in done] if done else items
     failures = []
-    if args.workers > 1:
+    if args.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
-            results = pool.map(_one, items)
-            failures = _collect(results, len(items))
+            failures = _collect(pool.map(_one, todo), len(todo), args.no_progress)
     else:
-        failures = _collect(map(_one, items), len(items))
+        failures = _collect(map(_one, todo), len(todo), args.no_progress)
+    err_path = os.path.join(args.out, "errors.jsonl")
     if failures:
-        with atomic_open(os.path.join(args.out, "errors.jsonl"), "w") as f:
+        with atomic_open(err_path, "w") as f:
             for path, exc in failures:
                 f.write(json.dumps({"path": path, "error": type(exc).__name__,
-                                    "message": getattr(exc, "reason", str(exc))}) + "\n")
-    print(f"digitized {len(items) - len(failures)}/{len(items)} into {args.out}", file=sys.stderr)
+                                    "message": getattr(exc, "reason", None) or str(exc)}) + "\n")
+    elif os.path.exists(err_path):
+        os.remove(err_path)  # a resumed run that now succeeds leaves no stale failures
+    print(f"digitized {len(todo) - len(failures)}/{len(todo)} into {args.out}"
+          + (f" ({len(done)} already there)" if done else ""), file=sys.stderr)
     return 1 if failures else 0
 
 
-def _collect(results, total):
+def _collect(results, total, no_progress=False):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+    bar = (tqdm(total=total, desc="ecgcore digitize", unit="page", file=sys.stderr,
+                disable=no_progress, dynamic_ncols=True) if tqdm else None)
     failures = []
-    for i, (path, exc) in enumerate(results, 1):
+    for path, exc in results:
         if exc is not None:
             failures.append((path, exc))
+            if bar is not None:
+                bar.clear()
             report_failure(path, exc)
-        if sys.stderr.isatty():
-            print(f"\r[{i}/{total}]", end="", file=sys.stderr, flush=True)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+            if failures:
+                bar.set_postfix(failed=len(failures), refresh=False)
+    if bar is not None:
+        bar.close()
     return failures

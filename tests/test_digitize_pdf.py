@@ -348,3 +348,36 @@ def test_cli_digitize(tmp_path, sim):
     lines = (tmp_path / "o" / "errors.jsonl").read_text().splitlines()
     assert len(lines) == 1 and "bad.pdf" in lines[0]
     assert any(f.startswith("good") for f in __import__("os").listdir(tmp_path / "o"))
+
+
+def test_cli_digitize_folders_names_and_resume(tmp_path, sim, capsys):
+    import json
+    import os
+    from ecgcore.cli import main
+    src = tmp_path / "pages"
+    for sub in ("a", "b"):
+        (src / sub).mkdir(parents=True)
+        ecgcore.plot(sim, src / sub / "p1.pdf", layout="12x1")   # one name in two folders
+    ecgcore.write(sim, str(src / "a" / "truth.hea"), format="wfdb")  # not a page: skipped
+    (src / "b" / "notes.txt.bak").write_text("scanned 2019")
+    out = tmp_path / "o"
+    assert main(["digitize", str(src), "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    # truth.hea and notes.txt.bak (truth.dat is a WFDB part, never counted)
+    assert "skipped 2 file(s)" in err and "digitized 2/2" in err
+    assert sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs) == [
+        "a/p1.dat", "a/p1.hea", "b/p1.dat", "b/p1.hea"]
+    rec = ecgcore.read(str(out / "b" / "p1.hea"))
+    snr = challenge_snr(sim.conform().signal.astype(float), rec.signal[:12].astype(float), 500, align=False)
+    assert np.all(snr > 40), snr
+    # a killed run resumes: the page whose record is there is not digitized again
+    os.remove(out / "b" / "p1.hea")
+    mtime = os.stat(out / "a" / "p1.hea").st_mtime_ns
+    assert main(["digitize", str(src), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "digitized 1/1 into" in capsys.readouterr().err
+    assert os.stat(out / "a" / "p1.hea").st_mtime_ns == mtime and (out / "b" / "p1.hea").exists()
+    # a page that breaks the digitizer in an unexpected way does not stop the batch
+    (src / "a" / "p2.pdf").write_bytes(b"%PDF-1.4 nope")
+    assert main(["digitize", str(src), "--out", str(out), "--resume", "--no-progress"]) == 1
+    e = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [os.path.basename(x["path"]) for x in e] == ["p2.pdf"] and e[0]["message"]
