@@ -9,7 +9,7 @@ import sys
 
 from ecgcore._atomic import atomic_open
 
-__all__ = ["expand_inputs", "report_failure", "write_json_atomic"]
+__all__ = ["expand_inputs", "output_names", "report_failure", "write_json_atomic"]
 
 # Files that are parts of another record, never records themselves.
 _SKIP_SUFFIXES = {".dat", ".atr", ".xyz", ".mat", ".d0", ".d1", ".d2", ".d3", ".d4", ".d5",
@@ -93,6 +93,28 @@ def _expand_files(items, skipped: list, kinds=None) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+def output_names(paths) -> list[str]:
+    """One output name per input record, relative to the output folder (``/``-separated,
+    no suffix): the record's path relative to the inputs' common folder, without its
+    format suffix, so records of one name in different folders (or several records of
+    one container file, ``part.hdf5::123`` -> ``part/123``) never overwrite each other.
+    Where two inputs differ only by their suffix (``p1.pdf``, ``p1.png``), they keep it.
+    """
+    from collections import Counter
+
+    from ecgcore.pipeline.discover import items_from_paths
+    ids = [it.record_id for it in items_from_paths(paths)]
+    stems = [_strip_suffix(i) for i in ids]
+    n_stem = Counter(stems)
+    return [st if n_stem[st] == 1 else i for i, st in zip(ids, stems)]
+
+
+def _strip_suffix(record_id: str) -> str:
+    head, _, last = record_id.rpartition("/")
+    stem = os.path.splitext(last)[0] or last
+    return f"{head}/{stem}" if head else stem
 
 
 def report_failure(path: str, error: Exception) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 from ecgcore._atomic import atomic_open
 
-from ._common import expand_inputs, report_failure
+from ._common import expand_inputs, output_names, report_failure
 
 _PAGE_KINDS = {"pdf", "image"}
 
@@ -60,21 +59,15 @@ def _one(item):
 
 
 def run(args) -> int:
-    from ecgcore.pipeline.discover import items_from_paths
-
     files = expand_inputs(args.inputs, containers=False, kinds=_PAGE_KINDS)
     if not files:
         print("ecgcore digitize: no input files", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    ids = [(it.path, it.record_id) for it in items_from_paths(files)]
-    # the page's suffix goes, unless two pages differ only by it (p1.pdf, p1.png)
-    stems = [os.path.splitext(i)[0] for _, i in ids]
-    n_stem = Counter(stems)
-    items = [(p, _dest(args.out, st if n_stem[st] == 1 else i, args.to), args.to, args.fs, args.layout)
-             for (p, i), st in zip(ids, stems)]
-    done = [it for it in items if _done(it[1], args.to)] if args.resume else []
-    todo = [it for it in items if it not in done] if done else items
+    items = [(p, _dest(args.out, name, args.to), args.to, args.fs, args.layout)
+             for p, name in zip(files, output_names(files))]
+    todo = [it for it in items if not (args.resume and _done(it[1], args.to))]
+    n_done = len(items) - len(todo)
     failures = []
     if args.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
@@ -90,7 +83,7 @@ def run(args) -> int:
     elif os.path.exists(err_path):
         os.remove(err_path)  # a resumed run that now succeeds leaves no stale failures
     print(f"digitized {len(todo) - len(failures)}/{len(todo)} into {args.out}"
-          + (f" ({len(done)} already there)" if done else ""), file=sys.stderr)
+          + (f" ({n_done} already there)" if n_done else ""), file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -64,3 +64,30 @@ def test_measure_over_a_database_folder_reports_records_only(tmp_path, capsys):
     assert main(["measure", str(d / "meta.csv"), "--out", str(tmp_path / "m2.csv"), "--workers", "1"]) == 1
     e = [json.loads(line) for line in err_file.read_text().splitlines()]
     assert len(e) == 1 and e[0]["path"].endswith("meta.csv") and "unknown format" in e[0]["message"]
+
+
+def test_convert_keeps_records_of_one_name_apart(tmp_path):
+    recs = ecgcore.simulate(2, seed=6, rhythm="sinus")
+    for i, sub in enumerate(("a", "b")):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        ecgcore.write(recs[i], str(tmp_path / "in" / sub / "r1.hea"), format="wfdb")
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "in"), "--to", "npy", "--out", str(out), "--no-progress"]) == 0
+    for i, sub in enumerate(("a", "b")):
+        back = ecgcore.read(out / sub / "r1.npy")
+        ref = ecgcore.read(tmp_path / "in" / sub / "r1.hea")
+        np.testing.assert_array_equal(back.signal, ref.signal)
+    assert not np.array_equal(ecgcore.read(out / "a" / "r1.npy").signal, ecgcore.read(out / "b" / "r1.npy").signal)
+
+
+def test_convert_writes_each_record_of_a_container(tmp_path):
+    from conftest import shared_path
+    from ecgcore.io import list_records
+    src = shared_path("data", "code15", "exams_part_sample.hdf5")
+    addrs = list_records(str(src))
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--to", "npy", "--out", str(out), "--no-progress"]) == 0
+    for a in addrs:
+        exam = a.rsplit("::", 1)[1]
+        np.testing.assert_array_equal(ecgcore.read(out / "exams_part_sample" / f"{exam}.npy").signal,
+                                      ecgcore.read(a).signal)
