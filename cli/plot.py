@@ -30,8 +30,12 @@ def run(args) -> int:
     marks = None
     if args.marks:
         marks = ecgcore.delineate(rec)
-    ecgcore.plot(rec, args.out, layout=args.layout, speed=args.speed, gain=args.gain,
-                 dpi=args.dpi, grid=not args.no_grid, marks=marks,
-                 title=f"{rec.source}  ({rec.meta.get('format')})")
+    try:
+        ecgcore.plot(rec, args.out, layout=args.layout, speed=args.speed, gain=args.gain,
+                     dpi=args.dpi, grid=not args.no_grid, marks=marks,
+                     title=f"{rec.source}  ({rec.meta.get('format')})")
+    except ecgcore.ECGError as exc:
+        report_failure(args.out, exc)
+        return 2
     print(f"wrote {args.out}")
     return 0

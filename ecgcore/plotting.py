@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._atomic import atomic_path
+from .errors import ConfigError, WriteError
 from .record import Record, STANDARD_12
 
 __all__ = ["plot", "PlotResult", "LAYOUTS"]
@@ -113,7 +114,7 @@ def _panels_for(layout: str, leads, duration: float):
         for i, name in enumerate(leads):
             out.append((name, i, 0.0, duration, False))
         return out, len(leads)
-    raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
 
 
 def _marks_dict(marks):
@@ -167,9 +168,9 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     if not isinstance(record, Record):
         raise TypeError("plot() takes an ecgcore.Record")
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
-    if speed <= 0 or gain <= 0 or dpi <= 0:
-        raise ValueError("speed, gain and dpi must be positive")
+        raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    if not (speed > 0 and gain > 0 and dpi > 0):
+        raise ConfigError(f"speed, gain and dpi must be positive (got {speed}, {gain}, {dpi})")
     rec = record if layout == "12x1" else record.conform(STANDARD_12, derive=True, missing="nan")
     duration = rec.duration
     specs, n_rows = _panels_for(layout, rec.leads, duration)
@@ -264,7 +265,7 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         path = os.fspath(path_or_ax)
         ext = os.path.splitext(path)[1].lower()
         if ext not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".tif", ".tiff"):
-            raise ValueError(f"unsupported output {ext!r}: use .png, .svg, .pdf, .jpg or .tif")
+            raise WriteError(f"unsupported output {ext!r}: use .png, .svg, .pdf, .jpg or .tif", path)
         fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(ext, ext.lstrip("."))
         # no rc_context here: rcParams are process-global (not thread-safe), and the trace
         # paths already refuse simplification themselves (should_simplify above); the

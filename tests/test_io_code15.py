@@ -77,7 +77,7 @@ def test_plausible_millivolts(part):
 
 
 def test_ambiguous_and_bad_requests(part):
-    with pytest.raises(ReadError, match="holds 5 exams; pass exam_id"):
+    with pytest.raises(ReadError, match=r"holds 5 exams; address one as PATH::\d+ .*pass exam_id"):
         ecgcore.read(part)
     with pytest.raises(ReadError, match="dummy"):
         ecgcore.read(part, index=5)

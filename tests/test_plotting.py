@@ -51,10 +51,13 @@ def test_formats_and_bad_args(tmp_path):
         head = (tmp_path / f"x.{ext}").read_bytes()[:5]
         assert head in (b"%PDF-",) or b"<?xml" in (tmp_path / f"x.{ext}").read_bytes()[:100]
         assert res.path.endswith(ext)
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(ecgcore.ConfigError, match="layout"):
         ecgcore.plot(rec, layout="4x3")
-    with pytest.raises(ValueError, match="unsupported output"):
+    with pytest.raises(ecgcore.ConfigError, match="positive"):
+        ecgcore.plot(rec, speed=float("nan"))
+    with pytest.raises(ecgcore.WriteError, match="unsupported output") as err:
         ecgcore.plot(rec, tmp_path / "x.bmpx")
+    assert "x.bmpx" in str(err.value)
 
 
 def test_missing_leads_blank_and_nan_not_drawn(tmp_path):

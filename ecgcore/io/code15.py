@@ -222,9 +222,10 @@ def read_code15(path: "str | os.PathLike", exam_id: int | None = None, index: in
                 real = np.arange(n) if ids is None else np.flatnonzero(ids != 0)
                 if real.size != 1:
                     shown = ", ".join(str(int(ids[r])) for r in real[:5]) if ids is not None else ""
-                    raise ReadError(f"file holds {real.size} exams; pass exam_id=... (e.g. {shown}) "
-                                    "or index=..., or iterate with ecgcore.io.code15.iter_code15()",
-                                    path)
+                    first = f"::{int(ids[real[0]])}" if ids is not None and real.size else "::EXAM_ID"
+                    raise ReadError(f"file holds {real.size} exams; address one as PATH{first} (also on "
+                                    f"the command line), pass exam_id=... (e.g. {shown}) or index=..., or "
+                                    "iterate with ecgcore.io.code15.iter_code15()", path)
                 row = int(real[0])
             try:
                 block = _as_f32(tr[row])
