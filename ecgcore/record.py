@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ECGError
+from .errors import ConfigError, ECGError
 
 __all__ = ["Record", "STANDARD_12", "STANDARD_8", "normalize_lead", "normalize_leads",
            "QualityReport", "amplitude_quality"]
@@ -364,7 +364,7 @@ class Record:
         The median beats, when present, are conformed the same way.
         """
         if missing not in ("zero", "nan", "raise"):
-            raise ValueError(f"missing must be 'zero', 'nan' or 'raise', got {missing!r}")
+            raise ConfigError(f"missing must be 'zero', 'nan' or 'raise', got {missing!r}")
         want = normalize_leads(leads)
         have = {name: i for i, name in enumerate(self.leads)}
         rows: dict[str, np.ndarray] = {}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ConfigError
 from .record import Record, STANDARD_12
 
 __all__ = ["simulate", "RHYTHMS", "NOISE_LEVELS", "FIDUCIAL_NAMES"]
@@ -249,16 +250,16 @@ def _noise_level(noise):
         return dict(NOISE_LEVELS["none"])
     if isinstance(noise, str):
         if noise not in NOISE_LEVELS:
-            raise ValueError(f"noise must be one of {sorted(NOISE_LEVELS)}, a number or a dict")
+            raise ConfigError(f"noise must be one of {sorted(NOISE_LEVELS)}, a number or a dict")
         return dict(NOISE_LEVELS[noise])
     if isinstance(noise, (int, float)):
         if noise < 0:
-            raise ValueError("noise scale must be >= 0")
+            raise ConfigError("noise scale must be >= 0")
         return {k: v * float(noise) for k, v in NOISE_LEVELS["moderate"].items()}
     if isinstance(noise, dict):
         bad = set(noise) - set(NOISE_LEVELS["none"])
         if bad:
-            raise ValueError(f"unknown noise components {sorted(bad)}; use baseline, emg, powerline")
+            raise ConfigError(f"unknown noise components {sorted(bad)}; use baseline, emg, powerline")
         return {**NOISE_LEVELS["none"], **{k: float(v) for k, v in noise.items()}}
     raise TypeError("noise must be None, a level name, a number or a dict")
 
@@ -322,11 +323,11 @@ def simulate(n: int = 1, fs: float = 500, duration: float = 10, seed=None,
         ``qrs_axis_deg``.
     """
     if n < 0:
-        raise ValueError("n must be >= 0")
+        raise ConfigError("n must be >= 0")
     if fs <= 0 or duration <= 0:
-        raise ValueError("fs and duration must be positive")
+        raise ConfigError("fs and duration must be positive")
     if rhythm not in RHYTHMS:
-        raise ValueError(f"rhythm must be one of {RHYTHMS}, got {rhythm!r}")
+        raise ConfigError(f"rhythm must be one of {RHYTHMS}, got {rhythm!r}")
     level = _noise_level(noise)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     out = []

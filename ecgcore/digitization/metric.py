@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["align_lead", "snr_lead", "challenge_snr", "challenge_score"]
 
 _LEVELS = 256
@@ -26,7 +28,7 @@ _SIGMA = 0.5
 def _as_1d(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
-        raise ValueError("expected a 1-D signal")
+        raise ConfigError("expected a 1-D signal")
     return x
 
 
@@ -194,7 +196,7 @@ def _pair(ref, est, fs):
         ref_arr = np.asarray(ref.signal, np.float64)
         if hasattr(est, "signal"):
             if abs(float(est.fs) - fs) > 1e-9:
-                raise ValueError(f"sampling rates differ: reference {fs} Hz, estimate {est.fs} Hz")
+                raise ConfigError(f"sampling rates differ: reference {fs} Hz, estimate {est.fs} Hz")
             names = {str(n).strip().casefold(): i for i, n in enumerate(est.leads)}
             est_arr = np.full(ref_arr.shape, np.nan)
             for j, name in enumerate(ref.leads):
@@ -208,9 +210,9 @@ def _pair(ref, est, fs):
         ref_arr = np.atleast_2d(np.asarray(ref, np.float64))
         est_arr = np.atleast_2d(np.asarray(est, np.float64))
     if fs is None:
-        raise ValueError("fs is required for arrays")
+        raise ConfigError("fs is required for arrays")
     if est_arr.shape[0] != ref_arr.shape[0]:
-        raise ValueError("reference and estimate have different numbers of leads")
+        raise ConfigError("reference and estimate have different numbers of leads")
     est_arr = np.stack([_fit_length(e, ref_arr.shape[1]) for e in est_arr]) \
         if est_arr.shape[1] != ref_arr.shape[1] else est_arr
     return ref_arr, est_arr, float(fs)

@@ -12,7 +12,7 @@ import importlib
 import os
 from typing import Iterable, Iterator
 
-from ..errors import ReadError
+from ..errors import ConfigError, ReadError
 from ..record import Record
 from .sniff import sniff, FORMATS
 
@@ -214,4 +214,4 @@ def write(record: Record, path: "str | os.PathLike", format: str = "wfdb", **kwa
     if format == "npy":
         from .arrays import write_npy
         return write_npy(record, path, **kwargs)
-    raise ValueError(f"unknown output format {format!r}; use 'wfdb' or 'npy'")
+    raise ConfigError(f"unknown output format {format!r}; use 'wfdb' or 'npy'")

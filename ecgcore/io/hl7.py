@@ -26,7 +26,7 @@ from xml.parsers import expat as pyexpat
 
 import numpy as np
 
-from ..errors import ReadError
+from ..errors import ConfigError, ReadError
 from ..record import Record, normalize_lead
 from .xmlsafe import _refuse_entities, detect_encoding, parse_xml, read_bytes
 
@@ -762,7 +762,7 @@ def read(path: "str | os.PathLike", annotations: "bool | str" = "lazy", **kwargs
     """
     path = os.fspath(path)
     if annotations not in (True, False, "lazy"):
-        raise ValueError(f"annotations must be True, False or 'lazy', got {annotations!r}")
+        raise ConfigError(f"annotations must be True, False or 'lazy', got {annotations!r}")
     data = read_bytes(path)
     # hostile documents are refused before any byte is scanned or parsed; the
     # UTF-16 spellings of <!ENTITY contain NUL bytes, so one memchr rules them

@@ -32,7 +32,7 @@ from datetime import datetime
 
 import numpy as np
 
-from ..errors import ReadError
+from ..errors import ConfigError, ReadError
 from ..record import STANDARD_12, Record, normalize_lead
 from .xmlsafe import child_text, parse_document
 
@@ -276,7 +276,7 @@ def read_muse(path: "str | os.PathLike", *, crc: str = "raise", keep_phi: bool =
         whose sample count disagrees with the file, a CRC mismatch (``crc="raise"``).
     """
     if crc not in ("raise", "flag", "ignore"):
-        raise ValueError(f"crc must be 'raise', 'flag' or 'ignore', got {crc!r}")
+        raise ConfigError(f"crc must be 'raise', 'flag' or 'ignore', got {crc!r}")
     path = os.fspath(path)
     doc = parse_document(path, recover=recover, bulk_tags=("WaveFormData",))
     root = doc.root

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from .._atomic import atomic_open
-from ..errors import ReadError, WriteError
+from ..errors import ConfigError, ReadError, WriteError
 from ..record import Record, normalize_leads
 from . import _wfdb
 
@@ -448,7 +448,6 @@ def _decode_signals(h: Header, hea: str, n_samples: int):
     for i, s in enumerate(sigs):
         groups.setdefault(s.file, []).append(i)
     d = os.path.dirname(hea)
-    i32 = np.int32
     n_frames = h.sig_len if h.sig_len is not None else n_samples
     jobs = []
     null_rows = []
@@ -988,7 +987,7 @@ def write_wfdb(record: Record, path: "str | os.PathLike", fmt: int = 16, gain=No
     input.
     """
     if fmt not in (16, 212):
-        raise ValueError(f"fmt must be 16 or 212, got {fmt!r}")
+        raise ConfigError(f"fmt must be 16 or 212, got {fmt!r}")
     path = os.fspath(path)
     if path.endswith(".hea"):
         path = path[:-4]
