@@ -192,7 +192,26 @@ def sos_filtfilt_rows(x, sos, padlen):
     pass, all sections in the same pass. (Tiling the transpositions into the passes,
     or reading the padded input inside the forward pass, measured slower.)
     """
-    n_rows, n = x.shape
+    return _filtfilt(x, sos, padlen, np.bool_(False))
+
+
+@njit(cache=True)
+def sos_filtfilt_cols(xt, sos, padlen):
+    """:func:`sos_filtfilt_rows` of ``xt.T`` for a C-contiguous (samples, leads) array
+    ``xt`` (a Fortran-ordered record read in memory order): the same (leads, samples)
+    result, bit for bit, without a transposing copy of the input (the padded buffer is
+    filled row by row, as it is laid out)."""
+    return _filtfilt(xt, sos, padlen, np.bool_(True))
+
+
+@njit(cache=True)
+def _filtfilt(x, sos, padlen, cols):
+    """The filter of :func:`sos_filtfilt_rows` (``x`` (leads, samples)) and
+    :func:`sos_filtfilt_cols` (``cols``: ``x`` (samples, leads)); returns (leads, samples)."""
+    if cols:
+        n, n_rows = x.shape
+    else:
+        n_rows, n = x.shape
     out = np.empty((n_rows, n))
     if n == 0 or n_rows == 0:
         return out
@@ -201,18 +220,38 @@ def sos_filtfilt_rows(x, sos, padlen):
         p = 0
     m = n + 2 * p
     buf = np.empty((m, n_rows))
-    for i in range(p):
-        for r in range(n_rows):
-            buf[i, r] = 2.0 * x[r, 0] - x[r, p - i]
-            buf[n + p + i, r] = 2.0 * x[r, n - 1] - x[r, n - 2 - i]
-    for i in range(n):
-        for r in range(n_rows):
-            buf[p + i, r] = x[r, i]
+    if cols:
+        for i in range(p):
+            for r in range(n_rows):
+                buf[i, r] = 2.0 * x[0, r] - x[p - i, r]
+                buf[n + p + i, r] = 2.0 * x[n - 1, r] - x[n - 2 - i, r]
+        for i in range(n):
+            for r in range(n_rows):
+                buf[p + i, r] = x[i, r]
+    else:
+        for i in range(p):
+            for r in range(n_rows):
+                buf[i, r] = 2.0 * x[r, 0] - x[r, p - i]
+                buf[n + p + i, r] = 2.0 * x[r, n - 1] - x[r, n - 2 - i]
+        for i in range(n):
+            for r in range(n_rows):
+                buf[p + i, r] = x[r, i]
     sos_cols(buf, sos, np.bool_(False))
     sos_cols(buf, sos, np.bool_(True))
-    for i in range(n):
+    # back to (leads, samples), four samples per lead at a time (a quarter fewer
+    # cycles than one: each row of ``out`` gets a short run of consecutive writes)
+    i = 0
+    while i + 4 <= n:
         for r in range(n_rows):
             out[r, i] = buf[p + i, r]
+            out[r, i + 1] = buf[p + i + 1, r]
+            out[r, i + 2] = buf[p + i + 2, r]
+            out[r, i + 3] = buf[p + i + 3, r]
+        i += 4
+    while i < n:
+        for r in range(n_rows):
+            out[r, i] = buf[p + i, r]
+        i += 1
     return out
 
 
@@ -297,6 +336,12 @@ def _integrate(fused, fs, used):
 
 @njit(cache=True)
 def qrs_feature(x, fs, sos, usable):
+    """Fused multi-lead QRS energy of ``x`` (leads, samples): see :func:`_qrs_feature`."""
+    return _qrs_feature(x, fs, sos, usable, np.bool_(False))
+
+
+@njit(cache=True)
+def _qrs_feature(x, fs, sos, usable, cols):
     """Fused multi-lead QRS energy: per lead, low-pass, symmetric difference, square,
     normalise by the median of the 1-s block maxima, clip, sum over leads, then a
     centred 100-ms moving-window integration.
@@ -306,9 +351,13 @@ def qrs_feature(x, fs, sos, usable):
 
     One lead: filtered along its row (both sections per sample). Several leads: a
     (samples, leads) buffer, every pass vectorised across leads; the sum over leads
-    keeps the lead order, so both layouts give the same bits.
+    keeps the lead order, so both layouts give the same bits. With ``cols``, ``x`` is
+    (samples, leads) (a Fortran-ordered record read in memory order), same result.
     """
-    n_leads, n = x.shape
+    if cols:
+        n, n_leads = x.shape
+    else:
+        n_leads, n = x.shape
     k = max(1, int(round(0.008 * fs)))
     block = max(1, int(fs))
     n_blocks = max(1, n // block)
@@ -326,7 +375,13 @@ def qrs_feature(x, fs, sos, usable):
     if L == 1:
         lp = np.empty(n)
         e = np.zeros(n)
-        sos_forward(x[idx[0]], sos, lp)
+        if cols:
+            src = np.empty(n)
+            for i in range(n):
+                src[i] = x[i, idx[0]]
+        else:
+            src = x[idx[0]]
+        sos_forward(src, sos, lp)
         for i in range(k, n - k):
             d = lp[i + k] - lp[i - k]
             e[i] = d * d
@@ -345,9 +400,14 @@ def qrs_feature(x, fs, sos, usable):
         return _integrate(fused, fs, used)
     # several leads: (samples, leads) layout, the transposition folded into the copy
     buf = np.empty((n, L))
-    for i in range(n):
-        for j in range(L):
-            buf[i, j] = x[idx[j], i]
+    if cols:
+        for i in range(n):
+            for j in range(L):
+                buf[i, j] = x[i, idx[j]]
+    else:
+        for i in range(n):
+            for j in range(L):
+                buf[i, j] = x[idx[j], i]
     sos_cols(buf, sos, np.bool_(False))
     # symmetric difference, square and 1-s block maxima in one pass, in place: e[i]
     # overwrites buf[i - k], the last use of that row (one large temporary less).
@@ -505,13 +565,18 @@ def pick_beats(f, fs, refractory_s):
 
 
 @njit(cache=True)
-def refine_r(x, usable, peaks, fs, half_s):
+def refine_r(x, usable, peaks, fs, half_s, cols):
     """Move each feature peak to the R fiducial: the sample of largest summed,
-    per-lead-normalised absolute deviation from the window mean, within +-half_s."""
-    n_leads, n = x.shape
+    per-lead-normalised absolute deviation from the window mean, within +-half_s.
+    ``x`` is (leads, samples), or (samples, leads) with ``cols``."""
+    if cols:
+        n, n_leads = x.shape
+    else:
+        n_leads, n = x.shape
     h = max(1, int(half_s * fs))
     out = np.empty(peaks.shape[0], np.int64)
     score = np.empty(2 * h + 1)
+    seg = np.empty(2 * h + 1)
     for b in range(peaks.shape[0]):
         a = max(0, peaks[b] - h)
         z = min(n, peaks[b] + h + 1)
@@ -521,13 +586,23 @@ def refine_r(x, usable, peaks, fs, half_s):
         for l in range(n_leads):
             if not usable[l]:
                 continue
+            # the lead's window as src[o:o + m]: its row, or (``cols``) a contiguous copy
+            # of its column, so the loops below read a unit-stride array either way
+            if cols:
+                for i in range(m):
+                    seg[i] = x[a + i, l]
+                src = seg
+                o = 0
+            else:
+                src = x[l]
+                o = a
             # mean, minimum and maximum in one pass: fl(v - mean) is monotone in v, so
             # the largest |v - mean| is reached at the minimum or the maximum
             mean = 0.0
-            lo = x[l, a]
+            lo = src[o]
             hi = lo
-            for i in range(a, z):
-                v = x[l, i]
+            for i in range(o, o + m):
+                v = src[i]
                 mean += v
                 lo = v if v < lo else lo
                 hi = v if v > hi else hi
@@ -537,8 +612,8 @@ def refine_r(x, usable, peaks, fs, half_s):
             mx = d1 if d1 > d2 else d2
             if mx <= 0.0:
                 continue
-            for i in range(a, z):
-                score[i - a] += abs(x[l, i] - mean) / mx
+            for i in range(m):
+                score[i] += abs(src[o + i] - mean) / mx
         best = 0
         for i in range(m):
             if score[i] > score[best]:
@@ -664,25 +739,38 @@ def detect(x, usable_in, fs, sos, refractory_s, half_s):
     (empty, number of non-finite samples) and the caller cleans it first. Otherwise
     (R indices, 0). A lead is used when ``usable_in`` and its range exceeds 1e-6.
     """
-    return detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, True)
+    return detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, True, False)
 
 
 def detect_clean(x, usable, fs, sos, refractory_s, half_s):
     """:func:`detect` for input already scanned: ``x`` free of NaN/inf and ``usable``
     already False for flat leads (as ``qrs._clean_rows`` returns them). R indices."""
-    return detect_kernel(x, usable, fs, sos, refractory_s, half_s, False)[0]
+    return detect_kernel(x, usable, fs, sos, refractory_s, half_s, False, False)[0]
+
+
+def detect_clean_cols(xt, usable, fs, sos, refractory_s, half_s):
+    """:func:`detect_clean` of ``xt.T`` for a C-contiguous (samples, leads) array ``xt``
+    (a Fortran-ordered record read in memory order, no transposing copy): the same R
+    indices."""
+    return detect_kernel(xt, usable, fs, sos, refractory_s, half_s, False, True)[0]
 
 
 @njit(cache=True)
-def detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, scan):
+def detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, scan, cols):
     """:func:`detect` (``scan`` True) and :func:`detect_clean` (False) in one kernel: a
     single compiled entry point for both (a kernel that calls other kernels compiles
     them again inside itself, so one such caller instead of two halves the work), and
-    one dispatch per block (a detection takes tens of microseconds per lead)."""
-    L, n = x.shape
+    one dispatch per block (a detection takes tens of microseconds per lead). ``x`` is
+    (leads, samples), or (samples, leads) with ``cols`` (:func:`detect_clean_cols`)."""
+    if cols:
+        n, L = x.shape
+    else:
+        L, n = x.shape
     empty = np.zeros(0, np.int64)
     usable = usable_in.copy()
     if scan:
+        # only the row layout is scanned here (:func:`detect`); ``cols`` input comes
+        # scanned (:func:`detect_clean_cols`), so scan_cols is not compiled in again
         nbad, lo, hi = scan_rows(x)
         tot = 0
         for l in range(L):
@@ -697,20 +785,20 @@ def detect_kernel(x, usable_in, fs, sos, refractory_s, half_s, scan):
         anyu = anyu or usable[l]
     if n < int(0.5 * fs) or not anyu:
         return empty, 0
-    feat = qrs_feature(x, fs, sos, usable)
+    feat = _qrs_feature(x, fs, sos, usable, cols)
     peaks = pick_beats(feat, fs, refractory_s)
     if peaks.shape[0] == 0:
         return peaks, 0
-    return refine_unique(x, usable, peaks, fs, half_s, int(refractory_s * fs * 0.8)), 0
+    return refine_unique(x, usable, peaks, fs, half_s, int(refractory_s * fs * 0.8), cols), 0
 
 
 @njit(cache=True)
-def refine_unique(x, usable, peaks, fs, half_s, gap):
+def refine_unique(x, usable, peaks, fs, half_s, gap, cols):
     """:func:`refine_r`, sorted, repeats dropped: two feature peaks can refine onto one
     sample or nearby samples of one complex, so exact repeats are dropped, then the
     first of any pair closer than ``gap`` samples is kept (compared with the previous
     distinct index). R indices."""
-    r = refine_r(x, usable, peaks, fs, half_s)
+    r = refine_r(x, usable, peaks, fs, half_s, cols)
     _isort(r)          # refinement moves a peak by at most half_s: nearly sorted
     out = np.empty(r.shape[0], np.int64)
     m = 0

@@ -74,13 +74,18 @@ def smooth_rows(y, usable, w):
     sums of four rows advance in the same loop: each sum is a chain of dependent
     additions, four independent chains overlap (same additions, same values)."""
     L, n = y.shape
-    out = np.zeros((L, n))
+    # every sample of a usable row is written below: only the other rows are zeroed
+    # (no memset of the whole (L, n) array first)
+    out = np.empty((L, n))
     rows = np.empty(L, np.int64)
     nr = 0
     for l in range(L):
         if usable[l]:
             rows[nr] = l
             nr += 1
+        else:
+            for i in range(n):
+                out[l, i] = 0.0
     rows = rows[:nr]
     c = np.empty((4, n + 1))
     h = w // 2
@@ -505,6 +510,10 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
         rr_med = _rr_median(r)
     else:
         rr_med = 0.8 * fs
+    dv = np.zeros(n)
+    # the T and P windows (relative to the baseline) are views of one buffer, not an
+    # allocation per beat and lead
+    vbuf = np.empty(n)
     for l in range(L):
         if not usable[l]:
             continue
@@ -525,45 +534,55 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
             c_hi = min(hi, rb + int(0.08 * fs))
             if c_hi <= c_lo:
                 continue
+            # the lead's derivative (``_dv``) over this beat's window, once: the searches
+            # below read most samples several times (same values, 1 <= lo, hi <= n - 2).
+            # Slices: loops from 0 over unit-stride views vectorise (indices that may
+            # look negative to the compiler get a wraparound fix-up and gathers)
+            d_w = dv[lo:hi + 1]
+            y_hi = yl[lo + 1:hi + 2]
+            y_lo = yl[lo - 1:hi]
+            for t in range(hi + 1 - lo):
+                d_w[t] = 0.5 * (y_hi[t] - y_lo[t])
             m = 0.0
-            for i in range(c_lo, c_hi + 1):
-                if abs(_dv(yl, i)) > m:
-                    m = abs(_dv(yl, i))
+            d_c = dv[c_lo:c_hi + 1]
+            for t in range(c_hi + 1 - c_lo):
+                if abs(d_c[t]) > m:
+                    m = abs(d_c[t])
             if m <= 0.0:
                 continue
             # earliest significant slope before R, then its local slope peak
             i1 = -1
             for i in range(max(lo, rb - int(0.12 * fs)), rb + 1):
-                if abs(_dv(yl, i)) > theta_sig * m:
+                if abs(dv[i]) > theta_sig * m:
                     i1 = i
                     break
             if i1 < 0:
                 i1 = rb
             pk = i1
-            while pk + 1 <= hi and abs(_dv(yl, pk + 1)) >= abs(_dv(yl, pk)) and abs(_dv(yl, pk + 1)) > 0:
+            while pk + 1 <= hi and abs(dv[pk + 1]) >= abs(dv[pk]) and abs(dv[pk + 1]) > 0:
                 pk += 1
-                if (_dv(yl, pk) > 0) != (_dv(yl, i1) > 0):
+                if (dv[pk] > 0) != (dv[i1] > 0):
                     break
-            thr = xi_on * abs(_dv(yl, pk))
+            thr = xi_on * abs(dv[pk])
             on = pk
-            while on - 1 >= lo and abs(_dv(yl, on)) > thr:
+            while on - 1 >= lo and abs(dv[on]) > thr:
                 on -= 1
             # latest significant slope after R, then its local slope peak
             i2 = -1
             for i in range(min(hi, rb + int(0.14 * fs)), rb - 1, -1):
-                if abs(_dv(yl, i)) > theta_sig * m:
+                if abs(dv[i]) > theta_sig * m:
                     i2 = i
                     break
             if i2 < 0:
                 i2 = rb
             pk2 = i2
-            while pk2 - 1 >= lo and abs(_dv(yl, pk2 - 1)) >= abs(_dv(yl, pk2)) and abs(_dv(yl, pk2 - 1)) > 0:
+            while pk2 - 1 >= lo and abs(dv[pk2 - 1]) >= abs(dv[pk2]) and abs(dv[pk2 - 1]) > 0:
                 pk2 -= 1
-                if (_dv(yl, pk2) > 0) != (_dv(yl, i2) > 0):
+                if (dv[pk2] > 0) != (dv[i2] > 0):
                     break
-            thr2 = xi_off * abs(_dv(yl, pk2))
+            thr2 = xi_off * abs(dv[pk2])
             off = pk2
-            while off + 1 <= hi and abs(_dv(yl, off)) > thr2:
+            while off + 1 <= hi and abs(dv[off]) > thr2:
                 off += 1
             if qonl[b] >= 0 and qoffl[b] > qonl[b]:
                 on = qonl[b]
@@ -617,6 +636,10 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
             off = mk[b, 5]
             if on < 0:
                 continue
+            # beat ``only`` needs its own T and the previous beat's T end (its P search
+            # starts after it); no other beat's T is read
+            if only >= 0 and (b < only - 1 or b > only):
+                continue
             rb = r[b]
             rr_next = r[b + 1] - r[b] if b < nb - 1 else rr_med
             ta = max(off + int(p[4] * fs), rb + int(0.1 * fs))
@@ -631,7 +654,7 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
             x0 = on
             x1 = mk[b + 1, 3] if (b < nb - 1 and mk[b + 1, 3] > 0) else on + rr_next
             slope = (iso1 - iso0) / max(1, x1 - x0)
-            v = np.empty(tz - ta + 1)
+            v = vbuf[:tz - ta + 1]
             for i in range(ta, tz + 1):
                 v[i - ta] = ysl[i] - (iso0 + slope * (i - x0))
             k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
@@ -689,7 +712,7 @@ def delineate_leads_only(y, usable, r, fs, p, qon, qoff, only):
                 e = yl[i] - ysl[i]
                 ns += e * e
             ft[b, 4] = np.sqrt(ns / (pz - pa + 1))
-            v = np.empty(pz - pa + 1)
+            v = vbuf[:pz - pa + 1]
             for i in range(pa, pz + 1):
                 v[i - pa] = ysl[i] - iso
             k = _argmax_abs_extremum(v, 0, v.shape[0] - 1, 0)
@@ -888,17 +911,37 @@ def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
         m = z - s0
         ys = np.zeros((L, m))
         env = np.zeros(z - a)
+        # samples whose window lies inside the record: i in [s0 + e0, s0 + e1)
+        e0 = min(m, max(0, h - s0))
+        e1 = max(e0, min(m, n - h - s0))
+        wf = float(2 * h + 1)
         for l in range(L):
             if not usable[l] or scale[l, b] <= 0.0:
                 continue
-            # centred moving average (as ``smooth``) of this window only
+            # centred moving average (as ``smooth``) of this window only; each sample's
+            # sum is 0.0 + y[i - h] + ... + y[i + h] in that order, but the loop over the
+            # window offset is outside the loop over samples, so the samples' sums advance
+            # together (vectorised) instead of one addition chain after another
+            # (slices: the inner loop then has no index arithmetic and vectorises)
+            if e1 > e0:
+                acc = ys[l, e0:e1]
+                src = y[l, s0 + e0 - h:s0 + e1 + h]
+                for j in range(2 * h + 1):
+                    sj = src[j:j + (e1 - e0)]
+                    for i in range(e1 - e0):
+                        acc[i] += sj[i]
+                for i in range(e1 - e0):
+                    acc[i] = acc[i] / wf
+            # the few samples whose window is cut by the record's ends, as before
             for i in range(s0, z):
+                if s0 + e0 <= i < s0 + e1:
+                    continue
                 lo = max(0, i - h)
                 up = min(n, i + h + 1)
-                acc = 0.0
+                acc_ = 0.0
                 for k in range(lo, up):
-                    acc += y[l, k]
-                ys[l, i - s0] = acc / (up - lo)
+                    acc_ += y[l, k]
+                ys[l, i - s0] = acc_ / (up - lo)
             p = 0.0
             for i in range(q - ia, z):
                 p += ys[l, i - s0]
@@ -1543,9 +1586,8 @@ def template_delineate(tmpl, use, n_leads, c, rr_med, fs, p, alpha, beta, pad, s
     w = tmpl.shape[1]
     full = np.zeros((n_leads, w))
     u = np.zeros(n_leads, np.bool_)
-    for li in range(use.shape[0]):
-        full[use[li]] = tmpl[li]
-        u[use[li]] = True
+    full[use] = tmpl          # one indexed assignment, not one Python-level row copy per lead
+    u[use] = True
     rt = np.array([c - rr_med, c, c + rr_med], np.int64)
     _, _, on, off = qrs_bounds_multilead(full, u, rt, fs, alpha, beta, pad)
     _shift_onsets(on, sh)

@@ -78,7 +78,12 @@ def median_beats(record, fs=None, length: int = 400, before: int = 150, min_beat
     if r.size < min_beats or xc.shape[1] < 8:
         meta.update(n_beats=0, beat_indices=[], reason=f"{r.size} beats detected, {min_beats} needed")
         return Record(out, fs, leads, meta=meta, source=source)
-    y = _qk.sos_filtfilt_rows(xc, _highpass_sos(fs), int(fs))
+    if xc.flags.f_contiguous and not xc.flags.c_contiguous:
+        # a finite Fortran-ordered record, as ``_clean_rows`` returns it: read in memory
+        # order (same values; the rows kernel would compile again for this layout)
+        y = _qk.sos_filtfilt_cols(xc.T, _highpass_sos(fs), int(fs))
+    else:
+        y = _qk.sos_filtfilt_rows(xc, _highpass_sos(fs), int(fs))
     w = beat_windows(y, r, before, length)            # (beats, leads, length)
     # beats must lie fully inside the record
     full = np.isfinite(w).all(axis=(1, 2))

@@ -5,6 +5,7 @@ Planning only; the sample loops live in :mod:`._qrs_kernels` (numba).
 
 from __future__ import annotations
 
+import math
 import warnings
 from functools import lru_cache
 
@@ -27,6 +28,15 @@ REFRACTORY_S = 0.25
 def _lowpass_sos(fs: float, fc: float = 25.0, order: int = 4) -> np.ndarray:
     fc = min(fc, 0.45 * fs)
     return np.ascontiguousarray(_sps.butter(order, fc, btype="low", fs=fs, output="sos"))
+
+
+@lru_cache(maxsize=8)
+def _all_leads(n_leads: int) -> np.ndarray:
+    """All-True ``usable`` for ``n_leads`` leads, shared between calls: the detector only
+    reads it (it works on a copy), and a new array per call costs about 1 % of a
+    single-lead detection. Writeable, as the kernels are compiled for (a read-only
+    array would compile them again)."""
+    return np.ones(n_leads, np.bool_)
 
 
 def _clean_rows(x: np.ndarray):
@@ -68,7 +78,8 @@ def _as_2d(x) -> np.ndarray:
         a = a[None, :]
     if a.ndim != 2:
         raise ECGError(f"detect_qrs expects one lead or (n_leads, n_samples), got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
+    # the kind test first: issubdtype alone costs about 1 % of a single-lead detection
+    if a.dtype.kind not in "fiu" and not np.issubdtype(a.dtype, np.number):
         raise ECGError(f"detect_qrs expects numbers, got dtype {a.dtype}")
     return a
 
@@ -80,7 +91,7 @@ def _detect_block(a: np.ndarray, leads_usable, fs: float) -> np.ndarray:
     sos = _lowpass_sos(fs)
     if a.dtype != np.float64 or not a.flags.c_contiguous or not a.flags.writeable:
         a = np.array(a, dtype=np.float64, order="C")
-    u = np.ones(a.shape[0], np.bool_) if leads_usable is None else leads_usable
+    u = _all_leads(a.shape[0]) if leads_usable is None else leads_usable
     r, nbad = _k.detect(a, u, fs, sos, REFRACTORY_S, 0.08)
     if nbad == 0:
         return r
@@ -98,6 +109,16 @@ def _detect_clean(xc: np.ndarray, usable: np.ndarray, fs: float) -> np.ndarray:
         return detect_qrs(xc, fs, leads_usable=usable)
     return _k.detect_clean(xc, np.ascontiguousarray(usable, dtype=np.bool_), float(fs),
                            _lowpass_sos(float(fs)), REFRACTORY_S, 0.08)
+
+
+def _detect_clean_cols(xt: np.ndarray, usable: np.ndarray, fs: float) -> np.ndarray:
+    """:func:`_detect_clean` of ``xt.T`` for a finite, C-contiguous float64 (samples,
+    leads) array ``xt`` (a Fortran-ordered record read in memory order, not copied) no
+    longer than one detection chunk: the same R indices."""
+    if xt.shape[0] > int(CHUNK_S * fs) + int(OVERLAP_S * fs):
+        return _detect_clean(np.ascontiguousarray(xt.T), usable, fs)
+    return _k.detect_clean_cols(xt, np.ascontiguousarray(usable, dtype=np.bool_), float(fs),
+                                _lowpass_sos(float(fs)), REFRACTORY_S, 0.08)
 
 
 def detect_qrs(x, fs: float, leads_usable=None) -> np.ndarray:
@@ -134,7 +155,7 @@ def detect_qrs(x, fs: float, leads_usable=None) -> np.ndarray:
         fs = float(fs)
     except (TypeError, ValueError):
         raise ECGError(f"sampling rate must be a number, got {fs!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
+    if not math.isfinite(fs) or fs <= 0:       # math: a Python float here (np.isfinite is slower)
         raise ECGError(f"sampling rate must be positive, got {fs}")
     a = _as_2d(x)
     n_leads, n = a.shape
