@@ -898,6 +898,8 @@ def p_offset_envelope(y, usable, scale, qon, pk_lo, pk_hi, fs, smooth_s, alpha):
     h = max(3, int(smooth_s * fs) | 1) // 2
     ia = int(0.03 * fs)
     ib = max(1, int(0.008 * fs))
+    if ia <= ib:
+        return out   # below about 67 Hz the 30-8 ms PR window holds no sample
     for b in range(nb):
         q = qon[b]
         a = pk_lo[b]

@@ -475,7 +475,8 @@ def _p_template_abs(tmpl, tm, fs):
     a0, a1 = int(0.03 * fs), max(1, int(0.01 * fs))
     n_pr = max(1, int(P_LEAD["off_level_s"] * fs))
     end = min(moff + int(0.02 * fs), w - 1)
-    if mon - a0 < 0 or mq - n_pr < 0 or end <= mon:
+    # below about 67 Hz the 30-10 ms TP window holds no sample: no TP level, no rule
+    if a0 - a1 < 1 or mon - a0 < 0 or mq - n_pr < 0 or end <= mon:
         return d, weak
     lo = mon - a0
     x = tmpl[:, lo:max(end + 1, mq)][rows]             # the leads with P, the window only
