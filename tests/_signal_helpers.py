@@ -1,6 +1,10 @@
-"""Helpers shared by the signal-kernel tests: the issue's tolerance rule and real records."""
+"""Helpers shared by the signal-kernel tests: the issue's tolerance rule, real records and
+kernels run at a capped vector level."""
 
 import glob
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -31,3 +35,22 @@ def real_signals(n_max=3):
         rec = wfdb.rdrecord(h[:-4])
         out.append((np.nan_to_num(rec.p_signal.T.astype(np.float64)), float(rec.fs)))
     return out
+
+
+def run_at_simd_level(code: str, path, level=None) -> dict:
+    """Run ``code`` (a script that saves its outputs with ``np.savez(sys.argv[1], ...)``)
+    in a fresh interpreter whose kernels are capped at vector level ``level`` (0 portable,
+    1 AVX2, 2 AVX-512; None: the machine's own), and return what it saved.
+
+    ``ECGCORE_SIMD`` is read when a kernel module first dispatches, so each level needs
+    its own process.
+    """
+    env = dict(os.environ)
+    env.pop("ECGCORE_SIMD", None)
+    if level is not None:
+        env["ECGCORE_SIMD"] = str(level)
+    res = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}

@@ -11,13 +11,10 @@ bit).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
+from _signal_helpers import run_at_simd_level
 from ecgcore._kernels import norm
 
 _CHILD = r"""
@@ -45,16 +42,7 @@ np.savez(sys.argv[1], **out)
 
 
 def _run(tmp_path, level):
-    env = dict(os.environ)
-    if level is None:
-        env.pop("ECGCORE_SIMD", None)
-    else:
-        env["ECGCORE_SIMD"] = str(level)
-    path = tmp_path / f"norm{level}.npz"
-    res = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return dict(np.load(path))
+    return run_at_simd_level(_CHILD, tmp_path / f"norm{level}.npz", level)
 
 
 @pytest.fixture(scope="module")

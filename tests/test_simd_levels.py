@@ -9,15 +9,11 @@ running median on seeded data, and this process compares them with scipy.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import scipy.signal as ss
 
-from _signal_helpers import assert_close_range
+from _signal_helpers import assert_close_range, run_at_simd_level
 
 FS = 500.0
 KS = (7, 31, 129, 201, 301)
@@ -43,11 +39,7 @@ np.savez(sys.argv[1], **out)
 
 
 def _run_capped(level, path):
-    env = dict(os.environ, ECGCORE_SIMD=str(level))
-    res = subprocess.run([sys.executable, "-c", _CHILD % {"ks": KS}, str(path)], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return np.load(path)
+    return run_at_simd_level(_CHILD % {"ks": KS}, path, level)
 
 
 @pytest.mark.parametrize("level", [0, 1])
@@ -133,11 +125,8 @@ def _scipy_mixed_ref(x64, name, kw, resample=True):
 
 @pytest.mark.parametrize("level", [0, 1])
 def test_capped_mixed_precision_chain_equals_scipy(tmp_path, level):
-    env = dict(os.environ, ECGCORE_SIMD=str(level))
     path = tmp_path / f"mixed{level}.npz"
-    res = subprocess.run([sys.executable, "-c", _MIXED_CHILD % {"cases": MIXED_CASES, "tail": MIXED_TAIL},
-                          str(path)], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    run_at_simd_level(_MIXED_CHILD % {"cases": MIXED_CASES, "tail": MIXED_TAIL}, path, level)
     out = np.load(path)
     if int(out["level"]) != level:  # CI (AVX-512) runs both levels
         pytest.skip(f"this machine has no SIMD level {level} (ECGCORE_SIMD only lowers the level)")
