@@ -8,8 +8,9 @@ reuse. INPUT may be image files (PNG/JPEG/TIFF/BMP), PDFs (first page), signal
 files in any format ecgcore reads (drawn with ``ecgcore.plot``), directories
 (searched recursively), glob patterns, or manifest CSVs (a ``path`` column,
 optional ``record_id`` and label columns). Record ids are the file names
-without their suffix. ``--labels`` joins a labels CSV by record id into the
-manifest. Exit 0 when every input was converted, 1 when some failed (listed in
+without their suffix; inputs that share a file name (``site1/p1.png``,
+``site2/p1.png``) get their folder in front (``site1/p1``, ``site2/p1``).
+``--labels`` joins a labels CSV by record id into the manifest. Exit 0 when every input was converted, 1 when some failed (listed in
 errors.jsonl), 2 on usage errors. An interrupted run continues with ``--resume``.
 """
 

@@ -343,3 +343,17 @@ def test_augment_applies_in_training_only():
     assert not aug.training
     r1 = clf.predict(ip.render_record(ecgcore.simulate(n=1, seed=4)[0], dpi=30))
     assert set(r1) == {"scar", "lvef"}
+
+
+def test_inputs_sharing_a_file_name_get_their_folder_in_front(tmp_path):
+    recs = ecgcore.simulate(n=3, seed=2)
+    for sub, r in zip(("site1", "site2"), recs):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        ecgcore.write(r, str(tmp_path / "in" / sub / "p1.hea"), format="wfdb")
+    ecgcore.write(recs[2], str(tmp_path / "in" / "site2" / "p2.hea"), format="wfdb")
+    paths = sorted(str(p) for p in (tmp_path / "in").rglob("*.hea"))
+    got = [it[0] for it in images._items(paths)]
+    assert got == ["p2", "site1/p1", "site2/p1"]      # unique names keep the plain id
+    # ids the caller gives are the caller's: a clash there is still an error
+    with pytest.raises(ConfigError, match="used by two inputs"):
+        images._items([("p1", paths[0]), ("p1", paths[1])])

@@ -177,6 +177,35 @@ def _record_id_for_path(path: str) -> str:
     return record_id_for(path, None)
 
 
+def _disambiguate(items) -> list[tuple]:
+    """Items whose id came from a file name shared with another input (``a/p1.png``,
+    ``b/p1.png``) get their folder relative to those inputs' common folder in front
+    (``a/p1``, ``b/p1``; where even that clashes, a WFDB record beside its ``.npz``, the
+    full relative path); ids given by the caller or a manifest are kept, so a clash
+    among those stays an error. Drops the items' last field (whether the id came from
+    the file name)."""
+    from collections import Counter
+    n = Counter(it[0] for it in items)
+    clash = [k for k, it in enumerate(items) if it[4] and n[it[0]] > 1]
+    out = [it[:4] for it in items]
+    if not clash:
+        return out
+    files = [items[k][2].rsplit("::", 1)[0] if "::" in items[k][2] else items[k][2] for k in clash]
+    root = os.path.commonpath([os.path.dirname(f) for f in files])
+    ids = []
+    for k, f in zip(clash, files):
+        rel = os.path.relpath(os.path.dirname(f), root).replace(os.sep, "/")
+        ids.append(items[k][0] if rel == "." else f"{rel}/{items[k][0]}")
+    n2 = Counter(ids)
+    if any(n2[i] > 1 for i in ids):
+        from ecgcore.pipeline.discover import items_from_paths
+        full = [it.record_id for it in items_from_paths([items[k][2] for k in clash])]
+        ids = [i if n2[i] == 1 else fi for i, fi in zip(ids, full)]
+    for k, i in zip(clash, ids):
+        out[k] = (i,) + out[k][1:]
+    return out
+
+
 def _items(inputs) -> list[tuple]:
     """(record_id, source text, path or Record, labels) per input, sorted by id; ids must be unique."""
     import ecgcore
@@ -195,14 +224,15 @@ def _items(inputs) -> list[tuple]:
             if rid is None and is_manifest_csv(path):
                 items += [(it.record_id, it.path, it.path, tuple(it.labels)) for it in read_manifest(path)]
                 continue
-            items.append((rid or _record_id_for_path(path), path, path, ()))
+            items.append((rid or _record_id_for_path(path), path, path, (), rid is None))
         elif isinstance(x, ecgcore.Record):
             if rid is None:
                 rid = str(x.meta.get("record_id") or x.source or f"record{k:06d}")
-            items.append((rid, str(x.source or rid), x, ()))
+            items.append((rid, str(x.source or rid), x, (), False))
         else:
             raise ConfigError(f"input {k}: expected a path, an ecgcore.Record or a (record_id, path|Record) "
                               f"pair, not {type(x).__name__}")
+    items = _disambiguate([it if len(it) == 5 else it + (False,) for it in items])
     items.sort(key=lambda it: it[0])
     for a, b in zip(items, items[1:]):
         if a[0] == b[0]:
