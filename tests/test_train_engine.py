@@ -105,6 +105,11 @@ evaluate: {{n_boot: 50}}
         prow = list(csv.DictReader(f))
     assert len(prow) == 2
     assert float(prow[1]["qrs_ms"]) == pytest.approx(float(evrows["r050"]["qrs_ms_pred"]), rel=1e-4)
+    # the run's model-only export is not a training checkpoint: the error says what to pass
+    from ecgcore.errors import CheckpointError
+    from ecgcore.models.train.checkpointing import load_checkpoint
+    with pytest.raises(CheckpointError, match="pass the run folder"):
+        load_checkpoint(str(out / "best.safetensors"))
 
 
 def test_second_backbone_resnet_learns(tmp_path):

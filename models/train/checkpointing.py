@@ -87,6 +87,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
         raise CheckpointError(f"not a readable training checkpoint ({type(exc).__name__}: {exc})", path) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        run_dir = os.path.dirname(os.path.abspath(path))
+        hint = (f"; this looks like the model-only export of the run {run_dir}: pass the run folder "
+                f"or {os.path.join(run_dir, 'checkpoints', 'best.pt')}"
+                if os.path.isfile(os.path.join(run_dir, "checkpoints", "best.pt")) else "")
         raise CheckpointError(f"not an ecgcore training checkpoint (expected format {FORMAT!r}; "
-                              f"model-only files load with ecgcore.models.load)", path)
+                              f"model-only files load with ecgcore.models.load){hint}", path)
     return ck
