@@ -53,6 +53,14 @@ def test_sniff_errors(tmp_path):
     (tmp_path / "b.bin").write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ecgcore.ReadError, match="unknown format"):
         ecgcore.read(tmp_path / "b.bin")
+    # a WFDB signal file named instead of its record: the error says which header to read
+    rec = ecgcore.simulate(1, seed=3)[0]
+    ecgcore.write(rec, str(tmp_path / "r1.hea"), format="wfdb")
+    with pytest.raises(ecgcore.ReadError, match=r"WFDB signal file: read the record by its header, r1\.hea"):
+        ecgcore.read(tmp_path / "r1.dat")
+    (tmp_path / "lone.dat").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ecgcore.ReadError, match="unknown format"):
+        ecgcore.read(tmp_path / "lone.dat")
 
 
 def test_xml_root_skips_prolog_comments_and_doctype():

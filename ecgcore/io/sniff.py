@@ -113,6 +113,10 @@ def sniff(path: "str | os.PathLike") -> str:
         return "wfdb"
     if _looks_like_csv(text):
         return "csv"
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in (".dat", ".mat") and os.path.isfile(stem + ".hea"):
+        raise ReadError(f"a WFDB signal file: read the record by its header, {os.path.basename(stem)}.hea",
+                        path)
     raise ReadError("unknown format (no known signature in the first bytes)", path)
 
 
