@@ -58,7 +58,9 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import os
+import pickle
 import threading
 from typing import Mapping, Sequence
 
@@ -382,6 +384,20 @@ def get_preset(preset: "str | Mapping | os.PathLike") -> dict:
 
 
 _RESOLVED: dict = {}
+# id(dict) -> (that dict, its _image, the validated preset): dict presets
+_MAPPINGS: dict = {}
+
+
+def _image(preset: dict):
+    """An exact image of a dict preset's content, or None: its pickle, in which values
+    keep their types and floats their bits (``-0.0`` is not ``0.0``, ``1`` is not
+    ``1.0`` or ``True``, a numpy scalar is not a float). Equal images mean equal
+    content; unequal images may also come from the same content shared differently,
+    which only costs a needless validation. 3 us for a built-in preset's dict."""
+    try:
+        return pickle.dumps(preset, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - an unpicklable value: validated on every call
+        return None
 
 
 def _resolve(preset) -> dict:
@@ -391,8 +407,11 @@ def _resolve(preset) -> dict:
     a tenth of preprocessing one 12 x 5000 record); preprocess() runs it once per
     record. Built-in presets are validated once and reused while their entry in
     ``BUILTIN_PRESETS`` still equals the copy they were validated from; user
-    presets are already validated in the registry. Mappings and YAML paths go
-    through :func:`get_preset`.
+    presets are already validated in the registry. A ``dict`` preset is
+    validated once and reused while it is the same object with the same content
+    (:func:`_image`: 3 us against validation's 50 us and scheduling its fresh
+    steps), so a dict changed between calls is validated afresh. Other mappings
+    and YAML paths go through :func:`get_preset`.
     """
     if isinstance(preset, str):
         if preset in BUILTIN_PRESETS:
@@ -404,6 +423,18 @@ def _resolve(preset) -> dict:
             return hit[1]
         if preset in _REGISTRY:
             return _REGISTRY[preset]
+    elif type(preset) is dict:
+        image = _image(preset)
+        if image is None:
+            return get_preset(preset)
+        hit = _MAPPINGS.get(id(preset))
+        if hit is not None and hit[0] is preset and hit[1] == image:
+            return hit[2]
+        p = validate_preset(preset)
+        if len(_MAPPINGS) >= 16:
+            _MAPPINGS.clear()
+        _MAPPINGS[id(preset)] = (preset, image, p)  # holds the dict: its id stays its own
+        return p
     return get_preset(preset)
 
 
@@ -555,6 +586,10 @@ def _finite_after_filters(y: np.ndarray) -> bool:
     """
     if y.shape[-1] == 0:
         return True
+    if y.ndim == 3 and y.shape[0] == 1 and type(y) is np.ndarray:
+        # one record: math.isfinite over its leads' first samples as a list is
+        # 0.7 us, the isfinite/all ufunc pair 2 us
+        return all(map(math.isfinite, y[0, :, 0].tolist()))
     return bool(np.isfinite(y[..., 0]).all())
 
 
@@ -604,13 +639,30 @@ _SCRATCH_MAX = 64 << 20
 
 def _scratch_like(x: np.ndarray):
     """A reused C-contiguous array of x's shape and dtype, or None when x is too large."""
+    view = getattr(_SCRATCH, "view", None)
+    if view is not None and view.shape == x.shape and view.dtype == x.dtype:
+        return view  # the same shape as last time (one record per call): no slicing
     if x.nbytes > _SCRATCH_MAX:
         return None
     buf = getattr(_SCRATCH, "buf", None)
     if buf is None or buf.dtype != x.dtype or buf.size < x.size:
         buf = np.empty(x.size, x.dtype)  # smaller batches reuse a larger buffer
         _SCRATCH.buf = buf
-    return buf[:x.size].reshape(x.shape)
+    view = buf[:x.size].reshape(x.shape)
+    _SCRATCH.view = view
+    return view
+
+
+def _stages_for(fs: float, steps):
+    """``(key, stages)`` of consecutive filter steps at ``fs`` Hz, the stages memoised on key."""
+    key = (fs, tuple(tuple(sorted(s.items())) for s in steps))
+    stages = _STAGE_CACHE.get(key)
+    if stages is None:
+        stages = _filter_stages(fs, steps)
+        if len(_STAGE_CACHE) >= 64:
+            _STAGE_CACHE.clear()
+        _STAGE_CACHE[key] = stages
+    return key, stages
 
 
 def _apply_filters(x, fs, steps, reuse: bool = False):
@@ -623,19 +675,23 @@ def _apply_filters(x, fs, steps, reuse: bool = False):
     (the median baseline), so it may go to this thread's scratch buffer, which
     saves the page faults of a fresh batch-sized output on every call.
     """
-    from .signal import filters as F
-    key = (fs, tuple(tuple(sorted(s.items())) for s in steps))
-    stages = _STAGE_CACHE.get(key)
-    if stages is None:
-        stages = _filter_stages(fs, steps)
-        if len(_STAGE_CACHE) >= 64:
-            _STAGE_CACHE.clear()
-        _STAGE_CACHE[key] = stages
+    key, stages = _stages_for(fs, steps)
+    return _apply_stages(x, key, stages, reuse)
+
+
+def _apply_stages(x, key, stages, reuse: bool, plans: dict | None = None):
+    """:func:`_apply_filters` with the stages (and their ``key``) already designed.
+
+    ``plans``: a dict of kernel plans by (length, dtype) that the caller keeps
+    with the stages (a filter instruction of :func:`_schedule`), so a one-record
+    call does not hash ``key`` to find its plan.
+    """
     if (type(x) is np.ndarray and x.ndim >= 2 and x.size and x.flags.c_contiguous
             and (x.dtype == np.float32 or x.dtype == np.float64)):
-        y = _run_filter_plan(x, key, stages, reuse)
+        y = _run_filter_plan(x, key, stages, reuse, plans)
         if y is not None:
             return y
+    from .signal import filters as F
     if (reuse and type(x) is np.ndarray and x.ndim >= 2 and x.size
             and (x.dtype == np.float32 or x.dtype == np.float64)):
         out = _scratch_like(x)
@@ -647,7 +703,7 @@ def _apply_filters(x, fs, steps, reuse: bool = False):
 _PLAN_CACHE: dict = {}
 
 
-def _run_filter_plan(x: np.ndarray, key, stages, reuse: bool):
+def _run_filter_plan(x: np.ndarray, key, stages, reuse: bool, plans: dict | None = None):
     """``apply_stages`` for a C-contiguous float32/float64 ``x`` with the kernel plan
     parsed once per (filters, length, dtype); None when the checked route must run.
 
@@ -657,16 +713,23 @@ def _run_filter_plan(x: np.ndarray, key, stages, reuse: bool):
     than a batched one. Same kernel, same plan, same result.
     """
     n = x.shape[-1]
-    pk = (key, n, x.dtype.char)
-    plan = _PLAN_CACHE.get(pk)
+    plan = plans.get((n, x.dtype.char)) if plans is not None else None
     if plan is None:
-        if not stages or any(st[5] and n <= st[4] for st in stages):
-            return None  # apply_stages copies, or raises the error
-        from ecgcore._kernels import chain as _chain
-        plan = (_chain, _chain.prepare(x.dtype == np.float32, n, list(stages), None, True, None, 0))
-        if len(_PLAN_CACHE) >= 64:
-            _PLAN_CACHE.clear()
-        _PLAN_CACHE[pk] = plan
+        pk = (key, n, x.dtype.char)
+        plan = _PLAN_CACHE.get(pk)
+        if plan is None:
+            if not stages or any(st[5] and n <= st[4] for st in stages):
+                return None  # apply_stages copies, or raises the error
+            from ecgcore._kernels import chain as _chain
+            plan = (_chain, _chain.prepare(x.dtype == np.float32, n, list(stages), None, True,
+                                           None, 0))
+            if len(_PLAN_CACHE) >= 64:
+                _PLAN_CACHE.clear()
+            _PLAN_CACHE[pk] = plan
+        if plans is not None:
+            if len(plans) >= 16:
+                plans.clear()
+            plans[(n, x.dtype.char)] = plan
     rows = x.reshape(-1, n)
     out = _scratch_like(x) if reuse else None
     if out is not None and not np.may_share_memory(out, x):
@@ -679,17 +742,169 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
     """Apply the batched steps to ``x`` (n, leads, T); return (n, n_seg, leads, L) float32.
 
     ``records`` (the source Records, aligned with ``x``) is needed only by
-    ``median_beats`` with a device source.
+    ``median_beats`` with a device source. The steps run as their schedule
+    (:func:`_schedule`: every decision that depends only on the steps and the
+    sampling rate taken once), so a one-record call costs the kernels and little else.
     """
-    sig = None
     fs = float(fs)
-    segmented = False
-    pending: list = []
-    skip_next = False
+    return _exec(x, _schedule(steps, fs), where, records)
+
+
+def _exec(x: np.ndarray, sched, where=None, records=None) -> np.ndarray:
+    """Run a schedule (:func:`_schedule`) on ``x``; see :func:`_run_steps`."""
     # whether x is an array this function made (a kernel's output), which the
     # fused z-score may then overwrite; the caller's array never is
     owned = False
     deferred_nan = None  # a nan_to_num value whose check waits for the filters' output
+    for ins in sched.instrs:
+        kind = ins[0]
+        if kind == "filters":
+            _, pending, ffs, reuse, key, stages, plans = ins
+            if stages is None:  # the design failed when scheduled: raise it here, in order
+                y = _apply_filters(x, ffs, pending, reuse=reuse)
+            else:
+                y = _apply_stages(x, key, stages, reuse, plans)
+            if deferred_nan is not None:
+                if not _finite_after_filters(y):
+                    v = deferred_nan
+                    y = _apply_filters(np.nan_to_num(x, nan=v, posinf=v, neginf=v), ffs, pending,
+                                       reuse=reuse)
+                deferred_nan = None
+            x = y
+            owned = True
+        elif kind == "median":
+            _, mfs, window_s, k = ins
+            if (k is not None and type(x) is np.ndarray and x.size
+                    and (x.dtype == np.float32 or x.dtype == np.float64) and x.flags.c_contiguous):
+                # what median_baseline does for such an array, without its argument checks
+                x = _medfilt().running_median(x.reshape(-1, x.shape[-1]), k, True, 0,
+                                              False).reshape(x.shape)
+            else:
+                x = _signal().median_baseline(x, mfs, window_s, axis=-1)
+            owned = True
+        elif kind == "zseg":
+            _, L, scope, constant, eps, direct = ins
+            if x.shape[-1] < L:
+                raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
+                                      f"{L}-sample segment", where)
+            # an array of our own is standardised in place when the window is
+            # the whole record (no fresh output to write: a third less traffic)
+            if (direct is not None and type(x) is np.ndarray and x.ndim == 3
+                    and (x.dtype == np.float32 or x.dtype == np.float64) and x.flags.c_contiguous):
+                x = _norm_kernel().zscore_segments(x, L, direct[0], direct[1], direct[2], owned)
+            else:
+                x = _signal().zscore_segments(x, L, scope, constant, float(eps), overwrite=owned)
+        elif kind == "nan_defer":
+            deferred_nan = float(ins[1]["value"])
+        elif kind == "nan":
+            # most records are finite: one reduction is cheaper than always building a copy
+            if not _all_finite(x):
+                v = float(ins[1]["value"])
+                x = np.nan_to_num(x, nan=v, posinf=v, neginf=v)
+                owned = True
+        elif kind == "scale":
+            x = x * np.float32(ins[1]["factor"])
+            owned = True
+        elif kind == "resample":
+            prev = x
+            x = _resample_batch(x, ins[1], ins[2], ins[3])
+            owned = owned if x is prev else True
+        elif kind == "zscore":
+            x = _zscore(x, ins[1], ins[2], float(ins[3]))
+            owned = True
+        elif kind == "crop_or_pad":
+            n_before = x.shape[-1]
+            x = _crop_or_pad(x, ins[1])
+            owned = owned or n_before < x.shape[-1]  # padding makes a new array
+        elif kind == "segment":
+            x = _segment_batch(x, ins[1], ins[2], ins[3], where)
+        elif kind == "median_beats":
+            x = _median_beats_batch(x, ins[1], ins[2], records=records, where=where)[:, None]
+        elif kind == "reraise":
+            raise ins[1].with_traceback(None)
+        else:  # "raise": a step the schedule found unsupported, raised where the loop reaches it
+            raise ConfigError(ins[1])
+    if not sched.segmented:
+        x = x[:, None]
+    return np.asarray(x, dtype=np.float32)
+
+
+class _Schedule:
+    """The instructions :func:`_exec` runs for one step list at one sampling rate."""
+
+    __slots__ = ("instrs", "segmented")
+
+
+class _StepInfo:
+    """What a step list needs known on every call, and its schedules by sampling rate."""
+
+    __slots__ = ("steps", "snapshot", "needs_records", "has_trim", "by_fs")
+
+
+_INFO_CACHE: dict = {}
+
+
+def _step_info(steps) -> _StepInfo:
+    """The memoised :class:`_StepInfo` of a step list.
+
+    Keyed on the list's identity and served only while the list still equals
+    the copy it was built from (one comparison of a few small dicts, well
+    under a microsecond), so a step list changed in place is scheduled afresh,
+    and a preset re-registered under the same name (a new list) never meets
+    the old one's schedule. The entry holds the list, so its id cannot be
+    reused by another list while cached. Values that compare equal but are
+    not the same (``0.0`` and ``-0.0``, ``1``, ``1.0`` and ``True``) schedule
+    alike, as every step value is taken through ``int``/``float``/``bool`` or
+    is a positive number; the two whose zero sign reaches the output
+    (``nan_to_num``'s value, ``scale``'s factor) are read from the step when run.
+    """
+    info = _INFO_CACHE.get(id(steps))
+    if (info is not None and info.steps is steps
+            and info.snapshot == (steps if type(steps) is list else list(steps))):
+        return info
+    info = _StepInfo()
+    info.steps = steps
+    # a deep copy: a value nested in a step and changed in place is seen too
+    info.snapshot = copy.deepcopy(steps if type(steps) is list else list(steps))
+    info.needs_records = any(s["op"] == "median_beats" and s["source"] != "computed"
+                             for s in steps)
+    info.has_trim = any(s["op"] == "trim_zero_padding" for s in steps)
+    info.by_fs = {}
+    if len(_INFO_CACHE) >= 64:
+        _INFO_CACHE.clear()
+    _INFO_CACHE[id(steps)] = info
+    return info
+
+
+def _schedule(steps, fs: float, info: _StepInfo | None = None) -> _Schedule:
+    """The schedule of ``steps`` at ``fs`` Hz (a float), memoised with the steps' info."""
+    if info is None:
+        info = _step_info(steps)
+    sc = info.by_fs.get(fs)
+    if sc is None:
+        sc = _build_schedule(info.steps, fs)
+        if len(info.by_fs) >= 16:
+            info.by_fs.clear()
+        info.by_fs[fs] = sc
+    return sc
+
+
+def _build_schedule(steps, fs: float) -> _Schedule:
+    """Walk ``steps`` as the sample loop would and write down what it does.
+
+    Decisions that depend only on the steps and the rate are taken here: which
+    ``nan_to_num`` waits for the filters' output (:func:`_filters_follow`), which
+    resampling is a no-op, which filters fuse into one kernel call and whether
+    their output may go to scratch, the filter design, the median kernel size,
+    the fused z-score + segment. A design or argument that fails here is left to
+    the loop (the instruction keeps the step, not the design), so errors are
+    raised at the same step and in the same order as before.
+    """
+    sc = _Schedule()
+    instrs = []
+    segmented = False
+    pending: list = []
+    skip_next = False
     for j, step in enumerate(steps):
         op = step["op"]
         if op in _PER_RECORD_OPS:
@@ -698,82 +913,108 @@ def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.
             skip_next = False
             continue
         if segmented:
-            raise ConfigError(f"op {op!r} after segmentation is not supported")
-        if sig is None and op not in ("nan_to_num", "scale", "crop_or_pad", "segment",
-                                      "median_beats"):
-            sig = _signal()
-        if op == "nan_to_num":
-            if _filters_follow(steps, j, fs):
-                # checked on the filters' output instead (see _finite_after_filters)
-                deferred_nan = float(step["value"])
-                continue
-            # most records are finite: one reduction is cheaper than always building a copy
-            if not _all_finite(x):
-                x = np.nan_to_num(x, nan=float(step["value"]), posinf=float(step["value"]),
-                                  neginf=float(step["value"]))
-                owned = True
-        elif op == "scale":
-            x = x * np.float32(step["factor"])
-            owned = True
-        elif op == "resample":
-            prev = x
-            x = _resample_batch(x, fs, float(step["fs"]), step["method"])
-            owned = owned if x is prev else True
-            fs = float(step["fs"])
-        elif op in _FILTER_OPS:
-            pending.append(step)
-            if j + 1 < len(steps) and steps[j + 1]["op"] in _FILTER_OPS:
-                continue  # consecutive filters run as one fused kernel call
-            # the median baseline reads the filtered signal and returns a new array:
-            # the filtered one can live in a reused buffer
-            feeds_median = j + 1 < len(steps) and steps[j + 1]["op"] == "median_baseline"
-            y = _apply_filters(x, fs, pending, reuse=feeds_median)
-            if deferred_nan is not None:
-                if not _finite_after_filters(y):
-                    v = deferred_nan
-                    y = _apply_filters(np.nan_to_num(x, nan=v, posinf=v, neginf=v), fs, pending,
-                                       reuse=feeds_median)
-                deferred_nan = None
-            x = y
-            owned = True
-            pending = []
-        elif op == "median_baseline":
-            x = sig.median_baseline(x, fs, float(step["window_s"]), axis=-1)
-            owned = True
-        elif op == "zscore":
-            nxt = steps[j + 1] if j + 1 < len(steps) else None
-            if (nxt is not None and nxt["op"] == "segment" and nxt["drop_last"]
-                    and (nxt["stride"] is None or nxt["stride"] == nxt["length"])):
-                # z-score written straight into the windows: one pass instead of two
-                L = int(nxt["length"])
-                if x.shape[-1] < L:
-                    raise PreprocessError(f"record of {x.shape[-1]} samples is shorter than one "
-                                          f"{L}-sample segment", where)
-                # an array of our own is standardised in place when the window is
-                # the whole record (no fresh output to write: a third less traffic)
-                x = _signal().zscore_segments(x, L, step["scope"], step["constant"],
-                                              float(step["eps"]), overwrite=owned)
-                skip_next = True
+            instrs.append(("raise", f"op {op!r} after segmentation is not supported"))
+            break
+        try:
+            if op == "nan_to_num":
+                # the value is converted when run: validate_preset does not check it, and
+                # a bad one must fail at this step, not before the steps ahead of it
+                if _filters_follow(steps, j, fs):
+                    # checked on the filters' output instead (see _finite_after_filters)
+                    instrs.append(("nan_defer", step))
+                else:
+                    instrs.append(("nan", step))
+            elif op == "scale":
+                instrs.append(("scale", step))
+            elif op == "resample":
+                fs_out = float(step["fs"])
+                if fs != fs_out:  # else _resample_batch returns its input
+                    instrs.append(("resample", fs, fs_out, step["method"]))
+                fs = fs_out
+            elif op in _FILTER_OPS:
+                pending.append(step)
+                if j + 1 < len(steps) and steps[j + 1]["op"] in _FILTER_OPS:
+                    continue  # consecutive filters run as one fused kernel call
+                # the median baseline reads the filtered signal and returns a new array:
+                # the filtered one can live in a reused buffer
+                feeds_median = j + 1 < len(steps) and steps[j + 1]["op"] == "median_baseline"
+                try:
+                    key, stages = _stages_for(fs, pending)
+                except Exception:  # noqa: BLE001 - raised again, in order, by the loop
+                    key, stages = None, None
+                instrs.append(("filters", pending, fs, feeds_median, key, stages, {}))
+                pending = []
+            elif op == "median_baseline":
+                window_s = float(step["window_s"])
+                try:
+                    k = _signal().median_kernel_size(fs, window_s)
+                except PreprocessError:  # raised again, in order, by median_baseline
+                    k = None
+                instrs.append(("median", fs, window_s, k))
+            elif op == "zscore":
+                nxt = steps[j + 1] if j + 1 < len(steps) else None
+                if (nxt is not None and nxt["op"] == "segment" and nxt["drop_last"]
+                        and (nxt["stride"] is None or nxt["stride"] == nxt["length"])):
+                    # z-score written straight into the windows: one pass instead of two
+                    # direct: the kernel's arguments when zscore_segments' checks pass (else
+                    # the wrapper runs and raises, after the length check, as before)
+                    try:
+                        eps = float(step["eps"])
+                    except (TypeError, ValueError):
+                        eps = None
+                    ok = (eps is not None and step["scope"] in ("lead", "record")
+                          and step["constant"] in _ZS_CONSTANT and np.isfinite(eps) and eps >= 0)
+                    direct = ((step["scope"] == "record", _ZS_CONSTANT[step["constant"]], eps)
+                              if ok else None)
+                    instrs.append(("zseg", int(nxt["length"]), step["scope"], step["constant"],
+                                   step["eps"], direct))
+                    skip_next = True
+                    segmented = True
+                    continue
+                instrs.append(("zscore", step["scope"], step["constant"], step["eps"]))
+            elif op == "crop_or_pad":
+                instrs.append(("crop_or_pad", int(step["length"])))
+            elif op == "segment":
+                instrs.append(("segment", int(step["length"]), step["stride"],
+                               bool(step["drop_last"])))
                 segmented = True
-                continue
-            x = _zscore(x, step["scope"], step["constant"], float(step["eps"]))
-            owned = True
-        elif op == "crop_or_pad":
-            n_before = x.shape[-1]
-            x = _crop_or_pad(x, int(step["length"]))
-            owned = owned or n_before < x.shape[-1]  # padding makes a new array
-        elif op == "segment":
-            x = _segment_batch(x, int(step["length"]), step["stride"], bool(step["drop_last"]),
-                               where)
-            segmented = True
-        elif op == "median_beats":
-            x = _median_beats_batch(x, fs, step, records=records, where=where)[:, None]
-            segmented = True
-        else:  # pragma: no cover - validate_preset rejects unknown ops
-            raise ConfigError(f"unknown op {op!r}")
-    if not segmented:
-        x = x[:, None]
-    return np.asarray(x, dtype=np.float32)
+            elif op == "median_beats":
+                instrs.append(("median_beats", fs, step))
+                segmented = True
+            else:  # pragma: no cover - validate_preset rejects unknown ops
+                instrs.append(("raise", f"unknown op {op!r}"))
+                break
+        except Exception as exc:  # noqa: BLE001
+            # a value the loop converts at this step fails here: raise it at this step,
+            # after the steps ahead of it have run (and raised what they raise), as before
+            instrs.append(("reraise", exc))
+            break
+    sc.instrs = tuple(instrs)
+    sc.segmented = segmented
+    return sc
+
+
+# ecgcore.signal.normalize's codes for ``constant`` (its kernel's argument)
+_ZS_CONSTANT = {"zero": 0, "nan": 1, "keep": 2}
+_KERNELS: dict = {}
+
+
+def _medfilt():
+    """The running-median kernel module, imported once."""
+    m = _KERNELS.get("medfilt")
+    if m is None:
+        from ecgcore._kernels import medfilt as m
+        _KERNELS["medfilt"] = m
+    return m
+
+
+def _norm_kernel():
+    """The z-score kernel module, imported once."""
+    m = _KERNELS.get("norm")
+    if m is None:
+        from ecgcore._kernels import norm as m
+        _KERNELS["norm"] = m
+    return m
 
 
 def _needs_records(p: dict) -> bool:
@@ -790,12 +1031,25 @@ def prepare_record(record: Record, preset: dict) -> tuple[np.ndarray, float]:
     return x, fs
 
 
-def _prepare(record: Record, preset: dict):
+def _prepare(record: Record, preset: dict, info: "_StepInfo | None" = None):
     if not isinstance(record, Record):
         raise PreprocessError(f"expected a Record, got {type(record).__name__}")
+    want = tuple(preset["leads"])
     try:
-        if record.leads == tuple(preset["leads"]):
+        if record.leads == want:
             rec = record  # already in order: no copy (the common case at scale)
+        elif (info is not None and not info.needs_records and type(record.leads) is tuple
+              and type(record.signal) is np.ndarray and record.signal.dtype == np.float32
+              and (idx := _lead_index(record.leads, want)) is not None):
+            # every lead present, only the order differs: the rows conform would
+            # copy, taken in one indexing call (conform costs twice as much);
+            # the conformed Record itself is needed only by a device median beat
+            x = record.signal[idx]
+            if info.has_trim:
+                for step in preset["steps"]:
+                    if step["op"] == "trim_zero_padding":
+                        x = trim_zero_padding(x)
+            return x, record.fs, None
         else:
             rec = record.conform(preset["leads"], derive=preset["derive_leads"],
                                  missing=preset["missing_leads"])
@@ -804,10 +1058,29 @@ def _prepare(record: Record, preset: dict):
     except ValueError as exc:
         raise PreprocessError(getattr(exc, "reason", str(exc)), record.source) from None
     x = rec.signal
-    for step in preset["steps"]:
-        if step["op"] == "trim_zero_padding":
-            x = trim_zero_padding(x)
+    if info is None or info.has_trim:
+        for step in preset["steps"]:
+            if step["op"] == "trim_zero_padding":
+                x = trim_zero_padding(x)
     return x, rec.fs, rec
+
+
+_LEAD_INDEX: dict = {}
+
+
+def _lead_index(have: tuple, want: tuple):
+    """Rows of a record with leads ``have`` that hold ``want``, in order, as
+    :meth:`Record.conform` picks them (the last row of a repeated name); None when
+    one is absent (derivation or filling is then conform's job). Memoised."""
+    key = (have, want)
+    idx = _LEAD_INDEX.get(key, False)
+    if idx is False:
+        pos = {name: i for i, name in enumerate(have)}
+        idx = [pos[name] for name in want] if all(name in pos for name in want) else None
+        if len(_LEAD_INDEX) >= 256:
+            _LEAD_INDEX.clear()
+        _LEAD_INDEX[key] = idx
+    return idx
 
 
 def preprocess(record: Record, preset: "str | Mapping" = "ecgfm") -> np.ndarray:
@@ -834,12 +1107,14 @@ def preprocess(record: Record, preset: "str | Mapping" = "ecgfm") -> np.ndarray:
         segment, required leads missing with ``missing_leads: raise``, ...).
     """
     p = _resolve(preset)
-    x, fs, rec = _prepare(record, p)
+    info = _step_info(p["steps"])
+    x, fs, rec = _prepare(record, p, info)
     where = record.source
-    records = [rec] if _needs_records(p) else None
+    records = [rec] if info.needs_records else None
     if x.shape[-1] == 0:
         raise PreprocessError("record has no samples", where)
-    out = _run_steps(x[None], fs, p["steps"], where=where, records=records)[0]
+    fs = float(fs)
+    out = _exec(x[None], _schedule(p["steps"], fs, info), where, records)[0]
     return out.astype(p["output_dtype"], copy=False)
 
 
@@ -900,13 +1175,14 @@ def preprocess_batch(x, fs: float, preset: "str | Mapping" = "ecgfm",
 
 
 def _batch_with_trim(arr: np.ndarray, fs: float, p: dict) -> np.ndarray:
-    if _needs_records(p):
+    info = _step_info(p["steps"])
+    if info.needs_records:
         recs = [Record(a, fs, p["leads"]) for a in arr]
         return np.stack([preprocess(r, p) for r in recs])
     if arr.shape[0] == 0:
         shape = output_shape(p)
         return np.zeros((0,) + tuple(s or 0 for s in shape), p["output_dtype"])
-    if any(s["op"] == "trim_zero_padding" for s in p["steps"]):
+    if info.has_trim:
         # records padded with zero columns get their own length; the rest stay batched
         padded = ~(np.any(arr[:, :, 0] != 0, axis=1) & np.any(arr[:, :, -1] != 0, axis=1))
         if padded.any():
@@ -923,7 +1199,8 @@ def _batch_with_trim(arr: np.ndarray, fs: float, p: dict) -> np.ndarray:
                 raise PreprocessError(f"records give different output shapes {sorted(shapes)}; "
                                       f"use preprocess() per record")
             return np.stack(out).astype(p["output_dtype"], copy=False)
-    return _run_steps(arr, fs, p["steps"]).astype(p["output_dtype"], copy=False)
+    return _exec(arr, _schedule(p["steps"], float(fs), info)).astype(p["output_dtype"],
+                                                                     copy=False)
 
 
 # ---------------------------------------------------------------------------
