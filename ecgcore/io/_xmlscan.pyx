@@ -21,6 +21,36 @@ cdef inline bint _is_ws(unsigned char c) noexcept nogil:
     return c == 32 or c == 9 or c == 10 or c == 13
 
 
+cdef Py_ssize_t _scan_ints(const unsigned char* buf, Py_ssize_t n, double* o) noexcept nogil:
+    """Whitespace-separated integers of buf[:n] into o; their count, or -1 when
+    the text holds anything else (a token must be digits only, end at
+    whitespace or the buffer end, and fit int64 exactly: 18 digits always do)."""
+    cdef Py_ssize_t i = 0, k = 0, nd
+    cdef unsigned char c
+    cdef int64_t v
+    cdef bint neg
+    while i < n:
+        c = buf[i]
+        if _is_ws(c):
+            i += 1
+            continue
+        neg = False
+        if c == 45 or c == 43:          # '-' or '+'
+            neg = c == 45
+            i += 1
+        v = 0
+        nd = 0
+        while i < n and 48 <= buf[i] <= 57:
+            v = v * 10 + (buf[i] - 48)
+            nd += 1
+            i += 1
+        if nd == 0 or nd > 18 or (i < n and not _is_ws(buf[i])):
+            return -1
+        o[k] = <double>(-v if neg else v)
+        k += 1
+    return k
+
+
 def int_text_to_float64(const unsigned char[::1] buf):
     """Parse whitespace-separated integers from bytes into float64.
 
@@ -35,41 +65,15 @@ def int_text_to_float64(const unsigned char[::1] buf):
         The numbers as float64 (exact: at most 18 digits each), or None when
         the text holds anything but integers and XML whitespace.
     """
-    cdef Py_ssize_t n = buf.shape[0], i = 0, k = 0, nd
-    cdef unsigned char c
-    # one pass: a token takes at least two bytes (digit and separator), so
-    # (n + 1) // 2 slots always suffice; the caller scales the result into a
-    # new array at once, so the unused tail is short-lived
+    cdef Py_ssize_t n = buf.shape[0], k
+    # a token takes at least two bytes (digit and separator), so (n + 1) // 2
+    # slots always suffice; the caller scales the result into a new array at
+    # once, so the unused tail is short-lived
     out = np.empty((n + 1) // 2, np.float64)
     cdef double[::1] o = out
-    cdef int64_t v
-    cdef bint neg, bad = False
     with nogil:
-        while i < n:
-            c = buf[i]
-            if _is_ws(c):
-                i += 1
-                continue
-            neg = False
-            if c == 45 or c == 43:          # '-' or '+'
-                neg = c == 45
-                i += 1
-            v = 0
-            nd = 0
-            while i < n and 48 <= buf[i] <= 57:
-                v = v * 10 + (buf[i] - 48)
-                nd += 1
-                i += 1
-            # a token must be digits only, end at whitespace or the buffer end,
-            # and fit int64 exactly (18 digits always do)
-            if nd == 0 or nd > 18 or (i < n and not _is_ws(buf[i])):
-                bad = True
-                break
-            o[k] = <double>(-v if neg else v)
-            k += 1
-    if bad:
-        return None
-    return out[:k]
+        k = _scan_ints(&buf[0] if n else NULL, n, &o[0] if n else NULL)
+    return None if k < 0 else out[:k]
 
 
 # ---------------------------------------------------------------------------
@@ -166,33 +170,9 @@ def ints_at(bytes data, Py_ssize_t a, Py_ssize_t b):
         b = a
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data) + a
     n = b - a
-    cdef Py_ssize_t i = 0, k = 0, nd
-    cdef unsigned char c
     out = np.empty((n + 1) // 2, np.float64)
     cdef double[::1] o = out
-    cdef int64_t v
-    cdef bint neg, bad = False
+    cdef Py_ssize_t k
     with nogil:
-        while i < n:
-            c = buf[i]
-            if _is_ws(c):
-                i += 1
-                continue
-            neg = False
-            if c == 45 or c == 43:          # '-' or '+'
-                neg = c == 45
-                i += 1
-            v = 0
-            nd = 0
-            while i < n and 48 <= buf[i] <= 57:
-                v = v * 10 + (buf[i] - 48)
-                nd += 1
-                i += 1
-            if nd == 0 or nd > 18 or (i < n and not _is_ws(buf[i])):
-                bad = True
-                break
-            o[k] = <double>(-v if neg else v)
-            k += 1
-    if bad:
-        return None
-    return out[:k]
+        k = _scan_ints(buf, n, &o[0] if n else NULL)
+    return None if k < 0 else out[:k]
