@@ -353,8 +353,9 @@ def test_int_scanner_matches_numpy(rng):
     v = rng.integers(-10**12, 10**12, size=5000)
     seps = np.array([" ", "  ", "\n", "\t", "\r\n", "\n        "])
     text = "".join(f"{x}{seps[i]}" for x, i in zip(v, rng.integers(0, len(seps), size=v.size)))
-    got = scan.int_text_to_float64(("\n  " + text).encode())
+    data = ("\n  " + text).encode()
+    got = scan.ints_at(data, 0, len(data))
     np.testing.assert_array_equal(got, np.fromstring(text, dtype=np.int64, sep=" ").astype(float))
-    assert scan.int_text_to_float64(b"").size == 0
+    assert scan.ints_at(b"", 0, 0).size == 0
     for bad in (b"1 2.5", b"1-2", b"- 1", b"1 x", b"9" * 19, b"-", b"1e3"):
-        assert scan.int_text_to_float64(bad) is None, bad
+        assert scan.ints_at(bad, 0, len(bad)) is None, bad

@@ -92,17 +92,35 @@ def test_find_and_spans_match_bytes_find(rng):
         scan.find(b"abc", b"")
 
 
-def test_ints_at_matches_scanner_on_slices(rng):
+def _ints_reference(text: bytes):
+    """The scanner's rule written plainly: whitespace-separated [+-]digits (1-18 digits)
+    as float64, or None when any token is something else."""
+    toks = text.split()
+    if not all(re.fullmatch(rb"[+-]?[0-9]{1,18}", t) for t in toks):
+        return None
+    return np.array([int(t) for t in toks], np.int64).astype(float)
+
+
+def test_ints_at_matches_a_plain_reference_on_slices(rng):
     scan = pytest.importorskip("ecgcore.io._xmlscan")
     v = rng.integers(-10**6, 10**6, size=400)
     text = ("<x>" + " ".join(map(str, v)) + " \n</x>").encode()
     a, b = 3, text.index(b"</x>")
     np.testing.assert_array_equal(scan.ints_at(text, a, b), np.asarray(v, float))
     for lo, hi in ((0, len(text)), (a, a), (a + 1, b - 2), (b, a), (-5, 10**9)):
-        got, ref = scan.ints_at(text, lo, hi), scan.int_text_to_float64(text[lo:hi] if lo < hi else b"")
+        got = scan.ints_at(text, lo, hi)
+        ref = _ints_reference(text[lo:hi])    # ints_at clamps as slicing does
         if ref is None:
-            assert got is None
+            assert got is None, (lo, hi)
         else:
+            np.testing.assert_array_equal(got, ref)
+    # random token soups: signs, junk, long numbers, tabs and CRs
+    pieces = [b"12", b"-7", b"+3", b"1.5", b"x", b"9" * 19, b"-", b"0", b"\t", b"\r\n", b" "]
+    for _ in range(300):
+        soup = b" ".join(pieces[i] for i in rng.integers(0, len(pieces), rng.integers(0, 12)))
+        got, ref = scan.ints_at(soup, 0, len(soup)), _ints_reference(soup)
+        assert (got is None) == (ref is None), soup
+        if ref is not None:
             np.testing.assert_array_equal(got, ref)
 
 
@@ -127,8 +145,16 @@ _VARIANTS = {
     # a whole lead hidden in a CDATA section is text, not a lead
     "cdata": lambda d: d.replace(b"<sequence>", b'<sequence><![CDATA[<sequence><code code="MDC_ECG_'
                                  b'LEAD_V9"/></sequence>]]>', 1),
-    "stub_literal": lambda d: d.replace(b"</sequence>", b'</sequence><sequence ecgcore_seq="0"/>', 1),
+    "marker_literal": lambda d: d.replace(b"</sequence>", b'</sequence><sequence ecgcore_seq="0"/>', 1),
 }
+
+
+def _variant_file(tmp_path, shared_data, table, name, variant):
+    """(bytes, path) of shelf file ``name`` changed by ``table[variant]``, written to tmp_path."""
+    doc = table[variant](_shelf(shared_data, name).read_bytes())
+    p = tmp_path / f"{variant}.xml"
+    p.write_bytes(doc)
+    return doc, p
 
 
 def _swap_first_leads(d: bytes) -> bytes:
@@ -141,9 +167,7 @@ def _swap_first_leads(d: bytes) -> bytes:
 @pytest.mark.parametrize("name", FILES)
 @pytest.mark.parametrize("variant", sorted(_VARIANTS))
 def test_values_match_etree(tmp_path, shared_data, monkeypatch, name, variant):
-    doc = _VARIANTS[variant](_shelf(shared_data, name).read_bytes())
-    p = tmp_path / f"{variant}.xml"
-    p.write_bytes(doc)
+    doc, p = _variant_file(tmp_path, shared_data, _VARIANTS, name, variant)
     want = _etree_rhythm(doc)
     rec = hl7.read(p)
     assert list(rec.leads) == list(want)
@@ -184,9 +208,7 @@ _BROKEN = {
 @pytest.mark.parametrize("name", FILES)
 @pytest.mark.parametrize("variant", sorted(_BROKEN))
 def test_broken_documents_same_error(tmp_path, shared_data, monkeypatch, name, variant):
-    doc = _BROKEN[variant](_shelf(shared_data, name).read_bytes())
-    p = tmp_path / f"{variant}.xml"
-    p.write_bytes(doc)
+    doc, p = _variant_file(tmp_path, shared_data, _BROKEN, name, variant)
     errors = []
     for cut in (True, False):
         if not cut:

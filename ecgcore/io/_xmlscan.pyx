@@ -51,31 +51,6 @@ cdef Py_ssize_t _scan_ints(const unsigned char* buf, Py_ssize_t n, double* o) no
     return k
 
 
-def int_text_to_float64(const unsigned char[::1] buf):
-    """Parse whitespace-separated integers from bytes into float64.
-
-    Parameters
-    ----------
-    buf : bytes-like, C-contiguous
-        ASCII text, e.g. the content of an aECG ``<digits>`` element.
-
-    Returns
-    -------
-    numpy.ndarray or None
-        The numbers as float64 (exact: at most 18 digits each), or None when
-        the text holds anything but integers and XML whitespace.
-    """
-    cdef Py_ssize_t n = buf.shape[0], k
-    # a token takes at least two bytes (digit and separator), so (n + 1) // 2
-    # slots always suffice; the caller scales the result into a new array at
-    # once, so the unused tail is short-lived
-    out = np.empty((n + 1) // 2, np.float64)
-    cdef double[::1] o = out
-    with nogil:
-        k = _scan_ints(&buf[0] if n else NULL, n, &o[0] if n else NULL)
-    return None if k < 0 else out[:k]
-
-
 # ---------------------------------------------------------------------------
 # Byte searches over a whole document. ``bytes.find`` runs at ~2 GB/s on
 # markup (it checks every window); an aECG document has a '<' every ~200
@@ -162,7 +137,13 @@ def element_spans(bytes data, bytes opener, bytes closer, Py_ssize_t lo, Py_ssiz
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def ints_at(bytes data, Py_ssize_t a, Py_ssize_t b):
-    """:func:`int_text_to_float64` of ``data[a:b]`` without slicing or a buffer view."""
+    """The whitespace-separated integers of ``data[a:b]`` (e.g. an aECG ``<digits>``
+    text) as float64, or None when the text holds anything else (see the module
+    docstring); read in place, without slicing or a buffer view.
+
+    ``a`` and ``b`` follow the slice convention (negative counts from the end,
+    clamped to the data). The numbers are exact (at most 18 digits each).
+    """
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     a = _clamp(a, n)
     b = _clamp(b, n)
@@ -170,6 +151,9 @@ def ints_at(bytes data, Py_ssize_t a, Py_ssize_t b):
         b = a
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data) + a
     n = b - a
+    # a token takes at least two bytes (digit and separator), so (n + 1) // 2
+    # slots always suffice; the caller scales the result into a new array at
+    # once, so the unused tail is short-lived
     out = np.empty((n + 1) // 2, np.float64)
     cdef double[::1] o = out
     cdef Py_ssize_t k

@@ -365,7 +365,7 @@ def _split(data: bytes, path, cut_annotations: bool, blocks: bool = True) -> "_S
     return _Split(b"".join(pieces), blobs, spans, seqs, root_open, root_name, enc)
 
 
-def _parse_skeleton(skeleton: bytes, path) -> ET.Element:
+def _parse_skeleton(skeleton: bytes) -> ET.Element:
     """The skeleton's tree: :func:`parse_xml` less the checks already made.
 
     The entity guard ran on the whole document, and the skeleton is the
@@ -469,8 +469,7 @@ def _lead_sequence(seq, path, blobs=(), code=False):
     if isinstance(blob, np.ndarray):
         digits = blob                     # already read by the byte scanner
     else:
-        text = blob.decode("ascii") if blob is not None else (d_el.text if d_el is not None else None)
-        digits = None if text is None else (text, name)
+        digits = blob.decode("ascii") if blob is not None else (d_el.text if d_el is not None else None)
     return _lead_values(name, None if origin_el is None else origin_el.attrib,
                         None if scale_el is None else scale_el.attrib, digits, path)
 
@@ -496,17 +495,29 @@ def _cut_lead(info, path):
     hit = _CUT_GAINS.get(key)
     if hit is None:
         # decoded and checked as for a parsed sequence (errors name the lead)
-        o_at = None if ov is None else ({"value": ov.decode("ascii")} if ou is None else
-                                        {"value": ov.decode("ascii"), "unit": ou.decode("ascii")})
-        s_at = None if sv is None else ({"value": sv.decode("ascii")} if su is None else
-                                        {"value": sv.decode("ascii"), "unit": su.decode("ascii")})
-        hit = _lead_gain(name, o_at, s_at, path)
+        hit = _lead_gain(name, _cut_attrs(ov, ou), _cut_attrs(sv, su), path)
         if len(_CUT_GAINS) < 1024:
             _CUT_GAINS[key] = hit
-    offset, gain = hit
+    return name, _to_mv(digits, *hit), hit[1]
+
+
+def _cut_attrs(value, unit):
+    """The attributes of a cut ``origin``/``scale`` element as a parsed one has them
+    (None: the element is absent)."""
+    if value is None:
+        return None
+    at = {"value": value.decode("ascii")}
+    if unit is not None:
+        at["unit"] = unit.decode("ascii")
+    return at
+
+
+def _to_mv(digits, offset, gain):
+    """origin + digits x scale in mV with one new array (IEEE addition commutes, so
+    the bits are those of the two-temporary expression)."""
     x = digits * gain
     x += offset
-    return name, x, gain
+    return x
 
 
 def _lead_gain(name, o_at, s_at, path):
@@ -538,16 +549,12 @@ def _lead_values(name, o_at, s_at, digits, path):
     """(name, origin + digits x scale in mV, gain) from origin/scale attributes.
 
     ``o_at``/``s_at``: the attributes of ``origin``/``scale`` (None when the
-    element is absent); ``digits``: the samples, or (text, name) to parse.
+    element is absent); ``digits``: the samples, or their text (None: none) to parse.
     """
     offset, gain = _lead_gain(name, o_at, s_at, path)
     if not isinstance(digits, np.ndarray):
-        digits = _parse_digits(None if digits is None else digits[0], f"lead {name}", path)
-    # origin + digits * gain, with one new array (IEEE addition commutes, so
-    # the bits are those of the two-temporary expression)
-    x = digits * gain
-    x += offset
-    return name, x, gain
+        digits = _parse_digits(digits, f"lead {name}", path)
+    return name, _to_mv(digits, offset, gain), gain
 
 
 def _read_series(series, path, blobs=(), seqs=()):
@@ -631,7 +638,7 @@ def _annotations(series, series_code, t0, path, cut_sets=()):
     """Flatten the annotation tree of a series into column lists.
 
     ``cut_sets`` holds the Elements of annotation sets cut out before parsing
-    (:func:`_split`); a stub ``annotationSet`` in the tree points into it.
+    (:func:`_split`); a marker ``annotationSet`` in the tree points into it.
     """
     cols = {k: [] for k in ("series", "code", "value", "unit", "display", "parent",
                             "lead", "onset_s", "offset_s")}
@@ -894,11 +901,11 @@ def _summarise(ann: dict) -> tuple:
     return cols, meas, stmts
 
 
-def _stubs_in_place(root, split: _Split) -> bool:
-    """Every cut-out part left exactly one stub element in the parsed skeleton.
+def _markers_in_place(root, split: _Split) -> bool:
+    """Every cut-out part left exactly one marker element in the parsed skeleton.
 
     A tag name inside a comment or CDATA section is found by the byte search
-    but is not an element; its stub then vanishes from the tree, and the
+    but is not an element; its marker then vanishes from the tree, and the
     document must be parsed whole instead.
     """
     if split.ann_spans:
@@ -963,13 +970,13 @@ def read(path: "str | os.PathLike", annotations: "bool | str" = "lazy", **kwargs
     split = _split(data, path, cut_annotations=annotations is not True)
     root = None
     if split is not None:
-        root = _parse_skeleton(split.skeleton, path)
+        root = _parse_skeleton(split.skeleton)
         if root is None:
             # a parse error: reported on the skeleton without whole lead
             # sequences cut, so the message (line, column) is the usual one
             split = _split(data, path, cut_annotations=annotations is not True, blocks=False)
             root = parse_xml(split.skeleton if split is not None else data, path=path)
-        if split is not None and not _stubs_in_place(root, split):
+        if split is not None and not _markers_in_place(root, split):
             root, split = None, None
     if root is None:
         root = parse_xml(data, path=path)
