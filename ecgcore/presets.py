@@ -720,9 +720,7 @@ def _run_filter_plan(x: np.ndarray, key, stages, reuse: bool, plans: dict | None
         if plan is None:
             if not stages or any(st[5] and n <= st[4] for st in stages):
                 return None  # apply_stages copies, or raises the error
-            from ecgcore._kernels import chain as _chain
-            plan = (_chain, _chain.prepare(x.dtype == np.float32, n, list(stages), None, True,
-                                           None, 0))
+            plan = _kernel("chain").prepare(x.dtype == np.float32, n, list(stages), None, True, None, 0)
             if len(_PLAN_CACHE) >= 64:
                 _PLAN_CACHE.clear()
             _PLAN_CACHE[pk] = plan
@@ -733,9 +731,9 @@ def _run_filter_plan(x: np.ndarray, key, stages, reuse: bool, plans: dict | None
     rows = x.reshape(-1, n)
     out = _scratch_like(x) if reuse else None
     if out is not None and not np.may_share_memory(out, x):
-        plan[0].run_plan(rows, plan[1], 0, out.reshape(rows.shape))
+        _kernel("chain").run_plan(rows, plan, 0, out.reshape(rows.shape))
         return out
-    return plan[0].run_plan(rows, plan[1], 0).reshape(x.shape)
+    return _kernel("chain").run_plan(rows, plan, 0).reshape(x.shape)
 
 
 def _run_steps(x: np.ndarray, fs: float, steps, where=None, records=None) -> np.ndarray:
@@ -777,7 +775,7 @@ def _exec(x: np.ndarray, sched, where=None, records=None) -> np.ndarray:
             if (k is not None and type(x) is np.ndarray and x.size
                     and (x.dtype == np.float32 or x.dtype == np.float64) and x.flags.c_contiguous):
                 # what median_baseline does for such an array, without its argument checks
-                x = _medfilt().running_median(x.reshape(-1, x.shape[-1]), k, True, 0,
+                x = _kernel("medfilt").running_median(x.reshape(-1, x.shape[-1]), k, True, 0,
                                               False).reshape(x.shape)
             else:
                 x = _signal().median_baseline(x, mfs, window_s, axis=-1)
@@ -791,7 +789,7 @@ def _exec(x: np.ndarray, sched, where=None, records=None) -> np.ndarray:
             # the whole record (no fresh output to write: a third less traffic)
             if (direct is not None and type(x) is np.ndarray and x.ndim == 3
                     and (x.dtype == np.float32 or x.dtype == np.float64) and x.flags.c_contiguous):
-                x = _norm_kernel().zscore_segments(x, L, direct[0], direct[1], direct[2], owned)
+                x = _kernel("norm").zscore_segments(x, L, direct[0], direct[1], direct[2], owned)
             else:
                 x = _signal().zscore_segments(x, L, scope, constant, float(eps), overwrite=owned)
         elif kind == "nan_defer":
@@ -959,13 +957,10 @@ def _build_schedule(steps, fs: float) -> _Schedule:
                     # direct: the kernel's arguments when zscore_segments' checks pass (else
                     # the wrapper runs and raises, after the length check, as before)
                     try:
-                        eps = float(step["eps"])
-                    except (TypeError, ValueError):
-                        eps = None
-                    ok = (eps is not None and step["scope"] in ("lead", "record")
-                          and step["constant"] in _ZS_CONSTANT and np.isfinite(eps) and eps >= 0)
-                    direct = ((step["scope"] == "record", _ZS_CONSTANT[step["constant"]], eps)
-                              if ok else None)
+                        direct = _signal().normalize.zscore_segments_args(
+                            step["scope"], step["constant"], float(step["eps"]))
+                    except (TypeError, ValueError):   # PreprocessError is a ValueError
+                        direct = None
                     instrs.append(("zseg", int(nxt["length"]), step["scope"], step["constant"],
                                    step["eps"], direct))
                     skip_next = True
@@ -994,31 +989,20 @@ def _build_schedule(steps, fs: float) -> _Schedule:
     return sc
 
 
-# ecgcore.signal.normalize's codes for ``constant`` (its kernel's argument)
-_ZS_CONSTANT = {"zero": 0, "nan": 1, "keep": 2}
 _KERNELS: dict = {}
 
 
-def _medfilt():
-    """The running-median kernel module, imported once."""
-    m = _KERNELS.get("medfilt")
+def _kernel(name: str):
+    """``ecgcore._kernels.<name>``, imported on first use and cached (as :func:`_signal`)."""
+    m = _KERNELS.get(name)
     if m is None:
-        from ecgcore._kernels import medfilt as m
-        _KERNELS["medfilt"] = m
-    return m
-
-
-def _norm_kernel():
-    """The z-score kernel module, imported once."""
-    m = _KERNELS.get("norm")
-    if m is None:
-        from ecgcore._kernels import norm as m
-        _KERNELS["norm"] = m
+        m = _KERNELS[name] = importlib.import_module(f"ecgcore._kernels.{name}")
     return m
 
 
 def _needs_records(p: dict) -> bool:
-    return any(s["op"] == "median_beats" and s["source"] != "computed" for s in p["steps"])
+    """Whether the preset's steps need the source Records (a device median beat)."""
+    return _step_info(p["steps"]).needs_records
 
 
 def prepare_record(record: Record, preset: dict) -> tuple[np.ndarray, float]:
@@ -1038,31 +1022,28 @@ def _prepare(record: Record, preset: dict, info: "_StepInfo | None" = None):
     try:
         if record.leads == want:
             rec = record  # already in order: no copy (the common case at scale)
+            x = rec.signal
         elif (info is not None and not info.needs_records and type(record.leads) is tuple
               and type(record.signal) is np.ndarray and record.signal.dtype == np.float32
               and (idx := _lead_index(record.leads, want)) is not None):
             # every lead present, only the order differs: the rows conform would
             # copy, taken in one indexing call (conform costs twice as much);
             # the conformed Record itself is needed only by a device median beat
+            rec = None
             x = record.signal[idx]
-            if info.has_trim:
-                for step in preset["steps"]:
-                    if step["op"] == "trim_zero_padding":
-                        x = trim_zero_padding(x)
-            return x, record.fs, None
         else:
             rec = record.conform(preset["leads"], derive=preset["derive_leads"],
                                  missing=preset["missing_leads"])
+            x = rec.signal
     except PreprocessError:
         raise
     except ValueError as exc:
         raise PreprocessError(getattr(exc, "reason", str(exc)), record.source) from None
-    x = rec.signal
     if info is None or info.has_trim:
         for step in preset["steps"]:
             if step["op"] == "trim_zero_padding":
                 x = trim_zero_padding(x)
-    return x, rec.fs, rec
+    return x, record.fs, rec     # conform keeps the rate
 
 
 _LEAD_INDEX: dict = {}

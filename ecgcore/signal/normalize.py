@@ -129,20 +129,35 @@ def zscore_segments(x, length: int, scope: str = "lead", constant: str = "zero",
     """
     from ecgcore._kernels import norm as _norm
 
-    if scope not in ("lead", "record"):
-        raise PreprocessError(f"scope must be 'lead' or 'record', got {scope!r}")
-    if constant not in _CONSTANT:
-        raise PreprocessError(f"constant must be 'zero', 'nan' or 'keep', got {constant!r}")
-    if (isinstance(length, (bool, np.bool_)) or not isinstance(length, (int, np.integer, float))
-            or not np.isfinite(length) or int(length) != length or length < 1):
-        raise PreprocessError(f"length must be a positive integer (samples), got {length!r}")
-    if not np.isfinite(eps) or eps < 0:
-        raise PreprocessError(f"eps must be a non-negative number, got {eps!r}")
+    scope_record, code, eps = zscore_segments_args(scope, constant, eps, length)
     x = np.asarray(x)
     if x.ndim != 3:
         raise PreprocessError(f"x must be 3-D (records, leads, samples), got shape {x.shape}")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     x = np.ascontiguousarray(x)
-    return _norm.zscore_segments(x, int(length), scope == "record", _CONSTANT[constant],
-                                 float(eps), bool(overwrite))
+    return _norm.zscore_segments(x, int(length), scope_record, code, eps, bool(overwrite))
+
+
+def zscore_segments_args(scope: str, constant: str, eps: float, length=None) -> tuple:
+    """The ``ecgcore._kernels.norm.zscore_segments`` arguments ``(scope_record,
+    constant_code, eps)`` for :func:`zscore_segments`' ``scope``, ``constant`` and
+    ``eps``, checked as it checks them, ``length`` too when given (callers that run
+    the kernel directly, e.g. a preset's cached schedule, check once).
+
+    Raises
+    ------
+    PreprocessError
+        When an argument is out of range.
+    """
+    if scope not in ("lead", "record"):
+        raise PreprocessError(f"scope must be 'lead' or 'record', got {scope!r}")
+    if constant not in _CONSTANT:
+        raise PreprocessError(f"constant must be 'zero', 'nan' or 'keep', got {constant!r}")
+    if length is not None and (
+            isinstance(length, (bool, np.bool_)) or not isinstance(length, (int, np.integer, float))
+            or not np.isfinite(length) or int(length) != length or length < 1):
+        raise PreprocessError(f"length must be a positive integer (samples), got {length!r}")
+    if not np.isfinite(eps) or eps < 0:
+        raise PreprocessError(f"eps must be a non-negative number, got {eps!r}")
+    return scope == "record", _CONSTANT[constant], float(eps)
