@@ -23,13 +23,14 @@ class InputItem(NamedTuple):
     labels: tuple = ()  # ((column, value), ...), hashable and picklable
 
 
-def record_id_for(path: str, root: str | None) -> str:
-    """A record id from a path: relative to ``root`` and without its format suffix."""
+def record_id_for(path: str, root: str | None, strip: bool = True) -> str:
+    """A record id from a path: relative to ``root`` and without its format suffix
+    (with ``strip=False``, with it)."""
     key = ""
     if "::" in path and not os.path.exists(path):   # a record inside a container file
         path, key = path.rsplit("::", 1)
     rel = os.path.relpath(path, root) if root else os.path.basename(path)
-    for suf in _STRIP_SUFFIXES:
+    for suf in _STRIP_SUFFIXES if strip else ():
         if rel.lower().endswith(suf):
             rel = rel[: -len(suf)]
             break
@@ -51,15 +52,8 @@ def items_from_paths(paths: Iterable[str]) -> list[InputItem]:
     owners: dict[str, set] = {}
     for p, i in zip(paths, ids):
         owners.setdefault(i, set()).add(p)
-    return [InputItem(p, i if len(owners[i]) == 1 else _id_with_suffix(p, root)) for p, i in zip(paths, ids)]
-
-
-def _id_with_suffix(path: str, root: str) -> str:
-    key = ""
-    if "::" in path and not os.path.exists(path):
-        path, key = path.rsplit("::", 1)
-    rel = os.path.relpath(path, root).replace(os.sep, "/")
-    return f"{rel}/{key}" if key else rel
+    return [InputItem(p, i if len(owners[i]) == 1 else record_id_for(p, root, strip=False))
+            for p, i in zip(paths, ids)]
 
 
 def is_manifest_csv(path: str) -> bool:
