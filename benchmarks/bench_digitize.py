@@ -327,6 +327,11 @@ def raster(tmp):
         "clean 200 dpi, 6x2 (halves side by side)": ({"layout": "6x2"}, {}),
         "clean 200 dpi, 6x2c (contiguous, as carts print)": ({"layout": "6x2c"}, {}),
         "clean 200 dpi, 12x1": ({"layout": "12x1"}, {}),
+        "clean 200 dpi, 3x4+3 (V1, II, V5 strips)": ({"layout": "3x4+3"}, {}),
+        "clean 200 dpi, 3x4+1 with a V1 strip": ({"rhythm_leads": "V1"}, {}),
+        "3x4+3, blur + noise + JPEG + rotation 3 deg": (
+            {"layout": "3x4+3"}, {"blur": 0.8, "noise": 8.0, "jpeg": 70, "angle": 3.0}),
+        "3x4+1 with an aVF strip, 100 dpi": ({"rhythm_leads": "aVF", "dpi": 100}, {}),
         "clean 200 dpi, 50 mm/s 20 mm/mV": ({"speed": 50, "gain": 20}, {}),
         "grey grid (B/W)": ({"grid_color": "grey"}, {}),
         "100 dpi": ({"dpi": 100}, {}),
@@ -339,6 +344,7 @@ def raster(tmp):
     print("| raster page set (ecgcore.plot, 3x4+II unless said) | pages | mean SNR (dB) |")
     print("|---|---|---|")
     times = []
+    named = []
     for cname, (pkw, dkw) in conds.items():
         vals = []
         for k, (rname, rec) in enumerate(recs):
@@ -360,13 +366,26 @@ def raster(tmp):
             if cname in ("clean 200 dpi", "clean 200 dpi, 3x4 (no strip)"):   # 3x4 pages
                 times.append(dt)
             vals.append(_snr_vs(ref, out))
+            want = [r.lead for r in res.panels if r.rhythm]
+            if want and (layout != "3x4+II" or want != ["II"]):
+                named.append((cname, rname, out.meta["layout"], want,
+                              out.meta["digitize_flags"].get("rhythm_leads")))
         per = ", ".join(f"{v:.1f}" for v in vals)
         print(f"| {cname} | {len(vals)} | {np.mean(vals):.1f} ({per}) |")
+    if named:
+        ok = sum(lay == ("3x4+3" if len(w) == 3 else "3x4+II") and w == got
+                 for _, _, lay, w, got in named)
+        print(f"\nlayout and rhythm strips named right on {ok} of {len(named)} pages with "
+              "other strips than lead II")
+        for c, r, lay, w, got in named:
+            if got != w:
+                print(f"  {c} {r}: layout {lay}, strips {got} (drawn {w})")
     kit = os.path.join(SHARED, "data", "ecg_pages")
     if os.path.isdir(kit):
         print("\n| ecg-image-kit profile (shared/data/ecg_pages) | pages | mean SNR (dB) | min |")
         print("|---|---|---|---|")
         import glob
+        strip_ii = []
         for prof in ("clean", "scan", "lowres", "notes", "wrinkles", "rotnoise", "combo"):
             vals = []
             for png in sorted(glob.glob(os.path.join(kit, prof, "*.png"))):
@@ -382,6 +401,7 @@ def raster(tmp):
                     continue
                 if prof == "clean":
                     times.append(time.process_time() - t)
+                strip_ii.append(out.meta["digitize_flags"].get("rhythm_leads") == ["II"])
                 est = np.full(ref.shape, np.nan)
                 for j, name in enumerate(str(n) for n in z["leads"]):
                     e = out.signal[out.leads.index(name)].astype(float)
@@ -389,6 +409,8 @@ def raster(tmp):
                     est[j, :m] = e[:m]
                 vals.append(float(np.nanmean(challenge_snr(ref, est, fs))))
             print(f"| {prof} | {len(vals)} | {np.mean(vals):.1f} | {np.min(vals):.1f} |")
+        print(f"\nkit pages whose rhythm strip was named II from the panels: {sum(strip_ii)} of "
+              f"{len(strip_ii)} read")
     times = np.array(times)
     print(f"\nraster speed at 200 dpi (CPU time, one process, first call excluded): median "
           f"{1000 * np.median(times[1:]):.0f} ms/page = {1 / np.median(times[1:]):.2f} pages/s")

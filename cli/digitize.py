@@ -16,6 +16,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 from ecgcore._atomic import atomic_open
+from ecgcore.digitization import LAYOUTS
+from ecgcore.record import STANDARD_12
 
 from ._common import expand_inputs, output_names, report_failure
 
@@ -28,7 +30,10 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--to", choices=("wfdb", "npy"), default="wfdb")
     p.add_argument("--fs", type=float, default=500.0, help="output sampling rate, Hz")
-    p.add_argument("--layout", default="auto", choices=("auto", "3x4+II", "3x4", "6x2", "12x1"))
+    p.add_argument("--layout", default="auto", choices=LAYOUTS)
+    p.add_argument("--rhythm-leads", metavar="LEADS",
+                   help="raster pages: comma-separated leads of the rhythm strips under a 3x4 "
+                        "grid (default: named after the panel each strip repeats)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--resume", action="store_true",
                    help="skip pages whose output record already exists (after a killed run)")
@@ -46,11 +51,11 @@ def _done(dest: str, fmt: str) -> bool:
 
 
 def _one(item):
-    path, dest, fmt, fs, layout = item
+    path, dest, fmt, fs, layout, strips = item
     import ecgcore
 
     try:
-        rec = ecgcore.digitize(path, layout=layout, fs=fs)
+        rec = ecgcore.digitize(path, layout=layout, fs=fs, rhythm_leads=strips)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         ecgcore.write(rec, dest, format=fmt)
         return path, None
@@ -59,12 +64,19 @@ def _one(item):
 
 
 def run(args) -> int:
+    strips = [t.strip() for t in args.rhythm_leads.split(",") if t.strip()] \
+        if args.rhythm_leads else None
+    bad = [t for t in strips or () if t not in STANDARD_12]
+    if bad:
+        print(f"ecgcore digitize: --rhythm-leads names unknown leads {bad}; use the standard "
+              f"12 ({', '.join(STANDARD_12)})", file=sys.stderr)
+        return 2
     files = expand_inputs(args.inputs, containers=False, kinds=_PAGE_KINDS)
     if not files:
         print("ecgcore digitize: no input files", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    items = [(p, _dest(args.out, name, args.to), args.to, args.fs, args.layout)
+    items = [(p, _dest(args.out, name, args.to), args.to, args.fs, args.layout, strips)
              for p, name in zip(files, output_names(files))]
     todo = [it for it in items if not (args.resume and _done(it[1], args.to))]
     n_done = len(items) - len(todo)

@@ -11,6 +11,8 @@ Layouts
 ``"3x4+II"``  three rows of four 2.5-s columns (I II III | aVR aVL aVF | V1 V2 V3 |
               V4 V5 V6), plus a full-length lead-II rhythm strip (the standard page)
 ``"3x4"``     the same without the rhythm strip
+``"3x4+3"``   the 3x4 grid plus three full-length rhythm strips, V1, II and V5 by default
+              (the GE/Marquette page)
 ``"6x2"``     six rows of two columns (limb leads left, chest leads right), each the full
               record, the halves side by side (both from t = 0)
 ``"6x2c"``    six rows of two contiguous columns, as carts print them: limb leads over the
@@ -33,7 +35,9 @@ from .record import Record, STANDARD_12
 
 __all__ = ["plot", "PlotResult", "LAYOUTS"]
 
-LAYOUTS = ("3x4+II", "3x4", "6x2", "6x2c", "12x1")
+LAYOUTS = ("3x4+II", "3x4", "3x4+3", "6x2", "6x2c", "12x1")
+# the rhythm strips each layout draws below its 3x4 grid, unless the caller names others
+RHYTHM_DEFAULT = {"3x4+II": ("II",), "3x4": (), "3x4+3": ("V1", "II", "V5")}
 _MARK_COLOURS = {"P": "#1f77b4", "QRS": "#d62728", "T": "#2ca02c"}
 
 
@@ -69,7 +73,8 @@ class PlotResult:
         return self.dpi / 25.4
 
     def positions(self) -> dict:
-        """``{panel_name: (x_px, y_px, samples)}``; the rhythm strip is named ``"II (rhythm)"``."""
+        """``{panel_name: (x_px, y_px, samples)}``; a rhythm strip is named ``"<lead> (rhythm)"``
+        (``"II (rhythm)"`` on the standard page)."""
         return {(p.lead + " (rhythm)" if p.rhythm else p.lead): (p.x_px, p.y_px, p.samples)
                 for p in self.panels}
 
@@ -85,18 +90,18 @@ class PlotResult:
         return ref
 
 
-def _panels_for(layout: str, leads, duration: float):
-    """(lead, row, t0, t1, x_mm_offset_in_row_fraction, rhythm) for each panel."""
+def _panels_for(layout: str, leads, duration: float, rhythm_leads=()):
+    """(lead, row, t0, t1, rhythm) for each panel, and the number of rows."""
     out = []
-    if layout in ("3x4+II", "3x4"):
+    if layout in RHYTHM_DEFAULT:
         cols = [("I", "II", "III"), ("aVR", "aVL", "aVF"), ("V1", "V2", "V3"), ("V4", "V5", "V6")]
         w = duration / 4
         for c, names in enumerate(cols):
             for r, name in enumerate(names):
                 out.append((name, r, c * w, (c + 1) * w, False))
-        if layout == "3x4+II":
-            out.append(("II", 3, 0.0, duration, True))
-        return out, (4 if layout == "3x4+II" else 3)
+        for k, name in enumerate(rhythm_leads):
+            out.append((name, 3 + k, 0.0, duration, True))
+        return out, 3 + len(rhythm_leads)
     if layout == "6x2":
         for i, name in enumerate(STANDARD_12[:6]):
             out.append((name, i, 0.0, duration, False))
@@ -117,6 +122,25 @@ def _panels_for(layout: str, leads, duration: float):
     raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
 
 
+def _rhythm_leads(layout, rhythm_leads):
+    """The rhythm strips' lead names for ``layout`` (checked), as a tuple."""
+    if rhythm_leads is None:
+        return RHYTHM_DEFAULT.get(layout, ())
+    names = (rhythm_leads,) if isinstance(rhythm_leads, str) else tuple(rhythm_leads)
+    want = len(RHYTHM_DEFAULT.get(layout, ()))
+    if want == 0:
+        raise ConfigError(f"layout {layout!r} draws no rhythm strip; rhythm_leads= is for "
+                          "'3x4+II' (one strip) and '3x4+3' (three)")
+    if len(names) != want:
+        raise ConfigError(f"layout {layout!r} draws {want} rhythm strip(s), "
+                          f"rhythm_leads= names {len(names)}: {names}")
+    bad = [n for n in names if n not in STANDARD_12]
+    if bad:
+        raise ConfigError(f"rhythm_leads= names unknown leads {bad}; use the standard 12 "
+                          f"({', '.join(STANDARD_12)})")
+    return names
+
+
 def _marks_dict(marks):
     if marks is None:
         return None
@@ -128,7 +152,7 @@ def _marks_dict(marks):
 def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float = 25.0,
          gain: float = 10.0, dpi: float = 200.0, grid: bool = True, marks=None,
          title: str | None = None, grid_color: str = "red", line_width: float = 0.6,
-         calibration: bool = True, labels: bool = True) -> PlotResult:
+         calibration: bool = True, labels: bool = True, rhythm_leads=None) -> PlotResult:
     """Draw a record on ECG paper.
 
     Parameters
@@ -138,9 +162,10 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     path_or_ax : str, path, matplotlib Axes or None
         A file (``.png``, ``.svg``, ``.pdf``, ``.jpg``) to write, an Axes to draw
         into, or None to only return the figure.
-    layout : {"3x4+II", "3x4", "6x2", "6x2c", "12x1"}
+    layout : {"3x4+II", "3x4", "3x4+3", "6x2", "6x2c", "12x1"}
         Page layout (see the module docstring); ``"6x2c"`` is the contiguous 6x2
-        of carts (limb leads 0 to D/2, chest leads D/2 to D).
+        of carts (limb leads 0 to D/2, chest leads D/2 to D); ``"3x4+3"`` adds
+        three rhythm strips (V1, II, V5) to the 3x4 grid.
     speed : float
         Paper speed, mm/s (25 or 50 are usual).
     gain : float
@@ -154,6 +179,10 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         absent) drawn as short ticks on every trace.
     grid_color : {"red", "grey", "green", "blue"}
         Colour family of the grid; ``"grey"`` gives a black-and-white page.
+    rhythm_leads : str or sequence of str, optional
+        The leads of the full-length rhythm strips of ``"3x4+II"`` (one) and
+        ``"3x4+3"`` (three), e.g. ``"V1"`` or ``("II", "V1", "V5")``; default II and
+        V1, II, V5.
 
     Returns
     -------
@@ -171,12 +200,13 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
     if not (speed > 0 and gain > 0 and dpi > 0):
         raise ConfigError(f"speed, gain and dpi must be positive (got {speed}, {gain}, {dpi})")
+    strips = _rhythm_leads(layout, rhythm_leads)
     rec = record if layout == "12x1" else record.conform(STANDARD_12, derive=True, missing="nan")
     duration = rec.duration
-    specs, n_rows = _panels_for(layout, rec.leads, duration)
+    specs, n_rows = _panels_for(layout, rec.leads, duration, strips)
     n_cols_mm = duration * speed if layout != "6x2" else 2 * duration * speed + 10
     margin_l, margin_r, margin_t, margin_b = 15.0, 5.0, 12.0 if title else 6.0, 6.0
-    pitch = max(25.0, 3.0 * gain) if layout in ("6x2", "6x2c", "12x1") \
+    pitch = max(25.0, 3.0 * gain) if layout in ("6x2", "6x2c", "12x1") or len(strips) > 1 \
         else max(30.0, 4.0 * gain)
     cal_w = 0.2 * speed + 4.0 if calibration else 0.0
     width_mm = margin_l + cal_w + n_cols_mm + margin_r
@@ -250,7 +280,7 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         # pixel ground truth: paper mm -> image pixels (rows from the top)
         result.panels.append(Panel(name, t0, min(t1, duration), idx, x_mm * px_per_mm,
                                    y_mm * px_per_mm, base_mm * px_per_mm, x0_mm, rhythm))
-        if layout in ("3x4+II", "3x4", "6x2c") and not rhythm and t0 > 0:
+        if (layout in RHYTHM_DEFAULT or layout == "6x2c") and not rhythm and t0 > 0:
             # separator tick between columns, as on carts
             ax.vlines(x0_mm, base_mm - 2.5, base_mm + 2.5, colors="black", lw=line_width)
     traces = LineCollection(trace_segments, colors="black", linewidths=line_width,
