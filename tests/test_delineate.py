@@ -850,3 +850,21 @@ def test_low_sampling_rates_delineate_without_errors(fs):
     m = ecgcore.measure(low)
     assert abs(m["heart_rate_bpm"] - ecgcore.measure(rec)["heart_rate_bpm"]) < 2
     assert ecgcore.median_beats(low).meta["n_beats"] > 0
+    assert d.flags["low_sampling_rate"] is (fs < 50.0)
+    assert not ref.flags["low_sampling_rate"] and "sampling_rate_too_low" not in d.flags
+
+
+@pytest.mark.parametrize("fs", [10.0, 20.0, 24.0])
+def test_rates_that_do_not_resolve_qrs_report_no_beats(fs):
+    # below 25 Hz the detector found wrong beats (20 Hz: PPV 70 % on LUDB); none is
+    # reported, with a flag and a reason instead of an exception
+    rec = _sim(seed=3)[0]
+    low = ecgcore.Record(ecgcore.signal.resample(rec.signal.astype(np.float64), rec.fs, fs).astype(np.float32),
+                         fs, rec.leads)
+    d = delineate(low)
+    assert d.n_beats == 0
+    assert d.flags["sampling_rate_too_low"] and d.flags["low_sampling_rate"] and d.flags["no_qrs"]
+    m = ecgcore.measure(low)
+    assert np.isnan(m["heart_rate_bpm"]) and "below 25 Hz" in m["reasons"]["heart_rate_bpm"]
+    with pytest.warns(RuntimeWarning, match="below 25 Hz"):
+        assert ecgcore.detect_qrs(low.signal, fs).size == 0

@@ -44,7 +44,9 @@ class Delineation:
         flutter-like or paced rhythms: then every P mark is -1), ``atrial_flutter``
         (regular atrial waves at 240-340/min, see ``atrial_periodicity``: the score,
         NaN where the test was not needed), ``atrial_consistency``, ``rr_irregular``,
-        ``too_short``, ``no_qrs``, ``unusable_leads``.
+        ``too_short``, ``no_qrs``, ``unusable_leads``, ``low_sampling_rate`` (below
+        50 Hz: coarse marks), ``sampling_rate_too_low`` (below 25 Hz: no beats
+        reported, QRS complexes are not resolved).
     features : dict of ndarray
         Per lead and beat: ``p_amp``, ``t_amp``, ``r_amp``, ``qrs_p2p``, ``iso``
         (signal units, e.g. mV), kept for the measurements.

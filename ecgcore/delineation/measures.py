@@ -104,8 +104,10 @@ def measure(record, fs=None, delineation=None) -> dict:
             reasons["rr_sd_ms"] = "fewer than 3 beats"
         out["heart_rate_bpm"] = 60000.0 / out["rr_mean_ms"]
     else:
+        why = (f"sampling rate {fs:g} Hz below 25 Hz: QRS complexes not resolved"
+               if d.flags.get("sampling_rate_too_low") else "fewer than 2 beats detected")
         for k in ("rr_mean_ms", "rr_sd_ms", "heart_rate_bpm"):
-            _nan(out, reasons, k, "fewer than 2 beats detected")
+            _nan(out, reasons, k, why)
 
     def interval(a, b, key, why):
         ok = use & (g[:, _MK[a]] >= 0) & (g[:, _MK[b]] >= 0)
