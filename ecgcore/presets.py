@@ -241,7 +241,9 @@ def validate_preset(preset: Mapping, source: str | None = None) -> dict:
     ConfigError
         Naming the preset, the step and the offending key: unknown top-level
         keys, unknown ops, unknown or missing step parameters, bad choices,
-        lengths that are not positive integers, per-record ops out of place.
+        lengths and filter orders that are not positive integers, ``eps`` /
+        ``value`` that are not finite numbers, flags that are not booleans,
+        per-record ops out of place.
     """
     if not isinstance(preset, Mapping):
         raise ConfigError(f"a preset must be a mapping, got {type(preset).__name__}", source)
@@ -303,7 +305,7 @@ def validate_preset(preset: Mapping, source: str | None = None) -> dict:
             if choices and full[key] not in choices:
                 raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be one of "
                                   f"{', '.join(choices)}, got {full[key]!r}", source)
-        for key in ("length", "before", "min_beats"):
+        for key in ("length", "before", "min_beats", "order"):
             if key in full and (not isinstance(full[key], (int, np.integer))
                                 or isinstance(full[key], bool) or full[key] < (0 if key == "before" else 1)):
                 raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be a positive "
@@ -322,6 +324,18 @@ def validate_preset(preset: Mapping, source: str | None = None) -> dict:
                 if key != "factor" and not val > 0:
                     raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be > 0",
                                       source)
+        for key in ("eps", "value"):
+            # plain numbers (a string or None would fail deep inside the kernels)
+            if key in full and (isinstance(full[key], (bool, np.bool_))
+                                or not isinstance(full[key], (int, float, np.integer, np.floating))
+                                or not np.isfinite(full[key]) or (key == "eps" and full[key] < 0)):
+                raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be a finite "
+                                  f"{'number >= 0' if key == 'eps' else 'number'}, got "
+                                  f"{full[key]!r}", source)
+        for key in ("zero_phase", "drop_last"):
+            if key in full and not isinstance(full[key], (bool, np.bool_)):
+                raise ConfigError(f"{where}: step {i} ({op}): key {key!r} must be true or "
+                                  f"false, got {full[key]!r}", source)
         if op == "median_beats" and full["before"] >= full["length"]:
             raise ConfigError(f"{where}: step {i} (median_beats): 'before' must be < 'length'",
                               source)

@@ -286,6 +286,14 @@ def test_list_and_get_presets_are_copies():
     ({"name": "x", "steps": [], "lead": ["I"]}, "lead"),
     ({"name": "x", "steps": [{"op": "zscore"}, {"op": "trim_zero_padding"}]}, "trim_zero_padding"),
     ({"steps": []}, "name"),
+    ({"name": "x", "steps": [{"op": "zscore", "eps": "1e-8"}]}, "eps"),
+    ({"name": "x", "steps": [{"op": "zscore", "eps": -1.0}]}, "eps"),
+    ({"name": "x", "steps": [{"op": "nan_to_num", "value": None}]}, "value"),
+    ({"name": "x", "steps": [{"op": "nan_to_num", "value": float("nan")}]}, "value"),
+    ({"name": "x", "steps": [{"op": "lowpass", "cutoff": 40, "order": 2.5}]}, "order"),
+    ({"name": "x", "steps": [{"op": "lowpass", "cutoff": 40, "order": 0}]}, "order"),
+    ({"name": "x", "steps": [{"op": "notch", "zero_phase": "yes"}]}, "zero_phase"),
+    ({"name": "x", "steps": [{"op": "segment", "length": 10, "drop_last": 1}]}, "drop_last"),
 ])
 def test_invalid_presets_name_the_key(bad, key):
     with pytest.raises(ConfigError, match=key):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgcore.errors import PreprocessError
-from ecgcore.signal._validate import as_float, from_rows, to_rows
+from ecgcore.signal._validate import from_rows, to_rows
 
 __all__ = ["zscore", "zscore_segments"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgcore.signal._validate import check_fs, from_rows, to_rows
+from ecgcore.signal._validate import check_fs, to_rows
 
 __all__ = ["quality"]
 
