@@ -128,6 +128,13 @@ def test_given_strip_names_are_kept_and_checked(tmp_path, sim):
     ecgcore.plot(sim, p, layout="3x4+3")
     out = ecgcore.digitize(p, fs=500, layout="3x4+3", rhythm_leads=["V1", "II", "V5"])
     assert out.meta["digitize_flags"]["rhythm_leads_given"] == ["V1", "II", "V5"]
+    # stated names are used as stated, also when the layout is found from the page
+    q = tmp_path / "other.png"
+    ecgcore.plot(sim, q, layout="3x4+3", rhythm_leads=("aVF", "V2", "V6"))
+    out = ecgcore.digitize(q, fs=500, rhythm_leads=("aVF", "V2", "V6"))
+    assert out.meta["layout"] == "3x4+3"
+    assert out.meta["digitize_flags"]["rhythm_leads"] == ["aVF", "V2", "V6"]
+    assert sorted(_full_length(out)) == ["V2", "V6", "aVF"]
     with pytest.raises(DigitizeError, match="3 rhythm strip"):
         ecgcore.digitize(p, fs=500, layout="3x4+3", rhythm_leads="II")
     with pytest.raises(DigitizeError, match="unknown leads"):

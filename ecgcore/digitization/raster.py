@@ -24,8 +24,8 @@ Steps (facts/digitization.md §7):
    and the standard lead order; six rows are a 6x2 page unless their halves sit side
    by side or the lower three rows repeat 3x4 panels (three rhythm strips, 3x4+3).
    Rhythm strips are named after the panel they repeat (a strip and the 3x4 grid
-   share one time axis), the standard II / V1, II, V5 when none matches clearly; time anchored on the end of the ink (the last drawn
-   sample is at D - 1/fs, a cap-style-neutral ``lw / 4`` inside the ink's end; the
+   share one time axis), the standard II / V1, II, V5 when none matches clearly;
+   time anchored on the end of the ink (the last drawn sample is at D - 1/fs, a cap-style-neutral ``lw / 4`` inside the ink's end; the
    mean over the latest rows); leads in column c start at c x (duration / 4); when
    a sample spans >= 1.2 px (100 Hz at 200 dpi) the origin is then moved onto the
    lattice of the polyline's vertices (the bends of the traced line);
@@ -195,6 +195,10 @@ def digitize_pdf_raster(path, layout: str = "auto", fs: float = 500.0, dpi: floa
             raise first_error
 
 
+# ---------------------------------------------------------------------------------------------
+# the pipeline
+
+
 def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=None,
                    speed=None, gain=None, rhythm_leads=None) -> Record:
     """Digitise an RGB (or grey) page held in memory.
@@ -299,8 +303,8 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
             raise DigitizeError("single-lead strip: one trace row found; its lead cannot be "
                                 "named from a layout", path)
         if n_rows not in _ROWS_TO_LAYOUT:
-            raise DigitizeError(f"unknown layout: {n_rows} trace rows found (known: 3x4 = 3, 3x4+II = 4, "
-                                "6x2 or 3x4+3 = 6, 12x1 = 12)", path)
+            raise DigitizeError(f"unknown layout: {n_rows} trace rows found (known: 3x4 = 3, "
+                                "3x4+II = 4, 6x2 or 3x4+3 = 6, 12x1 = 12)", path)
         layout = _ROWS_TO_LAYOUT[n_rows]
     elif n_rows != _LAYOUT_ROWS[layout]:
         raise DigitizeError(f"layout {layout} expects {_LAYOUT_ROWS[layout]} trace rows, "
@@ -369,12 +373,14 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         # The strips of a 3x4+3 page repeat three of its panels, which no 6x2 row does;
         # the 3x4+3 reading is traced first and kept when at least two strips do.
         alt = dict(flags_before)
+        given = rhythm_leads is not None and len(strips) == 3
         w3, x3, d3 = _lead_windows("3x4+3", extents, pulses, pxps, ppx,
-                                   _STRIPS_DEFAULT["3x4+3"], alt, float(fs), thickness)
+                                   strips if given else _STRIPS_DEFAULT["3x4+3"], alt,
+                                   float(fs), thickness)
         t3 = _trace_windows(w3, ink, wt, rows, pitch, ppx, thickness)
         if sum(hit is not None for hit, _ in _strip_leads(t3, ppx)) >= 2:
             layout, windows, x0, duration, flags = "3x4+3", w3, x3, d3, alt
-            traced = _name_strips(t3, ppx, flags)
+            traced = _name_strips(t3, ppx, flags, given=given)
     if traced is None:
         traced = _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness)
         if layout in _STRIPS_DEFAULT and len(_STRIPS_DEFAULT[layout]):
@@ -855,7 +861,7 @@ def _name_strips(traced, ppx, flags, given=False):
     (two leads drawn almost alike, such as V4 and V5 of one record)."""
     strips = [t for t in traced if t[1] >= 3]
     if given:
-        flags["rhythm_leads_given"] = [t[0] for t in strips]
+        flags["rhythm_leads"] = flags["rhythm_leads_given"] = [t[0] for t in strips]
         return traced
     names, assumed, uncertain = [], [], []
     for t, (hit, errs) in zip(strips, _strip_leads(traced, ppx)):
