@@ -9,7 +9,7 @@ import sys
 
 from ecgcore._atomic import atomic_open
 
-__all__ = ["expand_inputs", "output_names", "report_failure", "write_json_atomic"]
+__all__ = ["expand_inputs", "output_names", "report_failure", "write_json_atomic", "os_error_line"]
 
 # Files that are parts of another record, never records themselves.
 _SKIP_SUFFIXES = {".dat", ".atr", ".xyz", ".mat", ".d0", ".d1", ".d2", ".d3", ".d4", ".d5",
@@ -125,3 +125,12 @@ def report_failure(path: str, error: Exception) -> None:
 def write_json_atomic(obj, path: str) -> None:
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, default=str)
+
+
+def os_error_line(exc: OSError, out) -> str:
+    """One line for an OSError: 'cannot write X' when X is the output (or in it), else 'X: reason'."""
+    where = os.fspath(exc.filename) if exc.filename is not None else None
+    reason = exc.strerror or str(exc)
+    if out is not None and (where is None or os.path.abspath(where).startswith(os.path.abspath(out))):
+        return f"cannot write {where or out}: {reason}"
+    return f"{where}: {reason}"

@@ -1,6 +1,7 @@
 """``ecgcore convert-checkpoint IN OUT``: rewrite an official or ecgcore checkpoint as plain safetensors.
 
-IN may also be a ``best.pt`` / ``last.pt`` of ``ecgcore train`` (loaded with
+IN may also be a ``best.pt`` / ``last.pt`` of ``ecgcore train``, or its run
+directory (its ``checkpoints/best.pt``) (loaded with
 ``weights_only``; the model is rebuilt from its stored spec and weights, the
 training state is left out). Runs with ``data.aggregate: attention`` are
 refused: their attention pool is not part of a plain model.
@@ -14,6 +15,7 @@ torch.load and without any pickle.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -42,6 +44,14 @@ def run(args) -> int:
             except (OSError, json.JSONDecodeError) as exc:
                 print(f"ecgcore convert-checkpoint: cannot read config {args.config}: {exc}", file=sys.stderr)
                 return 2
+        if os.path.isdir(args.input):   # an 'ecgcore train' run directory, as predict/evaluate take
+            found = [c for c in (os.path.join(args.input, "checkpoints", "best.pt"),
+                                 os.path.join(args.input, "best.pt")) if os.path.isfile(c)]
+            if not found:
+                print(f"ecgcore convert-checkpoint: {args.input}: a directory without checkpoints/best.pt "
+                      f"(name the checkpoint file)", file=sys.stderr)
+                return 2
+            args.input = found[0]
         name = args.model
         if name is None:
             from ecgcore.models.checkpoint import detect_model, read_checkpoint
@@ -49,7 +59,14 @@ def run(args) -> int:
         model = models.create(name, pretrained=args.input, config=config)
         models.save(model, args.output)
     except ECGError as exc:
-        print(f"ecgcore convert-checkpoint: {exc}", file=sys.stderr)
+        msg = str(exc)
+        # the library's hints name Python calls; say what to change on this command line
+        if "does not match" in msg and args.config is None:
+            msg += (" -- checkpoints that do not store their architecture need it given: "
+                    "--config CONFIG.json (e.g. the config.json published with the weights)")
+        elif "use create(" in msg:
+            msg += " -- on the command line: leave --model out to use the detected model"
+        print(f"ecgcore convert-checkpoint: {msg}", file=sys.stderr)
         return 1
     n = sum(v.numel() for v in model.state_dict().values())
     kept = "; its preset, scalers and thresholds kept" if getattr(model, "deploy", None) else ""

@@ -40,6 +40,10 @@ import json
 import os
 import sys
 
+from ecgcore._atomic import atomic_open
+
+from ._common import os_error_line
+
 
 def add_parser(sub):
     p = sub.add_parser("evaluate", help="evaluate a trained model on a dataset", description=__doc__)
@@ -47,8 +51,8 @@ def add_parser(sub):
     p.add_argument("--data", required=True, metavar="DATASET", help="a dataset from 'ecgcore preprocess'")
     p.add_argument("--labels", default=None, metavar="CSV",
                    help="labels CSV (default: the one in the checkpoint's config)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: DATASET-eval "
-                   "next to the checkpoint)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: eval-DATASET "
+                   "in the checkpoint's run directory, or beside a checkpoint file outside one)")
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: from the config)")
     p.add_argument("--subgroup", action="append", default=None, metavar="COL",
                    help="labels-CSV column to stratify metrics by (repeatable)")
@@ -109,9 +113,13 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     rows = ECGDatasetRows(data)
     have = (rows.preset or {}).get("name")
     if have != ck["preset"].get("name"):
+        from ecgcore.models.train.images import is_image_preset
+        # image datasets come from 'ecgcore images' (the drawing options are the checkpoint's), signal
+        # datasets from 'ecgcore preprocess'
+        redo = ("build the image dataset with 'ecgcore images' as for training" if is_image_preset(ck["preset"])
+                else f"re-run 'ecgcore preprocess ... --preset {ck['preset'].get('name')}'")
         raise ConfigError(f"the dataset was preprocessed with preset {have!r} but this checkpoint expects "
-                          f"preset {ck['preset'].get('name')!r}: re-run 'ecgcore preprocess ... --preset "
-                          f"{ck['preset'].get('name')}'", data)
+                          f"preset {ck['preset'].get('name')!r}: {redo}", data)
     labels = labels or cfg["data"]["labels"]
     cols = ck["label_columns"]
     table = read_record_labels(labels, cfg["data"]["id_col"], cols + list(ck["clinical_cols"]),
@@ -163,11 +171,9 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
         if np.isfinite(y[scored]).sum() >= 3:
             tasks.append(spec)
     if out is None:
-        base = os.path.dirname(os.path.abspath(checkpoint if not os.path.isdir(checkpoint)
-                                               else os.path.join(checkpoint, "checkpoints", "x")))
-        out = os.path.join(os.path.dirname(base), "eval-" + os.path.basename(os.path.normpath(data)))
+        out = default_out(checkpoint, data)
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "predictions.csv"), "w", newline="") as f:
+    with atomic_open(os.path.join(out, "predictions.csv"), "w", newline="") as f:
         w = csv.writer(f)
         keys = list(data_cols)
         w.writerow(keys)
@@ -195,8 +201,10 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     if figures is None:
         figures = bool(cfg["evaluate"]["figures"])
     if not tasks:
-        result = {"n_records": len(ids), "note": "no labelled records: predictions only", "scored": scope}
-        with open(os.path.join(out, "metrics.json"), "w") as f:
+        result = {"n_records": len(ids), "scored": scope, "dataset": os.path.abspath(data),
+                  "note": ("no labels: predictions only" if not table else
+                           "no task has 3 labelled records among the scored ones: predictions only")}
+        with atomic_open(os.path.join(out, "metrics.json"), "w") as f:
             json.dump(result, f, indent=1)
         return result
     # rows handed to the statistics: the scored ones as "test"; when the test records are scored, the
@@ -221,9 +229,38 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
         extra = _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, device,
                                 saliency_records, saliency_method, cfg["seed"], scored)
         result["signal_figures"] = extra
+    result["dataset"] = os.path.abspath(data)
     _update_metrics_json(os.path.join(out, "metrics.json"),
-                         {k: result[k] for k in ("scored", "not_scored", "signal_figures") if k in result})
+                         {k: result[k] for k in ("scored", "not_scored", "signal_figures", "dataset")
+                          if k in result})
     return result
+
+
+def default_out(checkpoint, data) -> str:
+    """``RUN/eval-DATASET``: in the run directory of a checkpoint (a run directory, or a file in its
+    ``checkpoints/`` folder), else beside the checkpoint file. When that folder holds the evaluation
+    of another dataset of the same name (``/a/ds`` after ``/b/ds``), ``eval-DATASET-2``, ``-3`` ...:
+    one evaluation never overwrites another's files."""
+    ck = os.path.abspath(checkpoint)
+    if os.path.isdir(ck):
+        run = ck
+    else:
+        run = os.path.dirname(ck)
+        if os.path.basename(run) == "checkpoints":
+            run = os.path.dirname(run)
+    data = os.path.normpath(os.path.abspath(data))
+    base = os.path.join(run, "eval-" + os.path.basename(data))
+    out, k = base, 1
+    while True:
+        try:
+            with open(os.path.join(out, "metrics.json")) as f:
+                other = json.load(f).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            return out          # a new folder, or one without a readable evaluation: ours
+        if other in (None, data):
+            return out          # the same dataset (or an evaluation from before datasets were noted)
+        k += 1
+        out = f"{base}-{k}"
 
 
 def _split_roles(ck, ids, want):
@@ -384,14 +421,36 @@ def _signal_figures(model, ck, rows, ids, data_cols, tasks, result, out, clin, d
 
 
 def run(args) -> int:
-    from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
+    from ecgcore.errors import CheckpointError, ConfigError, EvaluationError, PreprocessError
+    bad = None
+    if args.n_boot is not None and args.n_boot < 1:
+        bad = f"--n-boot must be >= 1, got {args.n_boot}"
+    elif args.saliency_records < 0:
+        bad = f"--saliency-records must be >= 0, got {args.saliency_records}"
+    elif args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        bad = f"--out {args.out}: exists and is not a directory"
+    if bad:
+        print(f"ecgcore evaluate: {bad}", file=sys.stderr)
+        return 2
+    out = args.out or default_out(args.checkpoint, args.data)
     try:
-        res = evaluate_dataset(args.checkpoint, args.data, args.labels, args.out, args.n_boot,
+        res = evaluate_dataset(args.checkpoint, args.data, args.labels, out, args.n_boot,
                                args.figures, args.device, subgroups=args.subgroup,
                                saliency_records=args.saliency_records, saliency_method=args.saliency_method,
                                time_col=args.time_col, event_col=args.event_col, split=args.split)
-    except (ConfigError, CheckpointError, PreprocessError) as exc:
+    except (ConfigError, CheckpointError, PreprocessError, EvaluationError) as exc:
         print(f"ecgcore evaluate: {exc}", file=sys.stderr)
         return 2
-    print(f"ecgcore evaluate: {res.get('n_test', res.get('n_records'))} records evaluated", file=sys.stderr)
+    except OSError as exc:   # an input that vanished, or an output folder that cannot be written
+        print(f"ecgcore evaluate: {os_error_line(exc, out)}", file=sys.stderr)
+        return 1
+    scope = res.get("scored") or {}
+    n_all = scope.get("n_records", res.get("n_records"))
+    n_scored = scope.get("n_scored", res.get("n_test", n_all))
+    what = (f"{n_scored} of {n_all} records scored ({scope.get('split', 'all')} split and records in no split)"
+            if n_scored != n_all else f"{n_all} records evaluated")
+    if res.get("note"):
+        what += f"; {res['note']}"
+    print(f"ecgcore evaluate: {what} -> {os.path.join(out, 'metrics.json')}", file=sys.stderr)
     return 0
+

@@ -58,4 +58,6 @@ def run(args) -> int:
             continue
         d = rec.to_dict()
         print(json.dumps(d) if args.json else _text(d))
+    if failed:   # the failures scrolled by among the descriptions: count them at the end
+        print(f"ecgcore info: {len(paths) - failed} described, {failed} failed (named above)", file=sys.stderr)
     return 1 if failed else 0

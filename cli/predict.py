@@ -13,15 +13,19 @@ crop, grid, rearrangement and drawing options stored in the checkpoint
 (``ecgcore.ECGClassifier``). The kind of checkpoint is detected.
 
 One CSV row per input (``path``, ``n_segments``, then the task columns);
-inputs that fail are named on stderr (exit 1).
+an input that fails does not stop the run: it is named on stderr and in
+``OUT.errors.jsonl`` beside the CSV (one ``{"path", "message"}`` line per
+failed input; empty when none failed), and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import sys
 
-from ecgcore._atomic import atomic_open
+from ecgcore._atomic import atomic_open, temporary_name
 
 from ._common import expand_inputs
 
@@ -55,6 +59,11 @@ def run(args) -> int:
     if args.batch_size < 1:
         print(f"ecgcore predict: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    # the output is checked before the (long) predictions, not after them
+    bad = _unwritable(args.out)
+    if bad:
+        print(f"ecgcore predict: --out {args.out}: {bad}", file=sys.stderr)
+        return 2
     try:
         if checkpoint_input_kind(args.checkpoint) == "image":
             rows, failures = _predict_images(paths, args)
@@ -65,11 +74,49 @@ def run(args) -> int:
         print(f"ecgcore predict: {exc}", file=sys.stderr)
         return 2
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["path"]
-    with atomic_open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, restval="")
-        w.writeheader()
-        w.writerows(rows)
+    try:
+        with atomic_open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, restval="")
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:   # e.g. the disk filled up while predicting
+        print(f"ecgcore predict: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    err_path = errors_path(args.out)
+    try:   # rewritten on every run: a rerun never shows the failures of an earlier one
+        with atomic_open(err_path, "w") as f:
+            for p, msg in failures:
+                f.write(json.dumps({"path": p, "message": msg}) + "\n")
+    except OSError as exc:
+        print(f"ecgcore predict: cannot write {err_path}: {exc.strerror or exc}", file=sys.stderr)
     for p, msg in failures:
         print(f"ecgcore predict: {msg if p in msg else p + ': ' + msg}", file=sys.stderr)
-    print(f"ecgcore predict: {len(rows)} records -> {args.out}; {len(failures)} failed", file=sys.stderr)
+    print(f"ecgcore predict: {len(rows)} records -> {args.out}; {len(failures)} failed"
+          + (f" (listed in {err_path})" if failures else ""), file=sys.stderr)
     return 1 if failures else 0
+
+
+def errors_path(out: str) -> str:
+    """``predictions.csv`` -> ``predictions.errors.jsonl``: named after the CSV, so two runs writing
+    into one folder keep their own lists."""
+    stem, ext = os.path.splitext(out)
+    return (stem if ext.lower() == ".csv" else out) + ".errors.jsonl"
+
+
+def _unwritable(out: str) -> str | None:
+    """Why ``out`` cannot be written as a file (its folder is made when missing), or None."""
+    if os.path.isdir(out):
+        return "is a directory (name the CSV file to write)"
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create its folder {folder}: {exc.strerror or exc}"
+    probe = temporary_name(os.path.abspath(out))
+    try:   # the only sure test (root, read-only mounts, /proc): write there
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        return f"cannot write in {folder}: {exc.strerror or exc}"
+    return None

@@ -1,4 +1,4 @@
-"""``ecgcore presets [NAME] [--json] [--add FILE.yaml]``: list the preprocessing presets."""
+"""``ecgcore presets [NAME | FILE.yaml] [--json]``: list the preprocessing presets, or show one in full."""
 
 from __future__ import annotations
 

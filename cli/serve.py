@@ -19,6 +19,10 @@ def add_parser(sub):
     p.add_argument("--model", metavar="DIR", default=None,
                    help="checkpoint (run directory, best.pt or .safetensors) for predictions")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threshold", default="checkpoint", metavar="checkpoint|P",
+                   help="decision threshold of binary tasks: 'checkpoint' (default: the ones the training "
+                        "run chose on validation, as 'ecgcore predict' uses; 0.5 where none was chosen) or "
+                        "a probability for every task (0.5: the MTECG study's argmax)")
     p.add_argument("--workers", type=int, default=2,
                    help="uploads analysed at once: worker processes, each with its own model (default 2)")
     p.add_argument("--queue", type=int, default=None,
@@ -48,14 +52,41 @@ def run(args) -> int:
         print(f"ecgcore serve needs fastapi, uvicorn and python-multipart ({exc})", file=sys.stderr)
         return 2
     import ecgcore
+    import math
+    bad = None
     if not 0 < args.port < 65536:
-        print(f"ecgcore serve: --port {args.port} is not a TCP port", file=sys.stderr)
+        bad = f"--port {args.port} is not a TCP port"
+    elif args.workers < 1:
+        bad = f"--workers must be >= 1, got {args.workers}"
+    elif args.queue is not None and args.queue < 0:
+        bad = f"--queue must be >= 0, got {args.queue}"
+    elif args.max_jobs_per_worker < 0:
+        bad = f"--max-jobs-per-worker must be >= 0 (0: never replace), got {args.max_jobs_per_worker}"
+    else:
+        # a zero or negative limit would refuse every upload (413) or time every analysis out (504)
+        for opt, v, zero_ok in (("--timeout", args.timeout, False), ("--max-upload-mb", args.max_upload_mb, False),
+                                ("--max-image-mpx", args.max_image_mpx, False),
+                                ("--max-worker-mb", args.max_worker_mb, True)):
+            if not (math.isfinite(v) and (v > 0 or (zero_ok and v == 0))):
+                bad = f"{opt} must be {'>= 0' if zero_ok else 'positive'}, got {v:g}"
+                break
+    threshold = args.threshold
+    if not bad and threshold != "checkpoint":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            threshold = float("nan")
+        if not 0.0 <= threshold <= 1.0:
+            bad = f"--threshold must be 'checkpoint' or a probability in [0, 1], got {args.threshold!r}"
+    if bad:
+        print(f"ecgcore serve: {bad}", file=sys.stderr)
         return 2
     try:
         app = create_app(args.model, device=args.device, workers=args.workers, queue=args.queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
                          max_image_pixels=int(args.max_image_mpx * 1e6), isolation=args.isolation,
-                         max_jobs_per_worker=args.max_jobs_per_worker, max_worker_rss_mb=args.max_worker_mb)
+                         max_jobs_per_worker=args.max_jobs_per_worker, max_worker_rss_mb=args.max_worker_mb,
+                         threshold=threshold)
     except ecgcore.ECGError as exc:
         print(f"ecgcore serve: cannot load the model: {exc}", file=sys.stderr)
         return 1

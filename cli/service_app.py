@@ -349,7 +349,7 @@ class _Collect:
 _IMG_TOKEN = "__ecgcore_img_"
 
 
-def _worker_main(conn, model_dir, device: str, analysis) -> None:
+def _worker_main(conn, model_dir, device: str, analysis, threshold=0.5) -> None:
     """Body of one analysis process: answer jobs from ``conn`` until the parent goes away.
 
     The model is loaded once, lazily, at the first job (a worker that is killed
@@ -370,7 +370,7 @@ def _worker_main(conn, model_dir, device: str, analysis) -> None:
         path, workdir, kwargs = job
         try:
             if classifier is None and model_dir is not None:
-                classifier = ecgcore.ECGClassifier(model_dir, device=device)
+                classifier = ecgcore.ECGClassifier(model_dir, device=device, threshold=threshold)
             sink = _Collect()
             out = (analysis or analyze_path)(path, workdir, classifier=classifier, cache=sink, **kwargs)
             reply = ("ok", out, sink.images)
@@ -396,8 +396,8 @@ class _WorkerDied(Exception):
 class _Worker:
     """One analysis process and its pipe; killed and replaced when a job overruns."""
 
-    def __init__(self, ctx, model_dir, device, analysis):
-        self._ctx, self._args = ctx, (model_dir, device, analysis)
+    def __init__(self, ctx, model_dir, device, analysis, threshold=0.5):
+        self._ctx, self._args = ctx, (model_dir, device, analysis, threshold)
         self.proc = None
         self.conn = None
         self.jobs = 0  # jobs answered by the current process
@@ -497,12 +497,12 @@ class _ProcessPool:
     """
 
     def __init__(self, workers: int, model_dir, device: str, analysis=None,
-                 max_jobs: int | None = None, max_rss_mb: float | None = None):
+                 max_jobs: int | None = None, max_rss_mb: float | None = None, threshold=0.5):
         import multiprocessing
         import queue as _queue
         # spawn: no fork of a threaded server (uvicorn, torch, numba threads) into the workers
         ctx = multiprocessing.get_context("spawn")
-        self.workers = [_Worker(ctx, model_dir, device, analysis) for _ in range(workers)]
+        self.workers = [_Worker(ctx, model_dir, device, analysis, threshold) for _ in range(workers)]
         self._idle: "_queue.Queue[_Worker]" = _queue.Queue()
         for w in self.workers:
             self._idle.put(w)
@@ -639,7 +639,7 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                cache_bytes: int = 64 << 20, cache_ttl_s: float = 600.0, plot_dpi: float = 100.0,
                explain: bool = True, tmp_root: str | None = None, max_image_pixels: int = 50_000_000,
                isolation: str | None = None, analysis=None, max_jobs_per_worker: int | None = 500,
-               max_worker_rss_mb: float | None = 4096.0):
+               max_worker_rss_mb: float | None = 4096.0, threshold=0.5):
     """Build the FastAPI application.
 
     Parameters
@@ -686,6 +686,11 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
         With process isolation, a worker whose resident memory exceeds this many MiB
         after an analysis is replaced (default 4096; None or 0: no limit). A worker
         holds about 200 MiB plus its model.
+    threshold : float, dict or "checkpoint"
+        Decision threshold of binary (and 2-class) tasks, passed to
+        :class:`ecgcore.ECGClassifier` with ``model_dir`` (default 0.5, the study's
+        argmax; ``"checkpoint"``: the thresholds the training run chose on
+        validation, as ``ecgcore predict`` uses). ``/health`` lists the ones in use.
     """
     if isolation is None:
         isolation = "thread" if classifier is not None else "process"
@@ -698,13 +703,17 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     if classifier is None and model_dir is not None:
         # loaded here too, so that a bad checkpoint fails at start-up and /health can describe it;
         # with process isolation each worker loads its own copy and this one is dropped
-        built = ecgcore.ECGClassifier(model_dir, device=device)
+        built = ecgcore.ECGClassifier(model_dir, device=device, threshold=threshold)
         model_info = built.describe()
+        # the decision thresholds in use: API users see why a probability is called 1 or 0
+        model_info["thresholds"] = dict(built.thresholds) or {"*": 0.5}
         if isolation == "thread":
             classifier = built
         del built
     elif classifier is not None:
         model_info = classifier.describe()
+        if isinstance(getattr(classifier, "thresholds", None), dict):
+            model_info["thresholds"] = dict(classifier.thresholds) or {"*": 0.5}
     workers = max(1, int(workers))
     queue = 2 * workers if queue is None else max(0, int(queue))
     state = _State(workers, queue, int(max_upload_bytes))
@@ -712,7 +721,7 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     # with process isolation these threads only dispatch to the processes and wait on them
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgcore-serve")
     procs = (_ProcessPool(workers, None if model_dir is None else os.fspath(model_dir), device, analysis,
-                          max_jobs=max_jobs_per_worker, max_rss_mb=max_worker_rss_mb)
+                          max_jobs=max_jobs_per_worker, max_rss_mb=max_worker_rss_mb, threshold=threshold)
              if isolation == "process" else None)
     explain_lock = threading.Lock()
     analyse = analysis or analyze_path

@@ -109,8 +109,8 @@ def load_study_config(name, path, overrides=()) -> dict:
         v = cfg.get(key)
         if v and not os.path.isabs(v):
             cfg[key] = os.path.join(base, v)
-    if cfg["n_boot"] < 0:
-        raise ConfigError(f"n_boot must be >= 0, got {cfg['n_boot']}", path)
+    if cfg["n_boot"] < 1:   # every study reports bootstrap CIs: 0 resamples is not "no CIs"
+        raise ConfigError(f"n_boot must be >= 1, got {cfg['n_boot']}", path)
     for v in cfg["decision_thresholds"]:
         if not isinstance(v, (int, float)) or not 0 < v < 1:
             raise ConfigError(f"decision_thresholds: {v!r} is not a probability strictly between 0 and 1",
@@ -422,11 +422,18 @@ def run_study(name, config, out, overrides=()) -> dict:
 
 def run(args) -> int:
     from ecgcore.errors import ECGError
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"ecgcore study {args.name}: --out {args.out}: exists and is not a directory", file=sys.stderr)
+        return 2
     try:
         summary = run_study(args.name, args.config, args.out, args.overrides)
     except ECGError as exc:          # config, missing column, unusable data: all named in the message
         print(f"ecgcore study {args.name}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:           # the output folder cannot be made or written
+        where = exc.filename if exc.filename is not None else args.out
+        print(f"ecgcore study {args.name}: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"ecgcore study {args.name}: results in {os.path.join(args.out, 'metrics.json')} "
           f"({len(summary['files'])} files)", file=sys.stderr)
     return 0

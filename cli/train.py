@@ -13,7 +13,10 @@ unknown key or a wrong type exits 2 naming the key. Runs under
 
 from __future__ import annotations
 
+import os
 import sys
+
+from ._common import os_error_line
 
 
 def add_parser(sub):
@@ -40,6 +43,9 @@ def run(args) -> int:
     if args.check:
         print(f"ecgcore train: {args.config}: config OK", file=sys.stderr)
         return 0
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"ecgcore train: --out {args.out}: exists and is not a directory", file=sys.stderr)
+        return 2
     main = True
     try:
         result = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
@@ -47,9 +53,22 @@ def run(args) -> int:
     except (ConfigError, CheckpointError, PreprocessError) as exc:
         print(f"ecgcore train: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:   # the run directory cannot be written (read-only, full disk, no such parent)
+        print(f"ecgcore train: {os_error_line(exc, args.out)}", file=sys.stderr)
+        return 1
     finally:
         ddp.teardown()
+    if main and result.get("resumed_finished_run"):
+        weights = os.path.join(args.out, "best.safetensors")
+        more = (f"; to train longer, start a new run from its weights (model.pretrained: {weights})"
+                if os.path.isfile(weights) else "")
+        print(f"ecgcore train: {args.out}: {result['resumed_finished_run']}{more}", file=sys.stderr)
     if main:
-        print(f"ecgcore train: best epoch {result['best_epoch']} ({result['monitor']} = "
-              f"{result['best_value']}); metrics in {args.out}/metrics.json", file=sys.stderr)
+        if result["best_epoch"] is None:   # train.epochs: 0, or no finite monitor value in any epoch
+            print(f"ecgcore train: no epoch was selected ({result['monitor']} never finite, or no epoch "
+                  f"trained): the final weights are kept; metrics in {args.out}/metrics.json", file=sys.stderr)
+        else:
+            print(f"ecgcore train: best epoch {result['best_epoch']} ({result['monitor']} = "
+                  f"{result['best_value']}); metrics in {args.out}/metrics.json", file=sys.stderr)
     return 0
+

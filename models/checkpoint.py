@@ -43,7 +43,8 @@ import zipfile
 import numpy as np
 import torch
 
-from ecgcore.errors import CheckpointError, ConfigError
+from ecgcore._atomic import atomic_path
+from ecgcore.errors import CheckpointError, ConfigError, WriteError
 
 from .registry import ECGModel, model_entry
 
@@ -433,17 +434,29 @@ def save(model: ECGModel, path, deploy: dict | None = None) -> None:
             "heads": json.dumps(info["heads"]), "sha256": _HASH_PLACEHOLDER}
     if deploy is not None:
         meta["deploy"] = json.dumps(_jsonable(deploy))
-    save_file(tensors, path, metadata=meta)
-    digest = _data_sha256(path)
-    # patch the fixed-width placeholder in the header in place: the data section does not move
-    with open(path, "r+b") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = f.read(n)
-        i = header.find(_HASH_PLACEHOLDER.encode())
-        if i < 0:
-            raise RuntimeError("safetensors header layout changed: placeholder not found")
-        f.seek(8 + i)
-        f.write(digest.encode())
+    if os.path.isdir(path):
+        raise WriteError("is a directory: name the .safetensors file to write", path)
+    # written and hash-patched under a temporary name, then moved into place: a reader (or the
+    # model being converted, when OUT is IN) never sees a half-written file or the placeholder hash
+    try:
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file(tensors, tmp, metadata=meta)
+            digest = _data_sha256(tmp)
+            # patch the fixed-width placeholder in the header in place: the data section does not move
+            with open(tmp, "r+b") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = f.read(n)
+                i = header.find(_HASH_PLACEHOLDER.encode())
+                if i < 0:
+                    raise RuntimeError("safetensors header layout changed: placeholder not found")
+                f.seek(8 + i)
+                f.write(digest.encode())
+    except OSError as exc:
+        raise WriteError(f"cannot write: {exc.strerror or exc}", path) from None
+    except Exception as exc:   # safetensors' own SafetensorError (no OSError) for I/O failures
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise WriteError(f"cannot write: {exc}", path) from None
 
 
 def load(path, **kwargs) -> ECGModel:

@@ -113,8 +113,10 @@ def run_cv(config: dict, out_dir, folds: int = 5, *, progress: bool = False, eva
             n_boot=config["evaluate"]["n_boot"] if n_boot is None else n_boot, seed=config["seed"],
             out_dir=os.path.join(out_dir, "evaluation"), figures=figures,
             decision_thresholds=decision_thresholds)
-    with open(os.path.join(out_dir, "cv_metrics.json"), "w") as f:
-        json.dump(result, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    from ecgcore.stats.report import _clean
+    with atomic_open(os.path.join(out_dir, "cv_metrics.json"), "w") as f:   # NaN as null: strict JSON
+        json.dump(_clean(result), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+                  allow_nan=False)
     return result
 
 
@@ -190,7 +192,16 @@ def evaluate_cv(oof, val, tasks, *, labels_csv=None, id_col: str = "record_id", 
         ids = t["record_id"].astype(str).str.strip()
         for c in extra:
             raw = [lab.get(r, {}).get(c, "") for r in ids]
-            t[c] = [_boolish(v) for v in raw] if c == subgroup else [_num(v) for v in raw]
+            if c == subgroup:
+                t[c] = [_boolish(v) for v in raw]
+            elif c == event_col:   # 0/1 or True/False, yes/no, as ecgcore evaluate reads events
+                t[c] = [{"True": 1.0, "False": 0.0}.get(_boolish(v), _num(v)) for v in raw]
+            else:
+                t[c] = [_num(v) for v in raw]
+        for c in (time_col, event_col):
+            if c and not np.isfinite(np.asarray(t[c], np.float64)).any():
+                raise EvaluationError(f"labels column {c!r} has no numeric value for any evaluated record "
+                                      f"(events must be 0/1, true/false or yes/no)")
     binary = [x for x in tasks if x["type"] == "binary"]
     specs = []
     for x in tasks:

@@ -26,6 +26,20 @@ def _split(table, split_col):
     return table[split_col].astype(str).str.lower().to_numpy()
 
 
+def _binary_outcome(table, outcome: str) -> np.ndarray:
+    """The outcome column as float 0/1 with NaN where missing; EvaluationError naming the column and
+    a few offending values when it holds anything else (text such as 'yes', a split name, a 2)."""
+    import pandas as pd
+    col = table[outcome]
+    y = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    bad = (np.isnan(y) & col.notna().to_numpy()) | (np.isfinite(y) & ~np.isin(y, (0.0, 1.0)))
+    if bad.any():
+        seen = list(dict.fromkeys(str(v) for v in col[bad]))[:3]
+        raise EvaluationError(f"outcome column {outcome!r} must hold 0/1 (empty = unknown); found "
+                              f"{', '.join(repr(v) for v in seen)} in {int(bad.sum())} row(s)")
+    return y
+
+
 def fit_and_score(table, outcome: str, features, *, fit_on=("train",), split_col: str = "split",
                   **model_kw):
     """Fit a :class:`RiskModel` on the ``fit_on`` rows; return ``(model, probabilities for all rows)``."""
@@ -38,7 +52,7 @@ def fit_and_score(table, outcome: str, features, *, fit_on=("train",), split_col
     if "test" in [str(f).lower() for f in fit_on]:
         raise EvaluationError("fit_on must not include the test split (the reported metrics would be "
                               "in-sample)")
-    y = table[outcome].to_numpy(dtype=np.float64)
+    y = _binary_outcome(table, outcome)
     model = RiskModel(features, **model_kw).fit(table.iloc[np.flatnonzero(rows)], y[rows])
     return model, model.predict_proba(table)
 

@@ -247,6 +247,18 @@ def _semantic(cfg: dict) -> None:
         raise ConfigError(f"data.attention.max_segments: must be >= 1 or null, got {att['max_segments']}")
     if cfg["optim"]["lr"] <= 0:
         raise ConfigError("optim.lr: must be positive")
+    # counts where a negative number would be silently read as something else (a negative
+    # early_stopping stopped every run after its first epoch; n_boot 0 failed only in evaluate)
+    tr = cfg["train"]
+    for key, low in (("epochs", 0), ("early_stopping", 0)):
+        if tr[key] < low:
+            raise ConfigError(f"train.{key}: must be >= {low}, got {tr[key]}")
+    if tr["max_steps_per_epoch"] is not None and tr["max_steps_per_epoch"] < 1:
+        raise ConfigError(f"train.max_steps_per_epoch: must be >= 1 or null, got {tr['max_steps_per_epoch']}")
+    if cfg["evaluate"]["n_boot"] < 1:
+        raise ConfigError(f"evaluate.n_boot: must be >= 1 (bootstrap resamples), got {cfg['evaluate']['n_boot']}")
+    if cfg["threads"] is not None and cfg["threads"] < 0:
+        raise ConfigError(f"threads: must be >= 0 (0 or null: torch's default), got {cfg['threads']}")
     if cfg["loss"]["pcgrad"] and len(cfg["tasks"]) < 2:
         raise ConfigError("loss.pcgrad: needs at least two tasks")
     for i, ph in enumerate(cfg["phases"]):
@@ -263,6 +275,8 @@ def _semantic(cfg: dict) -> None:
                 raise ConfigError(f"phases[{i}].trainable[{j}]: expected a module name, got {tr!r}")
         if ph["epochs"] < 0:
             raise ConfigError(f"phases[{i}].epochs: must be >= 0")
+        if ph["early_stopping"] is not None and ph["early_stopping"] < 0:
+            raise ConfigError(f"phases[{i}].early_stopping: must be >= 0 or null, got {ph['early_stopping']}")
     for j, c in enumerate(d["clinical"]):
         if not isinstance(c, str):
             raise ConfigError(f"data.clinical[{j}]: expected a column name, got {c!r}")

@@ -302,6 +302,11 @@ def make_splits(store: Store, cfg) -> dict:
             for r, g in enumerate(store.patients):
                 rec_split[r] = ("train", "val", "test")[assign[g]]
         else:
+            n_pat = len(set(store.patients))
+            if sp["folds"] > n_pat:
+                # a fold without a patient would train a model that is never tested
+                raise ConfigError(f"data.split.folds: {sp['folds']} folds but only {n_pat} patients; "
+                                  f"use at most {n_pat} folds")
             fold = grouped_stratified_kfold(store.patients, strata, sp["folds"], sp["seed"])
             rest = [g for g in fold if fold[g] != sp["fold"]]
             vf = float(sp["val_fraction"])

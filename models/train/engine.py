@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ecgcore._atomic import atomic_open
-from ecgcore.errors import ConfigError
+from ecgcore.errors import CheckpointError, ConfigError
 
 from . import ddp
 from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -650,7 +650,26 @@ class Trainer:
     def resume(self):
         path = os.path.join(self.ckdir, "last.pt")
         ck = load_checkpoint(path)
-        self.model.load_state_dict(ck["model_state"])
+        hint = f"resume with the config of that run ({os.path.join(self.out, 'config.json')})"
+        spec = ck.get("model_spec") or {}
+        if spec.get("name") != self.model_spec.get("name"):
+            raise CheckpointError(f"the run being resumed trained model {spec.get('name')!r}, this config "
+                                  f"builds {self.model_spec.get('name')!r}: {hint}", path)
+        try:
+            self.model.load_state_dict(ck["model_state"])
+        except RuntimeError as exc:   # same model name, other options (width, heads, tasks)
+            first = str(exc).strip().splitlines()
+            raise CheckpointError(f"the run being resumed has a model of another shape than this config "
+                                  f"builds ({first[1].strip() if len(first) > 1 else first[0]}): {hint}",
+                                  path) from None
+        # continuing on other records would leak held-out records into training (and the
+        # epochs already run were selected on another validation split): refuse
+        now = {k: [str(self.store.record_ids[i]) for i in v] for k, v in self.splits.items()}
+        was = ck.get("splits")
+        if was is not None and {k: list(v) for k, v in was.items()} != now:
+            diff = ", ".join(f"{k}: {len(was.get(k, []))} -> {len(now.get(k, []))}" for k in ("train", "val", "test"))
+            raise CheckpointError(f"the data or the split differ from the run being resumed (records per "
+                                  f"split {diff}): {hint}", path)
         if self.uw is not None and ck.get("uw") is not None:
             self.uw.load_state_dict(ck["uw"])
         self.state = ck["trainer"]
@@ -665,7 +684,7 @@ class Trainer:
         if resume:
             self.resume()
         if ddp.is_main():
-            with open(os.path.join(self.out, "config.json"), "w") as f:
+            with atomic_open(os.path.join(self.out, "config.json"), "w") as f:
                 json.dump(c, f, indent=1)
             if c["train"]["tensorboard"]:
                 try:
@@ -675,6 +694,7 @@ class Trainer:
                     self._tb = None
         phases = self.phases()
         ran = 0
+        finished_before = False
         t0 = time.perf_counter()
         while self.state["phase"] < len(phases):
             ph = phases[self.state["phase"]]
@@ -730,13 +750,25 @@ class Trainer:
             self.state["epoch_in_phase"] = 0
             self.state["phase_done"] = False
             self.state["bad"] = 0
-        self._save("last.pt", full=True)
+        if self._resume_ck is None:
+            self._save("last.pt", full=True)
+        else:
+            # resumed a run whose every phase had finished (killed while writing its metrics, or
+            # resumed again): nothing left to train; last.pt is already the final state, and
+            # rewriting it would need the optimiser of a phase that was never set up here
+            self._resume_ck = None
+            finished_before = True
         if self.state["best_epoch"] is None:   # no selectable epoch: the final weights are the best
             self._save("best.pt", full=False)
         else:
             self._load_best()
         result = self.finish()
         result["train_seconds"] = round(time.perf_counter() - t0, 2)
+        if finished_before:
+            # said in metrics.json too: a longer 'train.epochs' does not extend a finished run
+            result["resumed_finished_run"] = (f"every phase had finished before this --resume "
+                                              f"({self.state['epoch']} epochs); nothing was trained, "
+                                              f"the metrics were recomputed from checkpoints/best.pt")
         if ddp.is_main():
             _write_json(os.path.join(self.out, "metrics.json"), result)
         if self._tb is not None:
@@ -843,9 +875,12 @@ def _fmt(v) -> str:
 
 
 def _write_json(path, obj):
+    # NaN/inf (an R² of a constant test target, a metric of an empty split) as null: bare NaN is
+    # not JSON, and jq, JavaScript and most JSON readers refuse the whole file
+    from ecgcore.stats.report import _clean
     with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
-                  allow_nan=True)
+        json.dump(_clean(obj), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+                  allow_nan=False)
 
 
 def train(cfg: dict, out_dir, *, resume: bool = False, progress: bool | None = None,

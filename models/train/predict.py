@@ -22,7 +22,7 @@ import torch
 from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
 
 __all__ = ["output_layout", "as_matrix", "run_segments", "decode", "aggregate_records",
-           "load_for_inference", "predict_records", "predict_files", "attach_segment_pool",
+           "load_for_inference", "check_device", "predict_records", "predict_files", "attach_segment_pool",
            "record_forward", "RecordNet", "run_records", "is_record_level"]
 
 
@@ -211,10 +211,31 @@ def aggregate_records(pred: dict, rows: np.ndarray, n_records: int, mode: str = 
     return out
 
 
+def check_device(device) -> torch.device:
+    """``device`` as a torch device; ConfigError (naming it) when torch does not know it or it is absent."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device ('cpu', 'cuda', 'cuda:1'): {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type != "cpu":
+        try:   # mps, xpu ...: the only sure test is to put something there
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
+            first = str(exc).split(". ")[0].strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"device {device!r} is not available in this torch build ({first})") from None
+    return dev
+
+
 def load_for_inference(path, device="cpu"):
     """(model in eval mode, checkpoint dict) from a ``best.pt``/``last.pt`` file or a run directory."""
     from ecgcore import models
     from .checkpointing import load_checkpoint
+    check_device(device)
     ck = load_checkpoint(path)
     spec = ck["model_spec"]
     try:
@@ -281,17 +302,36 @@ def predict_records(model, ck, segments_per_record, clinical=None, batch_size=64
     return aggregate_records(pred, rows, len(xs), ck["config"]["data"]["aggregate"])
 
 
-def predict_files(paths, checkpoint, device="cpu", batch_size=64):
+def predict_files(paths, checkpoint, device="cpu", batch_size=64, chunk_records: int = 256):
     """Read raw ECG files (any format), preprocess with the checkpoint's preset, predict.
 
+    Files are read and predicted ``chunk_records`` at a time, so memory holds
+    one chunk of preprocessed segments, not the whole input list (100,000
+    records of a 12 x 5000 preset would be 24 GB).
+
     Returns ``(rows, failures)``: rows are dicts (``path``, ``n_segments``,
-    one column per task output); failures are ``(path, message)`` pairs.
+    one column per task output), in input order; failures are
+    ``(path, message)`` pairs.
     """
     import ecgcore
     from ecgcore.presets import preprocess
+    if chunk_records < 1:
+        raise ConfigError(f"chunk_records must be >= 1, got {chunk_records}")
     model, ck = load_for_inference(checkpoint, device)
     preset = ck["preset"]
-    segs, ok_paths, failures = [], [], []
+    rows, failures = [], []
+    segs, ok_paths = [], []
+
+    def flush():
+        if not segs:
+            return
+        pred = predict_records(model, ck, segs, batch_size=batch_size, device=device)
+        for i, p in enumerate(ok_paths):
+            rows.append(_file_row(p, len(segs[i]), {t["name"]: pred[t["name"]][i] for t in ck["config"]["tasks"]},
+                                  ck))
+        segs.clear()
+        ok_paths.clear()
+
     for p in paths:
         try:
             rec = ecgcore.read(p)
@@ -302,21 +342,25 @@ def predict_files(paths, checkpoint, device="cpu", batch_size=64):
             ok_paths.append(p)
         except (ValueError, OSError) as exc:  # ecgcore errors are ValueErrors
             failures.append((p, str(exc)))
-    pred = predict_records(model, ck, segs, batch_size=batch_size, device=device) if segs else {}
-    rows = []
-    for i, p in enumerate(ok_paths):
-        row = {"path": p, "n_segments": len(segs[i])}
-        for t in ck["config"]["tasks"]:
-            v = pred[t["name"]][i]
-            if t["type"] == "multiclass":
-                for k, pk in enumerate(v):
-                    row[f"{t['name']}_p{k}"] = float(pk)
-            elif t["type"] == "binary":
-                row[f"{t['name']}_prob"] = float(v)
-                thr = (ck.get("thresholds") or {}).get(t["name"])
-                if thr is not None:
-                    row[f"{t['name']}_pred"] = int(v >= thr)
-            else:
-                row[t["name"]] = float(v)
-        rows.append(row)
+        if len(segs) >= chunk_records:
+            flush()
+    flush()
     return rows, failures
+
+
+def _file_row(path, n_segments, values, ck) -> dict:
+    """One CSV row of ``ecgcore predict``: path, segments, then the columns of every task."""
+    row = {"path": path, "n_segments": n_segments}
+    for t in ck["config"]["tasks"]:
+        v = values[t["name"]]
+        if t["type"] == "multiclass":
+            for k, pk in enumerate(v):
+                row[f"{t['name']}_p{k}"] = float(pk)
+        elif t["type"] == "binary":
+            row[f"{t['name']}_prob"] = float(v)
+            thr = (ck.get("thresholds") or {}).get(t["name"])
+            if thr is not None:
+                row[f"{t['name']}_pred"] = int(v >= thr)
+        else:
+            row[t["name"]] = float(v)
+    return row
