@@ -10,7 +10,8 @@ sidecar means a finished chunk: a killed run leaves only finished parts and
 temporaries, and ``--resume`` keeps the former. At the end the parent streams
 the parts, in input order, into the final table (CSV: one header; parquet: a
 ``pyarrow.parquet.ParquetWriter`` fed part by part, so memory is bounded by one
-part), renames it into place, writes ``errors.jsonl`` and removes the parts.
+part), renames it into place, writes ``<out>.errors.jsonl`` (``marks.csv`` ->
+``marks.errors.jsonl``) and removes the parts.
 
 The task functions here are module-level so that dask workers can import them
 (``ecgcore.cli._tables.process_table_chunk``).
@@ -249,7 +250,7 @@ def run_table_batch(args, kind: str) -> int:
     """Shared driver of ``ecgcore delineate`` and ``ecgcore measure``.
 
     Exit status 0 when every record gave its rows, 1 when some failed (listed
-    in ``errors.jsonl`` next to the output) or the run stopped, 2 on a usage
+    in ``<out>.errors.jsonl`` next to the output) or the run stopped, 2 on a usage
     error.
     """
     from ._common import expand_inputs
@@ -285,7 +286,9 @@ def run_table_batch(args, kind: str) -> int:
     fmt = ext[1:]
     out = os.path.abspath(out)
     parts_dir = out + ".parts"
-    err_path = os.path.join(os.path.dirname(out), "errors.jsonl")
+    # named after the output: two tables written into one folder (measure, then delineate)
+    # keep their own lists instead of the second run emptying the first's
+    err_path = os.path.splitext(out)[0] + ".errors.jsonl"
 
     # ---- what is done already: the final table (today's --resume) and the
     # finished parts of a killed run

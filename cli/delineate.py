@@ -6,7 +6,8 @@ The inputs run in chunks (``--chunk`` records each) on worker processes
 (``--workers``) or a dask cluster (``--engine dask``, ``--scheduler``); each
 chunk writes its part under ``<out>.parts/`` and the parts are joined, in input
 order, into the output at the end (written to a temporary name and renamed).
-A record that fails goes to ``errors.jsonl`` next to the output and does not
+A record that fails goes to ``<out>.errors.jsonl`` next to the output (``marks.csv``
+-> ``marks.errors.jsonl``) and does not
 stop the batch. ``--resume`` skips inputs already in the output and the
 finished chunks of a killed run. Exit 0 all ok, 1 some inputs failed, 2 usage.
 """

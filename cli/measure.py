@@ -2,7 +2,7 @@
 indices of many ECGs, one row per record (see ``ecgcore.measure``).
 
 NaN cells have their reason in the ``reasons`` column (JSON). Chunks, workers,
-dask engine, progress bar, ``errors.jsonl`` and ``--resume`` as in
+dask engine, progress bar, ``<out>.errors.jsonl`` and ``--resume`` as in
 ``ecgcore delineate``.
 """
 

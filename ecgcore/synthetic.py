@@ -30,7 +30,7 @@ import numpy as np
 from .errors import ConfigError
 from .record import Record, STANDARD_12
 
-__all__ = ["simulate", "RHYTHMS", "NOISE_LEVELS", "FIDUCIAL_NAMES"]
+__all__ = ["simulate", "iter_simulate", "RHYTHMS", "NOISE_LEVELS", "FIDUCIAL_NAMES"]
 
 #: Marks returned per beat in ``record.meta["fiducials"]`` (sample indices, -1 when absent).
 FIDUCIAL_NAMES = ("P_on", "P_peak", "P_off", "QRS_on", "R", "QRS_off", "T_on", "T_peak", "T_off")
@@ -142,6 +142,8 @@ def _waves(rng, rhythm, r_times, rr, axis_deg):
 def _add_gaussians(dipole, fs, centres_s, sigma_s, amp, direction):
     """Add amp * direction * exp(-(t-c)^2 / 2 sigma^2) around each centre (vectorised over beats)."""
     n = dipole.shape[1]
+    if np.size(centres_s) == 0:   # no beat in a record shorter than one RR interval
+        return
     sig = np.broadcast_to(np.asarray(sigma_s, float), centres_s.shape)
     half = int(np.ceil(5 * sig.max() * fs)) + 1
     offs = np.arange(-half, half + 1)
@@ -322,6 +324,15 @@ def simulate(n: int = 1, fs: float = 500, duration: float = 10, seed=None,
         absent or outside the record; plus ``rhythm``, ``heart_rate_bpm`` and
         ``qrs_axis_deg``.
     """
+    return list(iter_simulate(n, fs, duration, seed, rhythm, noise, heart_rate, return_clean))
+
+
+def iter_simulate(n: int = 1, fs: float = 500, duration: float = 10, seed=None,
+                  rhythm: str = "sinus", noise="mild", heart_rate=(50, 100),
+                  return_clean: bool = False):
+    """The records of :func:`simulate` (same arguments, same records), one at a time:
+    memory holds one record, so ``n`` may be 10^5 or more. The arguments are checked
+    at the call, not at the first record."""
     if n < 0:
         raise ConfigError("n must be >= 0")
     if fs <= 0 or duration <= 0:
@@ -330,14 +341,17 @@ def simulate(n: int = 1, fs: float = 500, duration: float = 10, seed=None,
         raise ConfigError(f"rhythm must be one of {RHYTHMS}, got {rhythm!r}")
     level = _noise_level(noise)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    out = []
-    for i, child in enumerate(ss.spawn(n)):
-        rec, clean = _one(child, float(fs), float(duration), rhythm, level, heart_rate)
+    return _records(ss.spawn(n), float(fs), float(duration), rhythm, level, heart_rate,
+                    return_clean)
+
+
+def _records(children, fs, duration, rhythm, level, heart_rate, return_clean):
+    for i, child in enumerate(children):
+        rec, clean = _one(child, fs, duration, rhythm, level, heart_rate)
         rec.meta["index"] = i
         if return_clean:
             rec.meta["clean_signal"] = clean.astype(np.float32)
         else:
             del rec.meta["clean_signal"]
         rec.source = f"simulated:{i}"
-        out.append(rec)
-    return out
+        yield rec

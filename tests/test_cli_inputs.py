@@ -56,13 +56,13 @@ def test_measure_over_a_database_folder_reports_records_only(tmp_path, capsys):
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
-    err_file = tmp_path / "errors.jsonl"
+    err_file = tmp_path / "m.errors.jsonl"
     e = [json.loads(line) for line in err_file.read_text().splitlines()]
     assert len(e) == 1 and e[0]["path"].endswith("arr.csv") and e[0]["error"] == "ReadError"
     assert "sampling rate is unknown" in e[0]["message"]
     # a non-ECG file named explicitly fails with its name and the reason
     assert main(["measure", str(d / "meta.csv"), "--out", str(tmp_path / "m2.csv"), "--workers", "1"]) == 1
-    e = [json.loads(line) for line in err_file.read_text().splitlines()]
+    e = [json.loads(line) for line in (tmp_path / "m2.errors.jsonl").read_text().splitlines()]
     assert len(e) == 1 and e[0]["path"].endswith("meta.csv") and "unknown format" in e[0]["message"]
 
 

@@ -59,6 +59,17 @@ def _reference_marks(paths):
     return pd.concat(frames, ignore_index=True)
 
 
+def test_two_tables_in_one_folder_keep_their_own_errors(inputs, tmp_path):
+    # measure then delineate into one folder: the second run used to empty the first's list
+    m, d = tmp_path / "measures.csv", tmp_path / "marks.csv"
+    assert _run("measure", inputs, m) == 1
+    assert _run("delineate", inputs, d) == 1
+    for out in (m, d):
+        errs = [json.loads(x) for x in out.with_suffix(".errors.jsonl").read_text().splitlines()]
+        assert [Path(e["path"]).name for e in errs] == ["r03x.hea"]
+    assert not (tmp_path / "errors.jsonl").exists()
+
+
 def test_chunks_give_the_record_by_record_table(inputs, tmp_path):
     paths = _paths(inputs)
     ref = _reference_marks(paths)
@@ -70,7 +81,7 @@ def test_chunks_give_the_record_by_record_table(inputs, tmp_path):
     got = pd.read_csv(a)
     assert list(got.columns[:len(ref.columns)]) == list(ref.columns)
     pd.testing.assert_frame_equal(got[ref.columns], ref, check_dtype=False)
-    errs = [json.loads(x) for x in (tmp_path / "a" / "errors.jsonl").read_text().splitlines()]
+    errs = [json.loads(x) for x in (tmp_path / "a" / "marks.errors.jsonl").read_text().splitlines()]
     assert [Path(e["path"]).name for e in errs] == ["r03x.hea"]
     assert errs[0]["error"] == "ReadError" and errs[0]["message"]
     # parquet: the same table, assembled part by part
@@ -98,7 +109,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(inputs, tmp_path):
     assert res.returncode == 1  # the corrupt header, whichever run met it
     assert f"{done} from the interrupted run's parts" in res.stderr  # kept, not redone
     assert out.read_bytes() == ref.read_bytes()
-    assert (out.parent / "errors.jsonl").read_text() == (ref.parent / "errors.jsonl").read_text()
+    assert out.with_suffix(".errors.jsonl").read_text() == ref.with_suffix(".errors.jsonl").read_text()
     assert not parts.exists()
 
 
@@ -135,7 +146,7 @@ def test_resume_from_parts_finished_out_of_order(inputs, tmp_path):
     assert main(["measure", *paths, "--out", str(out), "--no-progress", "--chunk", "3",
                  "--resume"]) == 1
     assert out.read_bytes() == full.read_bytes()
-    assert (out.parent / "errors.jsonl").read_text() == (full.parent / "errors.jsonl").read_text()
+    assert out.with_suffix(".errors.jsonl").read_text() == full.with_suffix(".errors.jsonl").read_text()
 
 
 def test_parquet_parts_with_different_types_match_one_concat(tmp_path):
@@ -164,7 +175,7 @@ def test_dask_engine_on_loopback_cluster(inputs, tmp_path):
         assert _run("measure", inputs, out, "--chunk", "3", "--engine", "dask",
                     "--scheduler", cluster.scheduler_address) == 1
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref))
-    assert (out.parent / "errors.jsonl").read_text() == (ref.parent / "errors.jsonl").read_text()
+    assert out.with_suffix(".errors.jsonl").read_text() == ref.with_suffix(".errors.jsonl").read_text()
 
 
 @pytest.mark.parametrize("extra", [["--chunk", "0"], ["--workers", "0"],

@@ -148,7 +148,7 @@ def test_cli_delineate_and_measure(tmp_path):
     out = tmp_path / "marks.csv"
     rc = main(["delineate", a, str(tmp_path / "missing.hea"), "--out", str(out), "--no-progress"])
     assert rc == 1
-    errs = [json.loads(line) for line in open(tmp_path / "errors.jsonl")]
+    errs = [json.loads(line) for line in open(tmp_path / "marks.errors.jsonl")]
     assert len(errs) == 1 and "missing" in errs[0]["path"]
     df = pd.read_csv(out)
     assert set(df["source"]) == {a} and (df["lead"] == "global").sum() == (df["lead"] == "II").sum()

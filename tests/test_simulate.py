@@ -81,3 +81,25 @@ def test_bad_arguments():
         ecgcore.simulate(1, noise="loud")
     with pytest.raises(ValueError):
         ecgcore.simulate(1, fs=0)
+
+
+@pytest.mark.parametrize("rhythm", ["sinus", "af", "flutter", "mixed"])
+def test_records_shorter_than_a_beat(rhythm):
+    # 0.2-1 s may hold no whole beat at the slowest rates: a record, not a ValueError
+    for duration in (0.2, 0.5, 1.0):
+        recs = ecgcore.simulate(3, duration=duration, rhythm=rhythm, seed=4)
+        for r in recs:
+            assert r.n_samples == int(round(duration * r.fs))
+            assert np.all(np.isfinite(r.signal))
+
+
+def test_iter_simulate_gives_simulates_records_one_at_a_time():
+    import types
+
+    it = ecgcore.synthetic.iter_simulate(4, duration=3, rhythm="mixed", seed=11)
+    assert isinstance(it, types.GeneratorType)
+    for a, b in zip(it, ecgcore.simulate(4, duration=3, rhythm="mixed", seed=11)):
+        np.testing.assert_array_equal(a.signal, b.signal)
+        assert a.meta["rhythm"] == b.meta["rhythm"] and a.source == b.source
+    with pytest.raises(ecgcore.ConfigError, match="rhythm"):
+        ecgcore.synthetic.iter_simulate(2, rhythm="nodal")   # checked at the call

@@ -77,6 +77,8 @@ def test_incidence_by_group_with_validation_cuts(rng):
     assert res["logrank"].p_value < 1e-6 and res["logrank"].df == 2
     assert sum(g["n"] for g in res["groups"]) == 900
     assert stats.risk_groups([0.1, cuts[0], 0.99], cuts).tolist() == [0, 1, 2]
+    with pytest.raises(stats.EvaluationError, match="no validation prediction"):
+        stats.risk_cut_points(np.array([]), 3)     # an IndexError from np.quantile before
 
 
 def test_survival_bad_input():

@@ -240,6 +240,8 @@ def risk_cut_points(p_val, n_groups: int = 3) -> np.ndarray:
     p = as_float(p_val, "p_val")
     if n_groups < 2:
         raise EvaluationError("n_groups must be >= 2")
+    if p.size == 0:
+        raise EvaluationError("no validation prediction to cut into risk groups")
     cuts = np.quantile(p, np.linspace(0, 1, n_groups + 1)[1:-1])
     if np.unique(cuts).size < cuts.size:
         raise EvaluationError(f"validation predictions have too many ties for {n_groups} groups")
