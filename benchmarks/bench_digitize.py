@@ -332,6 +332,9 @@ def raster(tmp):
         "3x4+3, blur + noise + JPEG + rotation 3 deg": (
             {"layout": "3x4+3"}, {"blur": 0.8, "noise": 8.0, "jpeg": 70, "angle": 3.0}),
         "3x4+1 with an aVF strip, 100 dpi": ({"rhythm_leads": "aVF", "dpi": 100}, {}),
+        "thick trace, 1.2 pt (0.42 mm)": ({"line_width": 1.2}, {}),
+        "thick trace, 1.6 pt + blur + noise + JPEG": (
+            {"line_width": 1.6}, {"blur": 0.8, "noise": 8.0, "jpeg": 70}),
         "clean 200 dpi, 50 mm/s 20 mm/mV": ({"speed": 50, "gain": 20}, {}),
         "grey grid (B/W)": ({"grid_color": "grey"}, {}),
         "100 dpi": ({"dpi": 100}, {}),

@@ -73,3 +73,24 @@ def test_threads_read_scans_alike(tmp_path, sim):
         outs = list(pool.map(lambda _: ecgcore.digitize(path, fs=500).signal, range(3)))
     for o in outs:
         np.testing.assert_array_equal(o, one)
+
+
+def test_large_scans_are_scaled_down_without_pillow_warnings(tmp_path, sim, monkeypatch):
+    import warnings
+
+    from ecgcore.digitization import raster
+
+    png = tmp_path / "big.png"
+    res = ecgcore.plot(sim, png, dpi=300)
+    w, h = Image.open(png).size
+    # a smaller pixel budget stands in for a 1200-dpi scan; Pillow's own limit is set so
+    # that this page is past it (Pillow warns there, and only refuses beyond twice it)
+    monkeypatch.setattr(raster, "_MAX_PIXELS", int(w * h / 2.25))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(w * h / 1.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no DecompressionBombWarning reaches the caller
+        rgb, dpi = raster.load_rgb(png)
+        out = ecgcore.digitize(png, fs=500)
+    assert rgb.shape[1] == pytest.approx(w / 1.5, abs=1) and dpi == pytest.approx(200, rel=0.01)
+    assert out.meta["px_per_mm"][0] == pytest.approx(200 / 25.4, rel=0.01)
+    assert np.nanmean(_score(sim, res, out)) > 17.5

@@ -276,7 +276,32 @@ def refine_period(profile: np.ndarray, px_per_mm: float, n_parts: int = 6,
     return float(new)
 
 
-def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False):
+def _lattice_level(level: np.ndarray, period: float) -> np.ndarray:
+    """The grid's share of a per-row darkness profile: at each phase of the 5-mm grid
+    period ``period`` (~1-px bins), the level the grid reaches in most periods.
+
+    A grey grid line darkens its row at every period; a flat stretch of a thick trace
+    darkens its baseline row too (more than half the row when the trace is thicker
+    than ~0.3 mm), but only in the few trace rows. Per phase bin the upper quartile
+    over the periods keeps the grid and drops those few rows; the maximum over the
+    neighbouring bins follows a thin line that rasterisation puts one pixel up or
+    down from one period to the next."""
+    n = level.shape[0]
+    if not period or n < 6 * period:
+        return level
+    nb = max(1, int(np.round(period)))   # ~1-px bins of equal width: each gets every period
+    bins = np.minimum((np.arange(n) % period) * (nb / period), nb - 1).astype(np.int64)
+    q = np.zeros(nb, level.dtype)
+    for b in range(nb):
+        sel = level[bins == b]
+        if sel.size:
+            q[b] = np.quantile(sel, 0.75)
+    expected = np.maximum(np.maximum(q, np.roll(q, 1)), np.roll(q, -1))
+    return np.minimum(level, expected[bins])
+
+
+def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False,
+              period_y: float | None = None):
     """Probability-like map (0-1) of trace ink: dark in every channel, not a grid line.
 
     * darkness of the brightest channel relative to the paper: a coloured grid
@@ -285,6 +310,9 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
     * minus the robust darkness level of each full row and column: grey grid
       lines span the page, the trace covers a small share of any row or column,
       so the row/column median is the grid line (thin-line suppression).
+
+    ``period_y`` (pixels per mm, when the grid was found) keeps only the grid's part
+    of each row's level (:func:`_lattice_level`).
 
     With ``soft=True`` also returns the weights for sub-pixel centres: the same
     darkness before the noise floor and the ramp clip it, so the partly covered
@@ -295,6 +323,10 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
     chroma = (vmax - vmin) * inv
     np.clip(d, 0.0, 1.0, out=d)
     rowlev = np.median(d[:, ::3], axis=1)
+    if period_y:
+        # only the grid's part of a row's level: a thick trace's flat baseline covers
+        # most of its row and would be taken for a grid line (and erased)
+        rowlev = _lattice_level(rowlev, 5.0 * float(period_y))
     collev = np.median(d[::3, :], axis=0)
     d -= np.maximum(rowlev[:, None], collev[None, :])
     soft_w = np.clip(d, 0.0, 1.0) if soft else None
