@@ -150,3 +150,20 @@ def test_real_record_through_npy(tmp_path, shared_data):
     back = ecgcore.read(arrays.write_npy(rec, tmp_path / "m.npy"))
     np.testing.assert_array_equal(back.signal, rec.signal)
     assert back.derived == rec.derived and back.fs == rec.fs
+
+
+def test_unknown_rate_message_names_a_sidecar_that_works(tmp_path, rng):
+    import json
+    import re
+
+    p = tmp_path / "bare.npy"
+    np.save(p, rng.normal(size=(12, 2000)).astype(np.float32))
+    with pytest.raises(ecgcore.ReadError, match="sampling rate is unknown") as exc:
+        ecgcore.read(p)
+    # the message's sidecar, written as it says, is what the reader then uses
+    side = re.search(r"\((\S+\.json), e\.g\. (\{.*\})\;", str(exc.value))
+    assert side.group(1) == "bare.npy.json"
+    example = json.loads(side.group(2).replace(', ...', ''))
+    (tmp_path / side.group(1)).write_text(json.dumps({"fs": example["fs"]}))
+    rec = ecgcore.read(p)
+    assert rec.fs == 500 and rec.n_samples == 2000

@@ -101,10 +101,11 @@ def _orient(arr: np.ndarray, n_leads: int | None, layout: str | None, path) -> n
 
 def _need_fs(fs, path):
     if fs is None:
-        raise ReadError("the sampling rate is unknown: pass fs=... (Hz), e.g. "
-                        "ecgcore.read(path, fs=500), or write the file with "
-                        "ecgcore.write(record, path, format='npy') so a sidecar JSON carries it",
-                        path)
+        side = os.path.basename(os.fspath(path)) + SIDE_CAR_SUFFIX
+        raise ReadError("the sampling rate is unknown: put a sidecar JSON beside it "
+                        f"({side}, e.g. {{\"fs\": 500, \"leads\": [\"I\", \"II\", ...]}}; "
+                        "what every ecgcore command then reads), or in Python pass fs=... (Hz), "
+                        "e.g. ecgcore.read(path, fs=500)", path)
     try:
         fs = float(fs)
     except (TypeError, ValueError):
