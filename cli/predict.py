@@ -12,6 +12,12 @@ Image models (a checkpoint trained on an image dataset, e.g. the
 crop, grid, rearrangement and drawing options stored in the checkpoint
 (``ecgcore.ECGClassifier``). The kind of checkpoint is detected.
 
+Models that fuse clinical variables (the LVH models with age, sex, ...; the
+scar/LVEF image model) take them from ``--clinical CSV``: one row per record,
+the checkpoint's clinical columns, the record named in ``--id-col`` by its id
+as ``ecgcore preprocess`` gives it (or its file name without the suffix).
+Empty cells are imputed as in training; an input without a row fails.
+
 One CSV row per input (``path``, ``n_segments``, then the task columns);
 an input that fails does not stop the run: it is named on stderr and in
 ``OUT.errors.jsonl`` beside the CSV (one ``{"path", "message"}`` line per
@@ -39,13 +45,29 @@ def add_parser(sub):
     p.add_argument("--out", required=True, metavar="predictions.csv")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--clinical", metavar="CSV", default=None,
+                   help="clinical variables of models that fuse them: one row per record, the "
+                        "checkpoint's columns, read as training reads its labels (empty = imputed)")
+    p.add_argument("--id-col", default="record_id",
+                   help="column of --clinical naming the record: its id as 'ecgcore preprocess' "
+                        "names it, or the file name without its suffix (default record_id)")
     return p
 
 
 def _predict_images(paths, args):
     from ecgcore.models.classifier import ECGClassifier
+    from ecgcore.models.train.predict import clinical_rows
     clf = ECGClassifier(args.checkpoint, device=args.device)
-    return clf.predict_table(paths, batch_size=args.batch_size)
+    table, failures = None, []
+    if args.clinical is not None and clf.n_clinical:
+        values, missing = clinical_rows(paths, args.clinical, clf.clinical_cols, args.id_col)
+        table = {p: dict(zip(clf.clinical_cols, v)) for p, v in values.items()}
+        failures = list(missing.items())
+        paths = [p for p in paths if p not in missing]
+    elif args.clinical is not None:
+        table = {}    # predict_table names the mismatch
+    rows, failed = clf.predict_table(paths, batch_size=args.batch_size, clinical=table)
+    return rows, failures + failed
 
 
 def run(args) -> int:
@@ -69,7 +91,8 @@ def run(args) -> int:
             rows, failures = _predict_images(paths, args)
         else:
             rows, failures = predict_files(paths, args.checkpoint, device=args.device,
-                                           batch_size=args.batch_size)
+                                           batch_size=args.batch_size, clinical=args.clinical,
+                                           id_col=args.id_col)
     except (CheckpointError, ConfigError) as exc:
         print(f"ecgcore predict: {exc}", file=sys.stderr)
         return 2

@@ -450,7 +450,7 @@ class ECGClassifier:
                 res[t["name"]] = self._from_probabilities(t["name"], np.asarray(v).reshape(-1), t)
         return res
 
-    def predict_table(self, inputs, batch_size: int = 16) -> tuple[list, list]:
+    def predict_table(self, inputs, batch_size: int = 16, clinical=None) -> tuple[list, list]:
         """Predictions of many inputs as CSV-ready rows, with the failures kept apart.
 
         The layout of ``ecgcore predict`` for signal checkpoints: ``path``,
@@ -466,6 +466,10 @@ class ECGClassifier:
             container is read with :func:`ecgcore.read`.
         batch_size : int
             Images per forward pass.
+        clinical : dict, optional
+            For models that fuse clinical variables: the input's row name (its
+            path as given, or a Record's ``source``) -> its features, a dict as
+            for :meth:`predict`. An input without an entry is a failure.
 
         Returns
         -------
@@ -475,10 +479,12 @@ class ECGClassifier:
             (input, message) for inputs that could not be read or prepared.
         """
         import ecgcore
-        if self.n_clinical:
+        if self.n_clinical and clinical is None:
             raise ConfigError(f"this model fuses {self.n_clinical} clinical variables "
-                              f"({', '.join(self.clinical_cols)}); predict with ECGClassifier.predict(x, "
-                              f"clinical=...)")
+                              f"({', '.join(self.clinical_cols)}): give them per input (clinical=, or "
+                              f"ecgcore predict --clinical CSV)")
+        if clinical is not None and not self.n_clinical:
+            raise ConfigError("this model fuses no clinical variables: leave out the clinical table")
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
         rows, failures, pend = [], [], []
@@ -486,9 +492,10 @@ class ECGClassifier:
         def flush():
             if not pend:
                 return
-            xb = torch.as_tensor(np.stack([t for _, t in pend]), device=self.device)
-            blocks = self._blocks(self._forward(xb, None))
-            for i, (name, _) in enumerate(pend):
+            xb = torch.as_tensor(np.stack([t for _, t, _ in pend]), device=self.device)
+            cb = torch.cat([c for _, _, c in pend]) if self.n_clinical else None
+            blocks = self._blocks(self._forward(xb, cb))
+            for i, (name, _, _) in enumerate(pend):
                 row = {"path": name, "n_segments": 1}
                 for t in self.tasks:
                     row.update(self._columns(t, blocks[t["name"]][i]))
@@ -499,6 +506,11 @@ class ECGClassifier:
             name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else str(
                 getattr(x, "source", None) or type(x).__name__)
             try:
+                c1 = None
+                if self.n_clinical:
+                    if clinical.get(name) is None:
+                        raise PreprocessError("no clinical features for this input")
+                    c1 = self._clinical(clinical[name], 1)
                 if isinstance(x, str) and "::" in x and not os.path.exists(x):
                     x = ecgcore.read(x)
                 if self.is_image:
@@ -506,9 +518,10 @@ class ECGClassifier:
                 else:
                     segs = self._signal_input(x)
                     flush()
-                    outs = [self._blocks(self._forward(torch.as_tensor(segs[s:s + batch_size],
-                                                                       device=self.device), None))
-                            for s in range(0, len(segs), batch_size)]
+                    outs = [self._blocks(self._forward(
+                        torch.as_tensor(segs[s:s + batch_size], device=self.device),
+                        None if c1 is None else c1.expand(len(segs[s:s + batch_size]), -1)))
+                        for s in range(0, len(segs), batch_size)]
                     row = {"path": name, "n_segments": len(segs)}
                     for tk in self.tasks:
                         v = np.concatenate([o[tk["name"]] for o in outs])
@@ -518,7 +531,7 @@ class ECGClassifier:
             except (ValueError, OSError) as exc:   # ecgcore errors are ValueErrors
                 failures.append((name, str(exc)))
                 continue
-            pend.append((name, t))
+            pend.append((name, t, c1))
             if len(pend) >= batch_size:
                 flush()
         flush()

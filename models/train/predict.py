@@ -22,7 +22,8 @@ import torch
 from ecgcore.errors import CheckpointError, ConfigError, PreprocessError
 
 __all__ = ["output_layout", "as_matrix", "run_segments", "decode", "aggregate_records",
-           "load_for_inference", "check_device", "predict_records", "predict_files", "attach_segment_pool",
+           "load_for_inference", "check_device", "predict_records", "predict_files", "clinical_rows",
+           "attach_segment_pool",
            "record_forward", "RecordNet", "run_records", "is_record_level"]
 
 
@@ -302,12 +303,47 @@ def predict_records(model, ck, segments_per_record, clinical=None, batch_size=64
     return aggregate_records(pred, rows, len(xs), ck["config"]["data"]["aggregate"])
 
 
-def predict_files(paths, checkpoint, device="cpu", batch_size=64, chunk_records: int = 256):
+def clinical_rows(paths, table_path, columns, id_col: str = "record_id"):
+    """Each input's clinical variables from a CSV, read as training reads its labels.
+
+    An input's row is the one whose ``id_col`` is the input's record id as
+    ``ecgcore preprocess`` names it (its path relative to the inputs' common folder,
+    without the format suffix), else its file name without the suffix. Empty cells
+    are NaN (imputed by the checkpoint's clinical scaler, as in training).
+
+    Returns
+    -------
+    values : dict
+        input path -> float64 array over ``columns``.
+    missing : dict
+        input path -> message, for inputs without a row.
+    """
+    from ecgcore.pipeline.discover import items_from_paths, record_id_for
+    from .data import _read_labels
+    table = _read_labels(table_path, id_col, list(columns), [])
+    values, missing = {}, {}
+    for p, item in zip(paths, items_from_paths(paths)):
+        keys = list(dict.fromkeys((item.record_id, record_id_for(p, None))))
+        hit = next((table[k] for k in keys if k in table), None)
+        if hit is None:
+            missing[p] = (f"no row with {id_col} {' or '.join(repr(k) for k in keys)} in the clinical "
+                          f"table {table_path}")
+        else:
+            values[p] = np.asarray(hit[0], np.float64)
+    return values, missing
+
+
+def predict_files(paths, checkpoint, device="cpu", batch_size=64, chunk_records: int = 256,
+                  clinical=None, id_col: str = "record_id"):
     """Read raw ECG files (any format), preprocess with the checkpoint's preset, predict.
 
     Files are read and predicted ``chunk_records`` at a time, so memory holds
     one chunk of preprocessed segments, not the whole input list (100,000
     records of a 12 x 5000 preset would be 24 GB).
+
+    A model that fuses clinical variables takes them from ``clinical``, a CSV
+    with one row per record (:func:`clinical_rows`; the checkpoint's clinical
+    columns, ``id_col`` naming the record).
 
     Returns ``(rows, failures)``: rows are dicts (``path``, ``n_segments``,
     one column per task output), in input order; failures are
@@ -319,13 +355,21 @@ def predict_files(paths, checkpoint, device="cpu", batch_size=64, chunk_records:
         raise ConfigError(f"chunk_records must be >= 1, got {chunk_records}")
     model, ck = load_for_inference(checkpoint, device)
     preset = ck["preset"]
+    cols = list(ck.get("clinical_cols") or [])
+    if cols and clinical is None:
+        raise ConfigError(f"this model fuses {len(cols)} clinical variables ({', '.join(cols)}): give "
+                          f"them in a CSV, one row per record (ecgcore predict --clinical CSV)")
+    if clinical is not None and not cols:
+        raise ConfigError("this model fuses no clinical variables: leave out the clinical table")
+    values, missing = clinical_rows(paths, clinical, cols, id_col) if cols else ({}, {})
     rows, failures = [], []
     segs, ok_paths = [], []
 
     def flush():
         if not segs:
             return
-        pred = predict_records(model, ck, segs, batch_size=batch_size, device=device)
+        clin = np.stack([values[p] for p in ok_paths]) if cols else None
+        pred = predict_records(model, ck, segs, clinical=clin, batch_size=batch_size, device=device)
         for i, p in enumerate(ok_paths):
             rows.append(_file_row(p, len(segs[i]), {t["name"]: pred[t["name"]][i] for t in ck["config"]["tasks"]},
                                   ck))
@@ -333,6 +377,9 @@ def predict_files(paths, checkpoint, device="cpu", batch_size=64, chunk_records:
         ok_paths.clear()
 
     for p in paths:
+        if p in missing:
+            failures.append((p, missing[p]))
+            continue
         try:
             rec = ecgcore.read(p)
             x = preprocess(rec, preset)
