@@ -30,7 +30,10 @@ are scored; training records never are. The saliency overlays and mean
 waveforms are drawn from the scored records only, predictions.csv has a
 ``split`` column for every row and metrics.json says what was scored
 (``scored``). A dataset with none of the checkpoint's records (an external
-cohort) is scored whole.
+cohort) is scored whole. A record is the checkpoint's by its id and its signal
+(the checkpoint keeps a CRC-32 of each split record's first segment): an
+external cohort that numbers its records like the training data is scored
+whole too, and ``scored`` counts such ``n_id_collisions``.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def evaluate_dataset(checkpoint, data, labels=None, out=None, n_boot=None, figur
     want = split or cfg["evaluate"]["split"]
     if want not in ("test", "val"):
         raise ConfigError(f"--split must be 'test' or 'val', not {want!r}")
-    role, scored, scope = _split_roles(ck, ids, want)
+    role, scored, scope = _split_roles(ck, ids, want, rows.fingerprint)
     if role is not None:
         data_cols["split"] = role
     if not scored.any():
@@ -263,13 +266,15 @@ def default_out(checkpoint, data) -> str:
         out = f"{base}-{k}"
 
 
-def _split_roles(ck, ids, want):
+def _split_roles(ck, ids, want, fingerprint=None):
     """Each dataset row's split in the checkpoint (train/val/test, 'other' when in none), which rows
     are scored, and the ``scored`` entry of metrics.json.
 
     Without split membership in the checkpoint (older files) every row is scored and ``role`` is
     None; when no dataset record is in any split (an external dataset) every row is 'other' and
-    scored.
+    scored. A record whose id is in a split but whose signal is not the one trained on (checkpoints
+    store each split record's ``fingerprint``: an external cohort numbering its records alike) is
+    'other' too.
     """
     import numpy as np
     splits = ck.get("splits") or {}
@@ -280,17 +285,30 @@ def _split_roles(ck, ids, want):
                                         "records_by_split": {"unknown": n},
                                         "reason": "the checkpoint stores no split membership"}
     role = np.asarray([split_of.get(str(r), "other") for r in ids], dtype=object)
+    fps = ck.get("split_fingerprints")
+    n_alike = 0
+    if fps and fingerprint is not None:
+        for i, r in enumerate(ids):
+            if role[i] != "other" and fps.get(str(r)) != fingerprint(r):
+                role[i] = "other"
+                n_alike += 1
+    alike = (f"; {n_alike} record(s) share an id with a training-run record but not its signal "
+             f"(another cohort), scored as external") if n_alike else ""
     if (role == "other").all():
         return role, np.ones(n, bool), {
             "split": "all", "n_records": n, "n_scored": n, "records_by_split": {"other": n},
-            "reason": "no record of this dataset is in the checkpoint's splits (an external dataset)"}
+            "n_id_collisions": n_alike,
+            "reason": "no record of this dataset is in the checkpoint's splits (an external dataset)"
+                      + alike}
     scored = (role == want) | (role == "other")
     by = {k: int((role == k).sum()) for k in ("train", "val", "test", "other")}
     return role, scored, {
         "split": want, "n_records": n, "n_scored": int(scored.sum()), "records_by_split": by,
+        "n_id_collisions": n_alike,
         "reason": f"records of the checkpoint's {want!r} split and records in none of its splits are "
                   f"scored; training records never"
-                  + ("" if want == "val" else ", validation records only feed validation-based choices")}
+                  + ("" if want == "val" else ", validation records only feed validation-based choices")
+                  + alike}
 
 
 def _update_metrics_json(path, extra):

@@ -575,6 +575,14 @@ class ECGDatasetRows:
             self._by.setdefault(r, []).append(i)
         self.record_ids = list(self._by)
 
+    def fingerprint(self, rid) -> int:
+        """CRC-32 of the record's first segment as stored (float32 bytes): which record an id
+        names. Two cohorts that number their records alike (``1``, ``2``, ... or ``r01``) share
+        ids but not signals, so an id alone cannot say that a record was trained on."""
+        import zlib
+        j = min(self._by[rid], key=lambda i: self.ds.segment_index[i])
+        return zlib.crc32(np.ascontiguousarray(self.ds.array(j), dtype=np.float32).tobytes())
+
     def segments(self, rid):
         ix = sorted(self._by[rid], key=lambda j: self.ds.segment_index[j])
         x = np.stack([self.ds.array(i) for i in ix])

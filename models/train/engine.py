@@ -315,6 +315,13 @@ class Trainer:
         self.preset = self.store.preset
         check_preset(cfg, self.model, self.preset)
         self.splits = make_splits(self.store, cfg)
+        # what each split record id named at training: 'ecgcore evaluate' tells the training
+        # dataset's records from an external cohort's records that happen to share their ids
+        self.fingerprints = None
+        if cfg["data"]["source"] != "simulated":
+            from .data import ECGDatasetRows
+            rows = ECGDatasetRows(cfg["data"]["dataset"])
+            self.fingerprints = {str(r): rows.fingerprint(r) for r in self.store.record_ids}
         tr = self.splits["train"]
         self.target_scaler = TargetScaler.fit(self.store.targets[tr], self.tasks)
         self.clinical_scaler = None
@@ -616,7 +623,8 @@ class Trainer:
              "uw": self.uw.state_dict() if self.uw is not None else None,
              # record ids per split: 'ecgcore evaluate' on the training dataset then scores only the
              # held-out records, never the ones the weights or the thresholds were fitted on
-             "splits": {k: [str(self.store.record_ids[i]) for i in v] for k, v in self.splits.items()}}
+             "splits": {k: [str(self.store.record_ids[i]) for i in v] for k, v in self.splits.items()},
+             "split_fingerprints": self.fingerprints}
         if full:
             p.update({"optimizer": self.optimizer.state_dict(),
                       "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
