@@ -47,7 +47,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -254,10 +254,12 @@ def _measure(rec) -> tuple:
 def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache | None = None,
                  max_bytes: int = 20 << 20, plot_dpi: float = 100.0, explain: bool = True,
                  explain_lock: threading.Lock | None = None, max_image_pixels: int = 50_000_000,
-                 record: int | None = None) -> dict:
+                 record: int | None = None, clinical: dict | None = None) -> dict:
     """Analyse one saved upload (the work of ``POST /api/v1/analyze``); raises UploadRejected.
 
-    ``record`` picks one record of a multi-record file (a CODE-15 exam id).
+    ``record`` picks one record of a multi-record file (a CODE-15 exam id); ``clinical``
+    holds the patient's clinical variables for a model that fuses them (``/health`` lists
+    the model's ``clinical`` columns).
     """
     t0 = time.perf_counter()
     timing = {}
@@ -320,10 +322,10 @@ def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache 
         try:
             if classifier.is_image:  # draw / render the page once for both predict and explain
                 x = classifier.prepare(x)
-            out["predictions"] = _jsonable(classifier.predict(x))
+            out["predictions"] = _jsonable(classifier.predict(x, clinical=clinical))
             if explain and cache is not None and classifier.is_image:
                 with explain_lock or threading.Lock():  # Grad-CAM hooks the shared model
-                    e = classifier.explain(x)
+                    e = classifier.explain(x, clinical=clinical)
                 links["heatmap"] = f"{API}/images/{cache.put(e.overlay_png)}.png"
                 out["explained_task"] = e.task
         except ecgcore.ECGError as exc:
@@ -333,6 +335,24 @@ def analyze_path(path: str, workdir: str, *, classifier=None, cache: ImageCache 
     timing["total_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
     out["timing"] = timing
     return out
+
+
+def _clinical_form(text):
+    """The ``clinical`` form field: a JSON object of names to numbers (null: unknown), or None;
+    anything else is a 422 naming the problem."""
+    if text is None or not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"clinical: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise HTTPException(422, "clinical: expected a JSON object of variable names to numbers")
+    bad = [k for k, v in obj.items()
+           if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if bad:
+        raise HTTPException(422, f"clinical: {', '.join(map(repr, bad[:3]))} must be numbers (or null)")
+    return {str(k): (None if v is None else float(v)) for k, v in obj.items()}
 
 
 class _Collect:
@@ -794,7 +814,13 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
     async def analyze(file: UploadFile = File(..., description="the ECG file (signal formats, PDF, PNG/JPEG/"
                                                                 "TIFF; a WFDB record as a .zip)"),
                       record: int | None = Query(None, ge=0, description="which record of a multi-record "
-                                                 "file (a CODE-15 exam id); other files hold one")):
+                                                 "file (a CODE-15 exam id); other files hold one"),
+                      clinical: str | None = Form(None, description="the patient's clinical variables as a "
+                                                  "JSON object, for a model that fuses them (the columns "
+                                                  "/health lists under model.clinical), e.g. "
+                                                  '{"age": 63, "female_gender": 1, "dm": 0, "ht": 1, '
+                                                  '"smoke": 0, "dlp": 1}')):
+        clinical_values = _clinical_form(clinical)
         if not state.acquire():
             return JSONResponse({"detail": "the server is busy analysing other uploads; try again in a few "
                                            "seconds"}, status_code=503, headers={"Retry-After": "2"})
@@ -815,7 +841,7 @@ def create_app(model_dir=None, *, classifier=None, device: str = "cpu", max_uplo
                     f.write(chunk)
 
             kwargs = dict(max_bytes=state.max_upload_bytes, plot_dpi=plot_dpi, explain=explain,
-                          max_image_pixels=max_image_pixels, record=record)
+                          max_image_pixels=max_image_pixels, record=record, clinical=clinical_values)
             deadline = time.monotonic() + timeout_s
 
             def job():

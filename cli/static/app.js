@@ -4,6 +4,7 @@
   const $ = (id) => document.getElementById(id);
   const API = "/api/v1";
   let maxBytes = null;
+  let clinicalCols = [];  // the model's clinical variables (from /health), asked for with each upload
 
   function message(text, kind) {
     const m = $("message");
@@ -139,6 +140,14 @@
     $("result").hidden = true;
     const form = new FormData();
     form.append("file", file);
+    if (clinicalCols.length) {
+      const values = {};
+      clinicalCols.forEach((c) => {
+        const v = $("clin-" + c).value.trim();
+        values[c] = v === "" ? null : Number(v);
+      });
+      form.append("clinical", JSON.stringify(values));
+    }
     let resp, data;
     try {
       resp = await fetch(recordUrl(record), { method: "POST", body: form });
@@ -173,5 +182,16 @@
     if (maxBytes) $("limit").textContent = "Up to " + (maxBytes / 1048576).toFixed(0) + " MB.";
     $("model-info").textContent = h.model ? ("Model: " + h.model.model + " (" +
       h.model.tasks.map((t) => t.name).join(", ") + ")") : "No prediction model loaded.";
+    clinicalCols = (h.model && Array.isArray(h.model.clinical)) ? h.model.clinical : [];
+    const box = $("clinical-fields");
+    clinicalCols.forEach((c) => {
+      const label = document.createElement("label");
+      label.textContent = c + " ";
+      const input = document.createElement("input");
+      input.type = "number"; input.step = "any"; input.id = "clin-" + c;
+      label.appendChild(input);
+      box.appendChild(label);
+    });
+    $("clinical").hidden = clinicalCols.length === 0;
   }).catch(() => {});
 })();
