@@ -69,7 +69,10 @@ def digitize(path, layout: str = "auto", fs: float = 500.0, **kwargs) -> Record:
         drawn; extra labelled leads such as V4R follow). ``meta`` holds
         ``source_kind`` ("vector"/"raster"), ``layout``, ``speed`` (mm/s),
         ``gain`` (mm/mV), ``pt_per_mm`` or ``px_per_mm``, ``confidence``
-        (per lead, 0-1) and ``digitize_flags`` (assumptions made).
+        (per lead, 0-1), ``limb_residual`` (how far the limb leads are from
+        Einthoven's and Goldberger's laws, relative; pages that hold them: under
+        ~0.35) and ``digitize_flags`` (assumptions made; raster pages drawn in
+        the Cabrera order are renamed, ``limb_leads_cabrera``).
 
     Raises
     ------
@@ -93,14 +96,32 @@ def _digitize_pdf(path, layout, fs, **kwargs):
     from .pdf_vector import read_vector_pdf
 
     try:
-        return read_vector_pdf(path, fs=fs, layout=layout)
+        rec = read_vector_pdf(path, fs=fs, layout=layout)
     except DigitizeError as exc:
         if "images" not in exc.reason or "no images" in exc.reason:
             raise
+    else:
+        _limb_meta(rec)
+        return rec
     # a scanned PDF: rasterise its pages and use the image pipeline
     from .raster import digitize_pdf_raster
 
     return digitize_pdf_raster(path, layout=layout, fs=fs, **kwargs)
+
+
+def _limb_meta(rec) -> None:
+    """``meta["limb_residual"]`` of a vector page (its leads are named by its labels, so
+    nothing is renamed; a residual over the limit is flagged ``limb_leads_inconsistent``)."""
+    import numpy as np
+
+    from ..record import STANDARD_12
+    from .limbs import CONSISTENT, limb_residuals
+
+    sig = rec.conform(STANDARD_12, derive=False, missing="nan").signal
+    r = limb_residuals(sig, rec.fs)["standard"]
+    rec.meta["limb_residual"] = round(r, 3) if np.isfinite(r) else None
+    if np.isfinite(r) and r > CONSISTENT:
+        rec.meta.setdefault("digitize_flags", {})["limb_leads_inconsistent"] = round(r, 3)
 
 
 def read_pdf(path, **kwargs) -> Record:

@@ -463,9 +463,14 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         conf[name] = max(conf[name], round(frac, 3))
     if not any(c >= 0.3 for c in conf.values()):
         raise DigitizeError("no ECG traces could be followed on the page", path)
+    # the limb rows' names checked against Einthoven's law (labels are not read): a page in
+    # the Cabrera order is renamed, one that holds neither order is flagged
+    from .limbs import check_limb_leads
+    sig, limb_res = check_limb_leads(sig, float(fs), conf, flags)
     meta = {"source_kind": "raster", "layout": layout, "speed": float(speed),
             "gain": float(gain), "px_per_mm": (float(ppx), float(ppy)), "scale_source": grid_src,
             "rotation_deg": float(angle), "x_origin_px": float(x0), "confidence": conf,
+            "limb_residual": None if not np.isfinite(limb_res) else round(float(limb_res), 3),
             "path_cost": cost,
             "pulses": sum(p is not None for p in pulses), "digitize_flags": flags,
             "format": "image"}
