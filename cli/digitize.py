@@ -6,10 +6,17 @@ different folders never overwrite each other. Inside folders only PDFs and image
 are taken. A page that fails is named on stderr and in ``DIR/errors.jsonl`` and the
 batch goes on; outputs are written atomically, so ``--resume`` after a kill skips
 the pages whose record is already there.
+
+``DIR/pages.csv`` says how each page was read, one row per page in input order:
+the record written, vector or raster, layout, paper speed and gain, the leads'
+mean and lowest confidence, the limb leads' residual against Einthoven's law
+and the assumptions the reader made (``digitize_flags``), so that pages to check
+by eye can be picked by filtering a table.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -58,9 +65,25 @@ def _one(item):
         rec = ecgcore.digitize(path, layout=layout, fs=fs, rhythm_leads=strips)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         ecgcore.write(rec, dest, format=fmt)
-        return path, None
+        return path, None, _page_row(path, dest, rec)
     except Exception as exc:  # noqa: BLE001 - a batch never stops for one bad page
-        return path, exc
+        return path, exc, None
+
+
+PAGE_COLUMNS = ("page", "record", "source_kind", "layout", "speed_mm_s", "gain_mm_mv",
+                "confidence_mean", "confidence_min", "limb_residual", "flags")
+
+
+def _page_row(path, dest, rec) -> dict:
+    """One ``pages.csv`` row: how the page was read and how sure the reader is."""
+    m = rec.meta
+    conf = [float(v) for v in (m.get("confidence") or {}).values()]
+    return {"page": path, "record": dest, "source_kind": m.get("source_kind"), "layout": m.get("layout"),
+            "speed_mm_s": m.get("speed"), "gain_mm_mv": m.get("gain"),
+            "confidence_mean": round(sum(conf) / len(conf), 3) if conf else "",
+            "confidence_min": round(min(conf), 3) if conf else "",
+            "limb_residual": "" if m.get("limb_residual") is None else m["limb_residual"],
+            "flags": json.dumps(m.get("digitize_flags") or {}, sort_keys=True)}
 
 
 def run(args) -> int:
@@ -80,12 +103,12 @@ def run(args) -> int:
              for p, name in zip(files, output_names(files))]
     todo = [it for it in items if not (args.resume and _done(it[1], args.to))]
     n_done = len(items) - len(todo)
-    failures = []
     if args.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
-            failures = _collect(pool.map(_one, todo), len(todo), args.no_progress)
+            failures, rows = _collect(pool.map(_one, todo), len(todo), args.no_progress)
     else:
-        failures = _collect(map(_one, todo), len(todo), args.no_progress)
+        failures, rows = _collect(map(_one, todo), len(todo), args.no_progress)
+    _write_pages(os.path.join(args.out, "pages.csv"), [it[0] for it in items], rows, args.resume)
     err_path = os.path.join(args.out, "errors.jsonl")
     if failures:
         with atomic_open(err_path, "w") as f:
@@ -106,8 +129,10 @@ def _collect(results, total, no_progress=False):
         tqdm = None
     bar = (tqdm(total=total, desc="ecgcore digitize", unit="page", file=sys.stderr,
                 disable=no_progress, dynamic_ncols=True) if tqdm else None)
-    failures = []
-    for path, exc in results:
+    failures, rows = [], {}
+    for path, exc, row in results:
+        if row is not None:
+            rows[path] = row
         if exc is not None:
             failures.append((path, exc))
             if bar is not None:
@@ -119,4 +144,17 @@ def _collect(results, total, no_progress=False):
                 bar.set_postfix(failed=len(failures), refresh=False)
     if bar is not None:
         bar.close()
-    return failures
+    return failures, rows
+
+
+def _write_pages(path, pages, rows, resume):
+    """``pages.csv`` in input order: this run's rows, and on ``--resume`` the earlier rows of
+    pages that were not read again (written atomically)."""
+    if resume and os.path.exists(path):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                rows.setdefault(r.get("page"), r)
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=PAGE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows[p] for p in pages if p in rows)

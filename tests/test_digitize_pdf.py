@@ -366,7 +366,12 @@ def test_cli_digitize_folders_names_and_resume(tmp_path, sim, capsys):
     # truth.hea and notes.txt.bak (truth.dat is a WFDB part, never counted)
     assert "skipped 2 file(s)" in err and "digitized 2/2" in err
     assert sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs) == [
-        "a/p1.dat", "a/p1.hea", "b/p1.dat", "b/p1.hea"]
+        "a/p1.dat", "a/p1.hea", "b/p1.dat", "b/p1.hea", "pages.csv"]
+    import csv
+    pages = list(csv.DictReader(open(out / "pages.csv")))
+    assert [os.path.relpath(r["page"], src) for r in pages] == ["a/p1.pdf", "b/p1.pdf"]
+    assert all(r["source_kind"] == "vector" and float(r["confidence_min"]) > 0.9
+               and float(r["limb_residual"]) < 0.05 for r in pages)   # simulated: derived limb leads
     rec = ecgcore.read(str(out / "b" / "p1.hea"))
     snr = challenge_snr(sim.conform().signal.astype(float), rec.signal[:12].astype(float), 500, align=False)
     assert np.all(snr > 40), snr
@@ -376,6 +381,7 @@ def test_cli_digitize_folders_names_and_resume(tmp_path, sim, capsys):
     assert main(["digitize", str(src), "--out", str(out), "--resume", "--no-progress"]) == 0
     assert "digitized 1/1 into" in capsys.readouterr().err
     assert os.stat(out / "a" / "p1.hea").st_mtime_ns == mtime and (out / "b" / "p1.hea").exists()
+    assert list(csv.DictReader(open(out / "pages.csv"))) == pages    # the earlier row kept
     # a page that breaks the digitizer in an unexpected way does not stop the batch
     (src / "a" / "p2.pdf").write_bytes(b"%PDF-1.4 nope")
     assert main(["digitize", str(src), "--out", str(out), "--resume", "--no-progress"]) == 1
