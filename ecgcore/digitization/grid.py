@@ -301,7 +301,7 @@ def _lattice_level(level: np.ndarray, period: float) -> np.ndarray:
 
 
 def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False,
-              period_y: float | None = None):
+              period_y: float | None = None, grid: bool = True):
     """Probability-like map (0-1) of trace ink: dark in every channel, not a grid line.
 
     * darkness of the brightest channel relative to the paper: a coloured grid
@@ -312,7 +312,8 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
       so the row/column median is the grid line (thin-line suppression).
 
     ``period_y`` (pixels per mm, when the grid was found) keeps only the grid's part
-    of each row's level (:func:`_lattice_level`).
+    of each row's level (:func:`_lattice_level`); ``grid=False`` (no grid found on the
+    page) removes no row level at all.
 
     With ``soft=True`` also returns the weights for sub-pixel centres: the same
     darkness before the noise floor and the ramp clip it, so the partly covered
@@ -323,7 +324,11 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
     chroma = (vmax - vmin) * inv
     np.clip(d, 0.0, 1.0, out=d)
     rowlev = np.median(d[:, ::3], axis=1)
-    if period_y:
+    if not grid:
+        # a page without a grid (a thresholded black-and-white scan): nothing to remove,
+        # and a thin trace's flat baseline can fill more than half of its pixel row
+        rowlev = np.zeros_like(rowlev)
+    elif period_y:
         # only the grid's part of a row's level: a thick trace's flat baseline covers
         # most of its row and would be taken for a grid line (and erased)
         rowlev = _lattice_level(rowlev, 5.0 * float(period_y))

@@ -225,9 +225,74 @@ def digitize_pdf_raster(path, layout: str = "auto", fs: float = 500.0, dpi: floa
 # the pipeline
 
 
+# Failures that a page turned a quarter or half turn gives (a landscape page scanned in
+# portrait: its rows run down the image); worth reading the page in another orientation.
+_TURNED = ("unknown layout", "no ECG trace rows", "single-lead strip", "trace rows, found",
+           "no ECG traces could be followed")
+
+
 def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=None,
                    speed=None, gain=None, rhythm_leads=None) -> Record:
-    """Digitise an RGB (or grey) page held in memory.
+    """Digitise an RGB (or grey) page held in memory, in whichever orientation it lies.
+
+    The page is read as it is. When that finds no known layout, or the image is
+    portrait (a landscape page scanned in portrait), it is also read turned by a
+    quarter turn each way; when it reads with no calibration pulse and limb leads
+    in no known order (upside down: the pulses are at the right end), turned by half
+    a turn. The reading with
+    pulses found, consistent limb leads and the highest confidence is kept, flagged
+    ``page_turned_deg`` (counterclockwise). Parameters and result as
+    :func:`_digitize_upright`.
+    """
+    a = np.asarray(rgb)
+    kw = dict(layout=layout, fs=fs, path=path, dpi=dpi, speed=speed, gain=gain,
+              rhythm_leads=rhythm_leads)
+    tried = []
+    try:
+        rec = _digitize_upright(a, **kw)
+    except DigitizeError as exc:
+        if not any(t in exc.reason for t in _TURNED) or a.ndim < 2:
+            raise
+        first, turns = exc, (1, 3, 2)
+    else:
+        f = rec.meta["digitize_flags"]
+        # ECG pages are landscape: a portrait image may read as some layout across its
+        # columns; a reading with no pulse and limb leads in no known order (upside down)
+        portrait = a.shape[0] > a.shape[1]
+        odd = not rec.meta.get("pulses") and ("limb_leads_inconsistent" in f
+                                              or "limb_leads_cabrera" in f)
+        if not portrait and not odd:
+            return rec
+        first, turns = None, ((1, 3) if portrait else (2,))
+        tried.append((_reading_score(rec), 0, rec))
+    for k in turns:
+        try:
+            r = _digitize_upright(np.ascontiguousarray(np.rot90(a, k)), **kw)
+        except DigitizeError:
+            continue
+        tried.append((_reading_score(r), k, r))
+    if not tried:
+        raise first
+    _, k, rec = max(tried, key=lambda t: t[0])
+    if k:
+        rec.meta["digitize_flags"]["page_turned_deg"] = 90 * k
+        rec.meta.setdefault("quality_flags", {})["digitize_assumptions"] = True
+    return rec
+
+
+def _reading_score(rec):
+    """How plausible a reading is: calibration pulses found, limb leads that hold
+    Einthoven's law, then the leads' mean confidence."""
+    m = rec.meta
+    conf = list((m.get("confidence") or {}).values())
+    res = m.get("limb_residual")
+    return (bool(m.get("pulses")), res is not None and res <= 0.5,
+            float(np.mean(conf)) if conf else 0.0)
+
+
+def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=None,
+                      speed=None, gain=None, rhythm_leads=None) -> Record:
+    """Digitise an RGB (or grey) page held in memory, as it lies.
 
     Parameters
     ----------
@@ -297,17 +362,19 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
         # line). A peak at the shorter period implies peaks at its multiples but not the
         # reverse, so try the shorter one on both axes first; then the longer one (thick
         # traces can make a wrong, weak, shorter peak win on one axis: 7.10 px at score
-        # 0.04 against the grid's 7.87 at 0.46)
-        for hint in sorted((ppx, ppy)):
+        # 0.04 against the grid's 7.87 at 0.46). The longer one must be clearer: on a page
+        # without a grid the rows of traces make a period too (63 px at score 0.27)
+        for hint, need in zip(sorted((ppx, ppy)), (0.2, 0.35)):
             qx, tx = G.grid_period(prof_x, dark.shape[1], hint=hint)
             qy, ty = G.grid_period(prof_y, dark.shape[0], hint=hint)
-            if qx is not None and qy is not None and min(tx, ty) > 0.2 \
+            if qx is not None and qy is not None and min(tx, ty) > need \
                     and abs(qx / qy - 1) < 0.1:
                 ppx, sx, ppy, sy = qx, tx, qy, ty
                 flags["grid_period_rechecked"] = True
                 break
+    # a period that makes the page narrower than 60 mm is the traces' rhythm, not a grid
     grid_ok = ppx is not None and ppy is not None and min(sx, sy) > 0.2 \
-        and abs(ppx / ppy - 1) < 0.1
+        and abs(ppx / ppy - 1) < 0.1 and dark.shape[1] / ppx >= 60.0
     if grid_ok:
         grid_src = "grid"
     elif dpi:
@@ -317,7 +384,8 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
     else:
         ppx = ppy = None
         grid_src = None
-    ink, wt = G.trace_ink(vmax, vmin, bg, soft=True, period_y=ppy if grid_ok else None)
+    ink, wt = G.trace_ink(vmax, vmin, bg, soft=True, period_y=ppy if grid_ok else None,
+                          grid=grid_ok or not dpi)
     del vmax, vmin, dark
     binary = ink > 0.5
     if binary.mean() > 0.2:
