@@ -57,3 +57,17 @@ def test_bilevel_scan_without_grid(tmp_path, dpi):
     out = ecgcore.digitize(tif, fs=500)
     assert out.meta["scale_source"] == "dpi" and out.meta["layout"] == "3x4+II"
     assert np.nanmean(_score(rec, res, out)) > 14.5
+
+
+def test_dithered_bilevel_scan(tmp_path):
+    # a 1-bit scan that dithered the light grid into dots (17 "trace rows" found, refused before):
+    # read again smoothed, the dots are a grid again
+    rec = ecgcore.simulate(1, seed=3)[0].conform()
+    png = tmp_path / "c.png"
+    res = ecgcore.plot(rec, png, dpi=200)
+    tif = tmp_path / "dither.tif"
+    Image.open(png).convert("1").save(tif, dpi=(200, 200), compression="group4")   # Floyd-Steinberg
+    out = ecgcore.digitize(tif, fs=500)
+    assert out.meta["digitize_flags"]["dithered_page_smoothed"]
+    assert out.meta["scale_source"] == "grid" and out.meta["pulses"] > 0
+    assert np.nanmean(_score(rec, res, out)) > 15.0
