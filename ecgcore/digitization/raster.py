@@ -235,13 +235,12 @@ def digitize_array(rgb, layout: str = "auto", fs: float = 500.0, path=None, dpi=
                    speed=None, gain=None, rhythm_leads=None) -> Record:
     """Digitise an RGB (or grey) page held in memory, in whichever orientation it lies.
 
-    The page is read as it is. When that finds no known layout, or the image is
-    portrait (a landscape page scanned in portrait), it is also read turned by a
-    quarter turn each way; when it reads with no calibration pulse and limb leads
-    in no known order (upside down: the pulses are at the right end), turned by half
-    a turn. The reading with
-    pulses found, consistent limb leads and the highest confidence is kept, flagged
-    ``page_turned_deg`` (counterclockwise). A bilevel page (only black and white)
+    The page is read as it is. When that finds no known layout, or a portrait image
+    reads with no calibration pulse (a landscape page scanned in portrait), it is also
+    read turned by a quarter turn each way; when it reads with no pulse and limb leads
+    in no known order (upside down: the pulses are at the right end), turned by half a
+    turn. The reading with pulses found, consistent limb leads and the highest
+    confidence is kept, flagged ``page_turned_deg`` (counterclockwise). A bilevel page (only black and white)
     that cannot be read as it is is read again smoothed (a grid dithered into dots
     becomes lines again), flagged ``dithered_page_smoothed``. Parameters and result
     as :func:`_digitize_upright`.
@@ -293,9 +292,10 @@ def _digitize_turned(a, kw):
         first, turns = exc, (1, 3, 2)
     else:
         f = rec.meta["digitize_flags"]
-        # ECG pages are landscape: a portrait image may read as some layout across its
-        # columns; a reading with no pulse and limb leads in no known order (upside down)
-        portrait = a.shape[0] > a.shape[1]
+        # a landscape page scanned in portrait may read as some layout across its columns,
+        # without the pulses (a 12x1 page is portrait itself, and finds its pulses); upside
+        # down, no pulse and limb leads in no known order
+        portrait = a.shape[0] > a.shape[1] and not rec.meta.get("pulses")
         odd = not rec.meta.get("pulses") and ("limb_leads_inconsistent" in f
                                               or "limb_leads_cabrera" in f)
         if not portrait and not odd:
@@ -323,7 +323,8 @@ def _reading_score(rec):
     m = rec.meta
     conf = list((m.get("confidence") or {}).values())
     res = m.get("limb_residual")
-    return (bool(m.get("pulses")), res is not None and res <= 0.5,
+    from .limbs import CONSISTENT
+    return (bool(m.get("pulses")), res is not None and res <= CONSISTENT,
             float(np.mean(conf)) if conf else 0.0)
 
 
