@@ -312,11 +312,11 @@ def _split_roles(ck, ids, want, fingerprint=None):
 
 
 def _update_metrics_json(path, extra):
-    from ecgcore.stats.report import _clean, _write_atomic
+    from ecgcore.stats.report import _write_atomic, json_safe
     with open(path) as f:
         m = json.load(f)
     m.update(extra)
-    _write_atomic(path, json.dumps(_clean(m), indent=2, allow_nan=False).encode())
+    _write_atomic(path, json.dumps(json_safe(m), indent=2, allow_nan=False).encode())
 
 
 def _preset_fs(preset) -> float:

@@ -369,7 +369,7 @@ def _coef_rows(model, summary):
 def _write_outputs(cfg, out, res, table, rows, scores):
     """metrics.json (whole result), metrics.csv (evaluation rows + study rows), table.csv, decision curve."""
     import numpy as np
-    from ecgcore.stats.report import CSV_COLUMNS, _clean, _write_atomic
+    from ecgcore.stats.report import CSV_COLUMNS, _write_atomic, json_safe
     eval_csv = os.path.join(out, "evaluation", "metrics.csv") if cfg["study"] == "ccta_cv" \
         else os.path.join(out, "metrics.csv")
     ev_rows = []
@@ -379,7 +379,7 @@ def _write_outputs(cfg, out, res, table, rows, scores):
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
-    for r in ev_rows + _clean(rows):
+    for r in ev_rows + json_safe(rows):
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
     _write_atomic(os.path.join(out, "metrics.csv"), buf.getvalue().encode())
     files = ["metrics.json", "metrics.csv"]
@@ -406,7 +406,7 @@ def _write_outputs(cfg, out, res, table, rows, scores):
     summary = {"study": cfg["study"], "config": {k: v for k, v in cfg.items()}, "result": res,
                "files": sorted(set(files))}
     _write_atomic(os.path.join(out, "metrics.json"),
-                  json.dumps(_clean(summary), indent=2, allow_nan=False, default=str).encode())
+                  json.dumps(json_safe(summary), indent=2, allow_nan=False, default=str).encode())
     return summary
 
 

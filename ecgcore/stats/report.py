@@ -32,7 +32,7 @@ from .regression import bland_altman, mae, mean_error, pearson, pearson_r, r2, r
 from .subgroups import subgroup_table
 from .survival import incidence_by_group, risk_cut_points
 
-__all__ = ["evaluate_predictions", "CSV_COLUMNS"]
+__all__ = ["evaluate_predictions", "CSV_COLUMNS", "json_safe"]
 
 CSV_COLUMNS = ("task", "metric", "value", "ci_low", "ci_high", "n", "subgroup")
 _TYPES = ("binary", "regression", "survival")
@@ -68,13 +68,15 @@ def _finite_mask(*arrays):
     return m
 
 
-def _clean(v):
+def json_safe(v):
+    """``v`` with numpy scalars and arrays as Python values and NaN/inf as None: what strict
+    JSON (``allow_nan=False``; jq, JavaScript) accepts."""
     if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
+        return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     if isinstance(v, np.ndarray):
-        return _clean(v.tolist())
+        return json_safe(v.tolist())
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (float, np.floating)):
@@ -364,13 +366,13 @@ def evaluate_predictions(data, tasks, groups: str | None = None, out_dir=None, *
         names.add(spec["name"])
         out["tasks"][spec["name"]] = _RUNNERS[spec["type"]](spec, cols, val, test, gid, rows, out,
                                                             opt, figs)
-    result = _clean(out)
-    result["rows"] = _clean(rows.rows)
+    result = json_safe(out)
+    result["rows"] = json_safe(rows.rows)
     result["files"] = []
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         p = os.path.join(out_dir, "metrics.json")
-        _write_atomic(p, json.dumps(_clean(out), indent=2, allow_nan=False).encode())
+        _write_atomic(p, json.dumps(json_safe(out), indent=2, allow_nan=False).encode())
         result["files"].append(p)
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")

@@ -113,9 +113,9 @@ def run_cv(config: dict, out_dir, folds: int = 5, *, progress: bool = False, eva
             n_boot=config["evaluate"]["n_boot"] if n_boot is None else n_boot, seed=config["seed"],
             out_dir=os.path.join(out_dir, "evaluation"), figures=figures,
             decision_thresholds=decision_thresholds)
-    from ecgcore.stats.report import _clean
+    from ecgcore.stats.report import json_safe
     with atomic_open(os.path.join(out_dir, "cv_metrics.json"), "w") as f:   # NaN as null: strict JSON
-        json.dump(_clean(result), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+        json.dump(json_safe(result), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
                   allow_nan=False)
     return result
 

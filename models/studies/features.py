@@ -28,7 +28,7 @@ import numpy as np
 
 from ecgcore.stats import EvaluationError
 
-__all__ = ["PWAVE_INDICES", "PWAVE_EXTENDED", "IAB_CODES", "pwave_feature_table", "encode_columns"]
+__all__ = ["PWAVE_INDICES", "PWAVE_EXTENDED", "IAB_CODES", "pwave_feature_table", "encode_columns", "encode_column"]
 
 #: DL-AtCM's four P-wave indices -> ecgcore.measure keys
 PWAVE_INDICES = ("p_duration_ms", "pr_interval_ms", "p_amplitude_ii_uv", "p_axis_deg")
@@ -47,7 +47,7 @@ def _as_frame(data):
     raise EvaluationError(f"expected a pandas DataFrame or a dict of columns, got {type(data).__name__}")
 
 
-def _encode(col, name):
+def encode_column(col, name):
     """One table column as float64: IAB labels to codes, booleans to 0/1, None/'' to NaN."""
     a = np.asarray(col, dtype=object)
     if name == "interatrial_block":
@@ -76,7 +76,7 @@ def encode_columns(table, columns) -> np.ndarray:
         raise EvaluationError(f"table has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns))})")
     if not len(columns):
         return np.zeros((len(df), 0))
-    return np.column_stack([_encode(df[c].to_numpy(), c) for c in columns])
+    return np.column_stack([encode_column(df[c].to_numpy(), c) for c in columns])
 
 
 def pwave_feature_table(records, indices=PWAVE_INDICES, amplitude_reference: str = "isoelectric",
@@ -121,7 +121,7 @@ def pwave_feature_table(records, indices=PWAVE_INDICES, amplitude_reference: str
         raise EvaluationError(f"{len(out['id'])} ids for {len(m)} records")
     for key in indices:
         col = src_key.get(key, key)
-        out[key] = _encode(m[col].to_numpy(), key) if col in m.columns else np.full(len(m), np.nan)
+        out[key] = encode_column(m[col].to_numpy(), key) if col in m.columns else np.full(len(m), np.nan)
     err = m["error"].fillna("").astype(str).tolist() if "error" in m.columns else [""] * len(m)
     out["error"] = err
     return pd.DataFrame(out)

@@ -22,7 +22,7 @@ import numpy as np
 from ecgcore.stats import EvaluationError
 
 from .logistic import LogisticRegression, prior_adjust
-from .features import _encode
+from .features import encode_column
 
 __all__ = ["LVH_THRESHOLDS", "lvh_threshold", "lvh_from_mass", "LVHLogistic", "lvh_study"]
 
@@ -130,12 +130,12 @@ def lvh_study(table, *, true_col: str = "ilvm_true", pred_col: str = "ilvm_pred"
     s = t[split_col].astype(str).str.lower().to_numpy()
     # through the study tables' encoder: text ('train', 'M') is an EvaluationError naming the column,
     # True/False and empty cells are read as 1/0 and NaN
-    male = _encode(t[sex_col].to_numpy(), sex_col)
-    truth = _encode(t[true_col].to_numpy(), true_col)
-    pred = _encode(t[pred_col].to_numpy(), pred_col)
+    male = encode_column(t[sex_col].to_numpy(), sex_col)
+    truth = encode_column(t[true_col].to_numpy(), true_col)
+    pred = encode_column(t[pred_col].to_numpy(), pred_col)
     lvh = lvh_from_mass(truth, male, kind)
     if lvh_col is not None and lvh_col in t.columns:
-        given = _encode(t[lvh_col].to_numpy(), lvh_col)
+        given = encode_column(t[lvh_col].to_numpy(), lvh_col)
         lvh = np.where(np.isfinite(given), given, lvh)
     t["lvh_true"] = lvh
     t["lvh_pred_cutoff"] = lvh_from_mass(pred, male, kind)

@@ -885,9 +885,9 @@ def _fmt(v) -> str:
 def _write_json(path, obj):
     # NaN/inf (an R² of a constant test target, a metric of an empty split) as null: bare NaN is
     # not JSON, and jq, JavaScript and most JSON readers refuse the whole file
-    from ecgcore.stats.report import _clean
+    from ecgcore.stats.report import json_safe
     with atomic_open(path, "w") as f:
-        json.dump(_clean(obj), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+        json.dump(json_safe(obj), f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o),
                   allow_nan=False)
 
 
