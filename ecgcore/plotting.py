@@ -122,8 +122,9 @@ def _panels_for(layout: str, leads, duration: float, rhythm_leads=()):
     raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
 
 
-def _rhythm_leads(layout, rhythm_leads):
-    """The rhythm strips' lead names for ``layout`` (checked), as a tuple."""
+def rhythm_leads_for(layout, rhythm_leads):
+    """The rhythm strips' lead names for ``layout`` (the caller's, checked, else the
+    layout's standard ones), as a tuple; ConfigError for a wrong count or name."""
     if rhythm_leads is None:
         return RHYTHM_DEFAULT.get(layout, ())
     names = (rhythm_leads,) if isinstance(rhythm_leads, str) else tuple(rhythm_leads)
@@ -200,7 +201,7 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
         raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
     if not (speed > 0 and gain > 0 and dpi > 0):
         raise ConfigError(f"speed, gain and dpi must be positive (got {speed}, {gain}, {dpi})")
-    strips = _rhythm_leads(layout, rhythm_leads)
+    strips = rhythm_leads_for(layout, rhythm_leads)
     rec = record if layout == "12x1" else record.conform(STANDARD_12, derive=True, missing="nan")
     duration = rec.duration
     specs, n_rows = _panels_for(layout, rec.leads, duration, strips)

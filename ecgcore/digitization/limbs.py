@@ -78,24 +78,24 @@ def limb_residuals(sig, fs) -> dict:
     return out
 
 
-def cabrera_to_standard(sig) -> np.ndarray:
-    """Rows named by the standard layout on a Cabrera page -> the true standard leads."""
-    i = _IX
-    out = sig.copy()
-    out[i["I"]] = sig[i["II"]]
-    out[i["II"]] = sig[i["aVR"]]
-    out[i["III"]] = sig[i["aVF"]]
-    out[i["aVR"]] = -sig[i["III"]]
-    out[i["aVL"]] = sig[i["I"]]
-    out[i["aVF"]] = sig[i["aVL"]]
-    return out
-
-
+# true lead -> the row (as the standard layout names it) where a Cabrera page draws it;
+# aVR is drawn inverted (-aVR)
 _CABRERA_NAMES = {"I": "II", "II": "aVR", "III": "aVF", "aVR": "III", "aVL": "I", "aVF": "aVL"}
 
 
-def check_limb_leads(sig, fs, conf=None, flags=None):
+def cabrera_to_standard(sig) -> np.ndarray:
+    """Rows named by the standard layout on a Cabrera page -> the true standard leads."""
+    out = sig.copy()
+    for true, row in _CABRERA_NAMES.items():
+        out[_IX[true]] = sig[_IX[row]]
+    out[_IX["aVR"]] *= -1
+    return out
+
+
+def check_limb_leads(sig, fs, conf=None, flags=None, rename=True):
     """Test the limb leads; rename a Cabrera page. Returns ``(sig, residual)``.
+
+    ``rename=False`` (pages whose leads are named by their labels) only tests them.
 
     ``flags`` (dict) receives ``limb_leads_cabrera`` (renamed) or ``limb_leads_inconsistent``
     (neither order holds: a bad tracing or an unknown order); ``conf`` (lead -> confidence)
@@ -105,7 +105,8 @@ def check_limb_leads(sig, fs, conf=None, flags=None):
     r = limb_residuals(sig, fs)
     if not np.isfinite(r["standard"]):
         return sig, r["standard"]
-    if np.isfinite(r["cabrera"]) and r["cabrera"] <= CABRERA and r["cabrera"] < 0.4 * r["standard"]:
+    if rename and np.isfinite(r["cabrera"]) and r["cabrera"] <= CABRERA \
+            and r["cabrera"] < 0.4 * r["standard"]:
         if flags is not None:
             flags["limb_leads_cabrera"] = True
         if conf is not None:

@@ -47,7 +47,8 @@ import warnings
 
 import numpy as np
 
-from ..errors import DigitizeError
+from ..errors import ConfigError, DigitizeError
+from ..plotting import RHYTHM_DEFAULT, rhythm_leads_for
 from ..record import Record, STANDARD_12
 
 __all__ = ["load_image", "digitize_image", "digitize_array", "digitize_pdf_raster"]
@@ -59,7 +60,7 @@ _TICK_MM = 0.35
 _ROWS_TO_LAYOUT = {4: "3x4+II", 3: "3x4", 6: "6x2", 12: "12x1"}
 _LAYOUT_ROWS = {**{v: k for k, v in _ROWS_TO_LAYOUT.items()}, "3x4+3": 6}
 # rhythm strips under the 3x4 grid, when the page does not show which lead they are
-_STRIPS_DEFAULT = {"3x4+II": ("II",), "3x4": (), "3x4+3": ("V1", "II", "V5")}
+_STRIPS_DEFAULT = RHYTHM_DEFAULT
 _COLS_3x4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 
 
@@ -898,18 +899,21 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
 
 
 def _strip_names(layout, rhythm_leads, path):
-    """The strips' provisional names: the caller's, checked, else the layout's standard."""
-    want = _STRIPS_DEFAULT.get(layout, ())
-    if rhythm_leads is None:
-        return want
-    names = (rhythm_leads,) if isinstance(rhythm_leads, str) else tuple(rhythm_leads)
-    if layout in _STRIPS_DEFAULT and len(names) != len(want):
-        raise DigitizeError(f"layout {layout} has {len(want)} rhythm strip(s), rhythm_leads= "
-                            f"names {len(names)}: {names}", path)
-    bad = [n for n in names if n not in STANDARD_12]
-    if bad:
-        raise DigitizeError(f"rhythm_leads= names unknown leads {bad}", path)
-    return names
+    """The strips' provisional names: the caller's, checked as ecgcore.plot checks them,
+    else the layout's standard. Six rows may still turn out to be 3x4+3, so a layout
+    without strips keeps the caller's names (their count is checked when they are used)."""
+    if layout not in _STRIPS_DEFAULT:
+        if rhythm_leads is None:
+            return ()
+        names = (rhythm_leads,) if isinstance(rhythm_leads, str) else tuple(rhythm_leads)
+        bad = [n for n in names if n not in STANDARD_12]
+        if bad:
+            raise DigitizeError(f"rhythm_leads= names unknown leads {bad}", path)
+        return names
+    try:
+        return rhythm_leads_for(layout, rhythm_leads)
+    except ConfigError as exc:
+        raise DigitizeError(str(exc), path) from None
 
 
 def _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness):
