@@ -281,18 +281,49 @@ def vector(n):
             print(f"| {name} | {1000 * dt:.1f} | {1 / dt:.0f} |")
 
 
-def _damage(src, dst, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0):
+def _keystone(w, h, k):
+    """PIL PERSPECTIVE coefficients of a photo taken with the camera tilted back: the
+    page's top edge ``k * w`` narrower on each side, top and bottom edges slanted."""
+    d = k * w
+    src = [(0, 0), (w, 0), (w, h), (0, h)]
+    dst = [(d, 0.3 * d), (w - d, 0), (w, h), (0, h - 0.2 * d)]
+    A, B = [], []
+    for (x, y), (X, Y) in zip(dst, src):
+        A += [[x, y, 1, 0, 0, 0, -X * x, -X * y], [0, 0, 0, x, y, 1, -Y * x, -Y * y]]
+        B += [X, Y]
+    return tuple(np.linalg.solve(np.array(A, float), np.array(B, float)))
+
+
+def _damage(src, dst, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0,
+            keystone=0.0, vignette=0.0, bow=0.0):
     from PIL import Image, ImageFilter
 
     im = Image.open(src).convert("RGB")
+    if bow:         # rows sag by ``bow`` of the height at the page's ends
+        from scipy.ndimage import map_coordinates
+        a = np.asarray(im).astype(np.float32)
+        h, w = a.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        dy = bow * h * (2 * xx / w - 1) ** 2
+        a = np.stack([map_coordinates(a[..., c], [yy - dy, xx], order=3, cval=255)
+                      for c in range(3)], -1)
+        im = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8))
+    if keystone:    # a photo: perspective, and the table round the paper
+        im = im.transform(im.size, Image.PERSPECTIVE, _keystone(*im.size, keystone),
+                          resample=Image.BICUBIC, fillcolor=(80, 85, 95))
     if angle:
-        im = im.rotate(angle, resample=Image.BILINEAR, fillcolor=(255, 255, 255))
+        fill = (80, 85, 95) if keystone else (255, 255, 255)
+        im = im.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
     if blur:
         im = im.filter(ImageFilter.GaussianBlur(blur))
     a = np.asarray(im).astype(np.float32)
     if shade:
         h, w = a.shape[:2]
         a *= (1 - shade * np.linspace(0, 1, w)[None, :] * np.linspace(0.3, 1, h)[:, None])[..., None]
+    if vignette:    # a lamp off to one side, warm light
+        h, w = a.shape[:2]
+        r2 = (np.linspace(-0.3, 0.7, w)[None, :] ** 2 + np.linspace(-0.4, 0.6, h)[:, None] ** 2)
+        a *= (1 - vignette * r2 / r2.max())[..., None] * np.array([1.0, 0.95, 0.85])
     if noise:
         a += rng.normal(0, noise, a.shape)
     im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
@@ -343,6 +374,13 @@ def raster(tmp):
         "scanner shading + rotation -2 deg": ({}, {"shade": 0.35, "angle": -2.0}),
         "grey grid + blur + noise + JPEG + rotation 3 deg": (
             {"grid_color": "grey"}, {"blur": 0.7, "noise": 6.0, "jpeg": 75, "angle": 3.0}),
+        "photo: keystone 1 %, table round the paper, noise + JPEG": (
+            {}, {"keystone": 0.01, "noise": 4.0, "jpeg": 85}),
+        "photo: keystone 3 % + rotation 2 deg + vignetting + noise + JPEG": (
+            {}, {"keystone": 0.03, "angle": 2.0, "vignette": 0.4, "noise": 4.0, "jpeg": 85}),
+        "photo: keystone 6 % + blur + noise + JPEG": (
+            {}, {"keystone": 0.06, "blur": 0.6, "noise": 6.0, "jpeg": 80}),
+        "paper bowed on the glass (rows sag 1 % of the height)": ({}, {"bow": 0.01}),
     }
     print("| raster page set (ecgcore.plot, 3x4+II unless said) | pages | mean SNR (dB) |")
     print("|---|---|---|")

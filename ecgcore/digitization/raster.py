@@ -4,8 +4,15 @@ Steps (facts/digitization.md §7):
 
 1. decode with Pillow (EXIF orientation applied); split into the brightest and
    darkest channel (:mod:`.grid`);
-2. paper shading from a tiled 90th percentile; deskew (up to ±10°) by the
-   projection profile of the grid and traces;
+2. what lies outside the paper (a photo's table, a scanner's lid) is blanked
+   (:func:`.grid.off_page`); paper shading from a tiled 90th percentile; deskew
+   (up to ±10°) by the projection profile of the grid and traces;
+   a photographed page's perspective is measured from the grid's local angles and
+   periods, fitted with a homography and refined on the grid's own 1-mm lattice
+   (:mod:`.perspective`), and the page is resampled onto the paper's coordinates
+   (flag ``perspective_corrected_px``); a level page whose lattice still bends
+   (paper curled or bowed on the glass) is resampled onto it (flag
+   ``grid_lattice_corrected_px``);
 3. scale: px/mm from the autocorrelation of the grid's row and column profiles
    (x and y separately; when they disagree, the shorter period is looked for on
    both), refined by the drift of the grid's phase along the page (0.002-0.007 %
@@ -365,7 +372,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         ``px_per_mm`` (x, y), ``rotation_deg``, ``confidence`` (per lead 0-1),
         ``path_cost`` (per lead, mean cost per column) and ``digitize_flags``.
     """
-    from . import grid as G
+    from . import grid as G, perspective as P
 
     a = np.asarray(rgb)
     if a.ndim == 2:
@@ -382,10 +389,39 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     if float(vmin.std()) < 0.01 or (vmax < 0.5).mean() < 1e-4 and (vmin < 0.5).mean() < 1e-4:
         raise DigitizeError("blank page: no ink found", path)
     flags = {}
+    # the table round a photographed page, a scanner's black lid: white, so that their
+    # edges are not read as grid lines or trace rows
+    outside = G.off_page(vmax, _dpi_ppm(a, dpi))
+    if outside is not None:
+        a = a.copy()
+        a[outside] = 255
+        vmax[outside] = 1.0
+        vmin[outside] = 1.0
+        flags["background_masked"] = round(float(outside.mean()), 3)
     bg = G.background(vmax)
     dark = np.clip(1.0 - vmin / bg, 0.0, 1.0)
     angle = G.estimate_skew(dark)
-    if abs(angle) > 0.05:
+    # a photographed page: converging grid lines, scale changing across the page
+    gm = []
+
+    def gridmap(v=vmax, n=vmin, b=bg, d=dark):
+        # the grid's own darkness: computed only when a page needs the full measurement
+        if not gm:
+            gm.append(P.grid_map(v, n, b, d))
+        return gm[0]
+
+    m = _perspective(dark, angle, gridmap)
+    if m is not None:
+        corr = P.refine_lattice(gridmap(), m)
+        vmax, vmin = P.warp([vmax, vmin], m, correction=corr)
+        flags["perspective_corrected_px"] = round(m["deviation_px"], 1)
+        del gm[:]
+        if corr is not None:
+            flags["grid_lattice_corrected_px"] = round(corr["span_px"], 1)
+        bg = G.background(vmax)
+        dark = np.clip(1.0 - vmin / bg, 0.0, 1.0)
+        angle = float(np.degrees(np.arctan2(-m["params"][2], m["params"][3])))
+    elif abs(angle) > 0.05:
         vmax = G.rotate(vmax, angle, 1.0)
         vmin = G.rotate(vmin, angle, 1.0)
         bg = G.background(vmax)
@@ -394,7 +430,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     prof_x, prof_y = dark.mean(axis=0), dark.mean(axis=1)
     ppx, sx = G.grid_period(prof_x, dark.shape[1])
     ppy, sy = G.grid_period(prof_y, dark.shape[0])
-    if ppx is not None and ppy is not None and (abs(ppx / ppy - 1) >= 0.1
+    if ppx is not None and ppy is not None and (abs(ppx / ppy - 1) >= 0.03
                                                  or min(sx, sy) <= 0.2 < max(sx, sy)):
         # the grid is square: a mismatch (or one axis's peak weak, the other's clear) is a
         # lost peak on one axis (blur hides the minor grid, trace ink the first major
@@ -407,13 +443,25 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
             qx, tx = G.grid_period(prof_x, dark.shape[1], hint=hint)
             qy, ty = G.grid_period(prof_y, dark.shape[0], hint=hint)
             if qx is not None and qy is not None and min(tx, ty) > need \
-                    and abs(qx / qy - 1) < 0.1:
+                    and abs(qx / qy - 1) < 0.03:
                 ppx, sx, ppy, sy = qx, tx, qy, ty
                 flags["grid_period_rechecked"] = True
                 break
     # a period that makes the page narrower than 60 mm is the traces' rhythm, not a grid
     grid_ok = ppx is not None and ppy is not None and min(sx, sy) > 0.2 \
         and abs(ppx / ppy - 1) < 0.1 and dark.shape[1] / ppx >= 60.0
+    if grid_ok and m is None and abs(ppx / ppy - 1) < 0.005:
+        # curled or bowed paper (no homography): the grid's lattice shows it. Only on a
+        # square grid: periods that disagree mean one of them is wrong (a thick trace's
+        # rows can out-peak the grid), and the lattice would be read at a wrong period
+        lat = _curl_correction(vmax, vmin, bg, dark, ppx, ppy)
+        if lat is not None:
+            vmax, vmin, bg, dark, span = lat
+            flags["grid_lattice_corrected_px"] = span
+            prof_x, prof_y = dark.mean(axis=0), dark.mean(axis=1)
+            qx, _ = G.grid_period(prof_x, dark.shape[1], hint=ppx)
+            qy, _ = G.grid_period(prof_y, dark.shape[0], hint=ppy)
+            ppx, ppy = qx or ppx, qy or ppy
     if grid_ok:
         grid_src = "grid"
     elif dpi:
@@ -585,6 +633,54 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         meta["quality_flags"] = {"digitize_assumptions": True}
     return Record(sig, float(fs), list(STANDARD_12), meta=meta,
                   source=os.fspath(path) if path is not None else None)
+
+
+def _dpi_ppm(a, dpi):
+    """Rough px/mm before the grid is measured: the file's dpi, else a landscape page's
+    width taken as the ~280 mm of a letter or A4 sheet."""
+    if dpi:
+        return float(dpi) / 25.4
+    return max(a.shape[0], a.shape[1]) / 280.0
+
+
+# a lattice displacement under this (px) is left alone: a flat page measures 0.2-0.8
+_CURL_MIN_PX = 1.5
+
+
+def _curl_correction(vmax, vmin, bg, dark, ppx, ppy):
+    """A level page whose grid is not one lattice (curled paper, a page bowed on the
+    scanner glass): the channels resampled onto the lattice
+    (:func:`.perspective.refine_lattice`), with the new paper level and darkness, and
+    the largest displacement corrected (px); None when the grid is already even."""
+    from . import grid as G, perspective as P
+
+    # a first look on the page's darkness (traces included: cheap, and it errs towards
+    # seeing a distortion); the grid's own darkness settles it
+    first = P.lattice_correction(dark, (ppx, ppy))
+    if first is None or first["span_px"] < _CURL_MIN_PX:
+        return None
+    gm = P.grid_map(vmax, vmin, bg, dark)
+    first = P.lattice_correction(gm, (ppx, ppy))
+    if first is None or first["span_px"] < _CURL_MIN_PX:
+        return None
+    ident = P.identity_map(vmax.shape, ppx)
+    corr = P.refine_lattice(gm, ident, px_per_mm=(ppx, ppy))
+    if corr is None:
+        return None
+    vmax, vmin = P.warp([vmax, vmin], ident, correction=corr, max_growth=1.0)
+    bg = G.background(vmax)
+    dark = np.clip(1.0 - vmin / bg, 0.0, 1.0)
+    return vmax, vmin, bg, dark, round(corr["span_px"], 1)
+
+
+def _perspective(dark, angle, full=None):
+    """The page's perspective correction (:func:`.perspective.rectify_map`), or None."""
+    from . import perspective as P
+
+    ppm = P.rough_scale(dark, angle)
+    if ppm is None or dark.shape[1] / ppm < 60.0:
+        return None
+    return P.rectify_map(dark, ppm, angle, full=full)
 
 
 def _vertex_phase(traced, x0, pxs):
