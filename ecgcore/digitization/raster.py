@@ -391,7 +391,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     flags = {}
     # the table round a photographed page, a scanner's black lid: white, so that their
     # edges are not read as grid lines or trace rows
-    outside = G.off_page(vmax, _dpi_ppm(a, dpi))
+    outside = G.off_page(vmax, _dpi_ppm(a, dpi), vmin=vmin)
     if outside is not None:
         a = a.copy()
         a[outside] = 255
