@@ -393,8 +393,6 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     # edges are not read as grid lines or trace rows
     outside = G.off_page(vmax, _dpi_ppm(a, dpi), vmin=vmin)
     if outside is not None:
-        a = a.copy()
-        a[outside] = 255
         vmax[outside] = 1.0
         vmin[outside] = 1.0
         flags["background_masked"] = round(float(outside.mean()), 3)
