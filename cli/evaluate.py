@@ -312,11 +312,12 @@ def _split_roles(ck, ids, want, fingerprint=None):
 
 
 def _update_metrics_json(path, extra):
-    from ecgcore.stats.report import _write_atomic, json_safe
+    from ecgcore.stats.report import json_safe
     with open(path) as f:
         m = json.load(f)
     m.update(extra)
-    _write_atomic(path, json.dumps(json_safe(m), indent=2, allow_nan=False).encode())
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(json_safe(m), f, indent=2, allow_nan=False)
 
 
 def _preset_fs(preset) -> float:
@@ -471,4 +472,3 @@ def run(args) -> int:
         what += f"; {res['note']}"
     print(f"ecgcore evaluate: {what} -> {os.path.join(out, 'metrics.json')}", file=sys.stderr)
     return 0
-

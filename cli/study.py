@@ -369,7 +369,7 @@ def _coef_rows(model, summary):
 def _write_outputs(cfg, out, res, table, rows, scores):
     """metrics.json (whole result), metrics.csv (evaluation rows + study rows), table.csv, decision curve."""
     import numpy as np
-    from ecgcore.stats.report import CSV_COLUMNS, _write_atomic, json_safe
+    from ecgcore.stats.report import CSV_COLUMNS, json_safe
     eval_csv = os.path.join(out, "evaluation", "metrics.csv") if cfg["study"] == "ccta_cv" \
         else os.path.join(out, "metrics.csv")
     ev_rows = []
@@ -381,7 +381,8 @@ def _write_outputs(cfg, out, res, table, rows, scores):
     w.writeheader()
     for r in ev_rows + json_safe(rows):
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
-    _write_atomic(os.path.join(out, "metrics.csv"), buf.getvalue().encode())
+    with atomic_open(os.path.join(out, "metrics.csv"), "w", newline="", encoding="utf-8") as f:
+        f.write(buf.getvalue())
     files = ["metrics.json", "metrics.csv"]
     if table is not None:
         with atomic_open(os.path.join(out, "table.csv"), "w", newline="") as f:
@@ -405,8 +406,8 @@ def _write_outputs(cfg, out, res, table, rows, scores):
                     if f.endswith(".png"))
     summary = {"study": cfg["study"], "config": {k: v for k, v in cfg.items()}, "result": res,
                "files": sorted(set(files))}
-    _write_atomic(os.path.join(out, "metrics.json"),
-                  json.dumps(json_safe(summary), indent=2, allow_nan=False, default=str).encode())
+    with atomic_open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(json_safe(summary), f, indent=2, allow_nan=False, default=str)
     return summary
 
 

@@ -51,22 +51,35 @@ def background(vmax: np.ndarray, block: int = 64) -> np.ndarray:
     return np.maximum(out, 0.05)
 
 
-def _profile_energy(img: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
-    """Sum of squared row sums after shearing ``img`` by each angle (projection profile)."""
+def _ink_points(img: np.ndarray, size: int, q: float, stride: int = 1):
+    """Coordinates (y, x) and weights of the darkest pixels of ``img`` (grid lines and
+    traces) for projection profiles: the image minus its ``size``-px box mean (a uniform
+    tint, coloured or stained paper, would favour angle 0 by edge effects), pixels above
+    the ``q`` quantile (of every ``stride``-th pixel) and above 0.02."""
     from scipy.ndimage import uniform_filter
 
-    # high-pass: a uniform tint (coloured or stained paper) would favour angle 0 by edge effects
-    img = img - uniform_filter(img, 7, mode="nearest")
-    h, w = img.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    weights = img.ravel().astype(np.float64)
-    keep = weights > max(0.02, float(np.quantile(weights, 0.85)))
-    weights, yy, xx = weights[keep], yy.ravel()[keep], xx.ravel()[keep]
+    hp = img - uniform_filter(img, size, mode="nearest")
+    w = hp.ravel().astype(np.float64)
+    keep = np.flatnonzero(w > max(0.02, float(np.quantile(w[::stride], q))))
+    ys, xs = np.divmod(keep, img.shape[1])
+    return ys.astype(np.float64), xs.astype(np.float64), w[keep]
+
+
+def _projection(ys, xs, w, angle_deg: float, n: int) -> np.ndarray:
+    """Projection profile of weighted points along the lines ``y = y0 + x tan(angle)``, of
+    length ``n`` plus the shear's padding each side (``n``: the points' x and y extent)."""
+    t = np.tan(np.radians(angle_deg))
+    pad = int(np.ceil(abs(t) * n)) + 1
+    r = np.rint(ys - xs * t).astype(np.int64) + pad
+    return np.bincount(r, weights=w, minlength=n + 2 * pad)
+
+
+def _profile_energy(img: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
+    """Sum of squared row sums after shearing ``img`` by each angle (projection profile)."""
+    ys, xs, w = _ink_points(img, 7, 0.85)
     out = np.empty(len(angles_deg))
-    pad = int(np.ceil(w * np.tan(np.radians(np.max(np.abs(angles_deg)) + 0.5)))) + 2
     for i, a in enumerate(angles_deg):
-        r = np.rint(yy - xx * np.tan(np.radians(a))).astype(np.int64) + pad
-        prof = np.bincount(r, weights=weights, minlength=h + 2 * pad)
+        prof = _projection(ys, xs, w, a, img.shape[1])
         out[i] = float(prof @ prof)
     return out
 

@@ -54,31 +54,12 @@ def grid_map(vmax, vmin, bg, dark):
     return g if float(g.mean()) > 0.5 * float(dark.mean()) else dark
 
 
-def _tile_pixels(tile: np.ndarray):
-    """Coordinates and weights of the darkest (grid and trace) pixels of a tile,
-    after removing the tile's slow shading (a high-pass, as in the skew search)."""
-    from scipy.ndimage import uniform_filter
-
-    hp = tile - uniform_filter(tile, 5, mode="nearest")
-    w = hp.ravel()
-    thr = max(0.02, float(np.quantile(w[::7], 0.8)))   # a sample sets the level
-    keep = np.flatnonzero(w > thr)
-    ys, xs = np.divmod(keep, tile.shape[1])
-    return ys.astype(np.float64), xs.astype(np.float64), w[keep].astype(np.float64)
-
-
-def _sheared(ys, xs, w, angle_deg, n):
-    """Projection profile of the points along lines ``y = y0 + x tan(angle)``."""
-    t = np.tan(np.radians(angle_deg))
-    pad = int(np.ceil(abs(t) * n)) + 1
-    r = np.rint(ys - xs * t).astype(np.int64) + pad
-    return np.bincount(r, weights=w, minlength=n + 2 * pad)
-
-
 def _best_angle(ys, xs, w, n, centre, span):
     """Angle (degrees) of the sharpest projection profile within ``centre +- span``."""
+    from .grid import _projection
+
     def energy(a):
-        p = _sheared(ys, xs, w, a, n)
+        p = _projection(ys, xs, w, a, n)
         return float(p @ p)
 
     # coarse steps of 0.5 deg out from the page's angle, while the energy still rises
@@ -154,14 +135,14 @@ def local_grid(dark: np.ndarray, px_per_mm: float, angle_deg: float = 0.0,
         for ix in ixs:
             y0, x0 = oy + iy * side, ox + ix * side
             tile = np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])
-            ys, xs, wt = _tile_pixels(tile)
+            ys, xs, wt = G._ink_points(tile, 5, 0.8, stride=7)
             if len(wt) < 4 * side:
                 continue
             # horizontal lines y = y0 + x tan(th); vertical lines x = x0 + y tan(tv)
             th = _best_angle(ys, xs, wt, side, angle_deg, span_deg)
             tv = _best_angle(xs, ys, wt, side, -angle_deg, span_deg)
-            prof_v = _sheared(ys, xs, wt, th, side)
-            prof_u = _sheared(xs, ys, wt, tv, side)
+            prof_v = G._projection(ys, xs, wt, th, side)
+            prof_u = G._projection(xs, ys, wt, tv, side)
             py, sy = G.grid_period(prof_v, len(prof_v), hint=ppm)
             px, sx = G.grid_period(prof_u, len(prof_u), hint=ppm)
             if px is None or py is None or min(sx, sy) < 0.2:
@@ -330,11 +311,11 @@ def rough_scale(dark: np.ndarray, angle_deg: float = 0.0):
     # half resolution on large pages: the 5-mm period stays 15+ px, the search a quarter
     k = 2 if min(crop.shape) >= 600 else 1
     crop = G._block_reduce_mean(crop, k) if k > 1 else np.ascontiguousarray(crop)
-    ys, xs, wt = _tile_pixels(crop)
+    ys, xs, wt = G._ink_points(crop, 5, 0.8, stride=7)
     if len(wt) < 64:
         return None
-    pu = _sheared(xs, ys, wt, -angle_deg, crop.shape[0])
-    pv = _sheared(ys, xs, wt, angle_deg, crop.shape[1])
+    pu = G._projection(xs, ys, wt, -angle_deg, crop.shape[0])
+    pv = G._projection(ys, xs, wt, angle_deg, crop.shape[1])
     px, sx = G.grid_period(pu, len(pu))
     if px is not None and sx > 0.2:
         py, sy = G.grid_period(pv, len(pv), hint=px)
@@ -481,17 +462,21 @@ def lattice_correction(dark: np.ndarray, px_per_mm, tile_mm: float = 30.0):
     return corr
 
 
-def refine_lattice(dark: np.ndarray, m: dict, rounds: int = 3, px_per_mm=None):
+def refine_lattice(dark: np.ndarray, m: dict, rounds: int = 3, px_per_mm=None, first=None):
     """The lattice correction of a rectification (:func:`lattice_correction`), built
     up over quick bilinear warps of ``dark`` until what is left moves no pixel by
     more than half a pixel (a steep photo's first residual can exceed the 1-mm
     lattice's half period in places; each round halves it or better). Returns the
     summed correction, or None when the first round finds no grid. ``px_per_mm``:
-    the grid period (one number or (x, y)) when it is not ``m``'s output scale."""
+    the grid period (one number or (x, y)) when it is not ``m``'s output scale.
+    ``first``: the first round's correction when the caller measured it already."""
     total = None
-    for _ in range(rounds):
-        img = warp([dark], m, fill=0.0, order=1, correction=total)[0]
-        c = lattice_correction(img, m["px_per_mm"] if px_per_mm is None else px_per_mm)
+    for k in range(rounds):
+        if k == 0 and first is not None:
+            c = first
+        else:
+            img = warp([dark], m, fill=0.0, order=1, correction=total)[0]
+            c = lattice_correction(img, m["px_per_mm"] if px_per_mm is None else px_per_mm)
         if c is None:
             break
         if total is None:

@@ -664,7 +664,8 @@ def _curl_correction(vmax, vmin, bg, dark, ppx, ppy):
     if first is None or first["span_px"] < _CURL_MIN_PX:
         return None
     ident = P.identity_map(vmax.shape, ppx)
-    corr = P.refine_lattice(gm, ident, px_per_mm=(ppx, ppy))
+    # the identity warp's first round is `first` itself: measured on this very image
+    corr = P.refine_lattice(gm, ident, px_per_mm=(ppx, ppy), first=first)
     if corr is None:
         return None
     vmax, vmin = P.warp([vmax, vmin], ident, correction=corr, max_growth=1.0)
