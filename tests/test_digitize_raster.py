@@ -202,10 +202,10 @@ def _page_ink(path):
     return G.trace_ink(vmax, vmin, G.background(vmax), soft=True)
 
 
-def _trace_px_snr(ink, wt, panel, ppm):
-    """Trace one panel with the kernels on a window around its pixel ground truth and
-    return (SNR in dB of the traced rows against the true rows at the drawn samples,
-    that of the one-value-per-column ceiling)."""
+def _trace_panel_window(ink, wt, panel, ppm, half_width=0.5, rho=0.0):
+    """Trace one panel with the kernels on a window around its pixel ground truth:
+    (window columns x0, x1, mask of the drawn samples inside, traced rows at them,
+    the half width the kernel used for flanks)."""
     from ecgcore.digitization._trace_kernels import column_points, dp_trace
 
     xt, yt = panel.x_px, panel.y_px
@@ -214,17 +214,28 @@ def _trace_px_snr(ink, wt, panel, ppm):
     sub = np.ascontiguousarray(ink[r0:r1, x0:x1])
     wsub = np.ascontiguousarray(wt[r0:r1, x0:x1])
     path, _ = dp_trace(sub, float(panel.baseline_px - r0), 15 * ppm, 0.3, 0.5, 0.01)
-    xs, ys, good, _ = column_points(sub, wsub, path, 0.45, 0.5, True)
+    xs, ys, _, _, used = column_points(sub, wsub, path, 0.45, half_width, True, rho)
     m = (xt > x0 + 1) & (xt < x1 - 2)
     # pixel column c covers [c, c + 1) of the drawing's x: its centre is c + 0.5
-    est = np.interp(xt[m], xs + x0 + 0.5, ys + r0)
-    sig = yt[m] - np.median(yt[m])
+    return x0, x1, m, np.interp(xt[m], xs + x0 + 0.5, ys + r0), used
+
+
+def _snr_db(sig_rows, err):
+    """SNR (dB) of an error in rows against the drawn rows' spread about their median."""
+    sig = sig_rows - np.median(sig_rows)
+    return 10 * np.log10(np.mean(sig ** 2) / np.mean(err ** 2))
+
+
+def _trace_px_snr(ink, wt, panel, ppm):
+    """(SNR in dB of the traced rows against the true rows at the drawn samples, that of
+    the one-value-per-column ceiling)."""
+    xt, yt = panel.x_px, panel.y_px
+    x0, x1, m, est, _ = _trace_panel_window(ink, wt, panel, ppm)
     err = est - yt[m]
     err -= np.median(err)
     xc = np.arange(x0, x1) + 0.5
     ceil_err = np.interp(xt[m], xc, np.interp(xc, xt, yt)) - yt[m]
-    snr = lambda e: 10 * np.log10(np.mean(sig ** 2) / np.mean(e ** 2))  # noqa: E731
-    return snr(err), snr(ceil_err)
+    return _snr_db(yt[m], err), _snr_db(yt[m], ceil_err)
 
 
 def test_subpixel_centre_line_against_pixel_truth(tmp_path, sim):

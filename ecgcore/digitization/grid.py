@@ -359,7 +359,7 @@ def _lattice_level(level: np.ndarray, period: float) -> np.ndarray:
 
 
 def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = False,
-              period_y: float | None = None, grid: bool = True):
+              period_y: float | None = None, grid: bool = True, darkness: bool = False):
     """Probability-like map (0-1) of trace ink: dark in every channel, not a grid line.
 
     * darkness of the brightest channel relative to the paper: a coloured grid
@@ -375,7 +375,11 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
 
     With ``soft=True`` also returns the weights for sub-pixel centres: the same
     darkness before the noise floor and the ramp clip it, so the partly covered
-    (anti-aliased) pixels at a stroke's edges keep their share.
+    (anti-aliased) pixels at a stroke's edges keep their share. ``darkness=True``
+    (with ``soft``) returns those weights before the chroma test as well: a stroke's
+    partly covered end pixel over a red grid line is red, and the chroma test blanks
+    it (ecg-image-kit pages end on a major grid line), while its darkness in the
+    brightest channel is the stroke's coverage.
     """
     inv = 1.0 / bg
     d = 1.0 - vmax * inv
@@ -402,8 +406,10 @@ def trace_ink(vmax: np.ndarray, vmin: np.ndarray, bg: np.ndarray, soft: bool = F
     np.clip(chroma, 0.0, 1.0, out=chroma)
     d *= chroma
     if soft:
+        dark = soft_w.astype(np.float32) if darkness else None
         soft_w *= chroma
-        return d.astype(np.float32, copy=False), soft_w.astype(np.float32, copy=False)
+        out = d.astype(np.float32, copy=False), soft_w.astype(np.float32, copy=False)
+        return out + (dark,) if darkness else out
     return d.astype(np.float32, copy=False)
 
 

@@ -471,8 +471,8 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     else:
         ppx = ppy = None
         grid_src = None
-    ink, wt = G.trace_ink(vmax, vmin, bg, soft=True, period_y=ppy if grid_ok else None,
-                          grid=grid_ok or not dpi)
+    ink, wt, dk = G.trace_ink(vmax, vmin, bg, soft=True, period_y=ppy if grid_ok else None,
+                              grid=grid_ok or not dpi, darkness=True)
     del vmax, vmin, dark
     binary = ink > 0.5
     if binary.mean() > 0.2:
@@ -564,12 +564,12 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         w3, x3, d3 = _lead_windows("3x4+3", extents, pulses, pxps, ppx,
                                    strips if given else _STRIPS_DEFAULT["3x4+3"], alt,
                                    float(fs), thickness)
-        t3 = _trace_windows(w3, ink, wt, rows, pitch, ppx, thickness)
+        t3, rho3 = _trace_windows(w3, ink, wt, rows, pitch, ppx, thickness)
         if sum(hit is not None for hit, _ in _strip_leads(t3, ppx)) >= 2:
             layout, windows, x0, duration, flags = "3x4+3", w3, x3, d3, alt
-            traced = _name_strips(t3, ppx, flags, given=given)
+            traced, rho = _name_strips(t3, ppx, flags, given=given), rho3
     if traced is None:
-        traced = _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness)
+        traced, rho = _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness)
         if layout in _STRIPS_DEFAULT and len(_STRIPS_DEFAULT[layout]):
             traced = _name_strips(traced, ppx, flags, given=rhythm_leads is not None)
     n_out = int(round(duration * fs))
@@ -577,6 +577,25 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     conf = {name: 0.0 for name in STANDARD_12}
     cost = {(n + " (rhythm)" if ri >= 3 and layout in _STRIPS_DEFAULT else n): c
             for n, ri, *_, c in traced}
+    stroke = {"half_width_px": round(rho, 3)} if rho > 0 else {}
+    if not flags.get("6x2_halves_simultaneous"):
+        # the time origin from the sub-pixel end of the ink and the stroke's cap; a
+        # duration that is not a round number was measured from the traces' start,
+        # which then anchors the origin
+        from_end = duration * 2 == round(duration * 2)
+        reads = []
+        if from_end:
+            reads.append(_end_shift(traced, dk, rho, x0 + (duration - 1.0 / fs) * pxps))
+        if not from_end or not any(p is not None for p in pulses):
+            # no pulse hides the starts: they read the origin too (on a bilevel scan
+            # each end is a whole pixel, and the two are independent)
+            reads.append(_end_shift(traced, dk, rho, x0, start=True))
+        reads = [v for v in reads if v is not None]
+        end = float(np.mean(reads)) if reads else None
+        if end is not None:
+            stroke["end_shift_px"] = round(end, 3)
+            x0 += end
+            traced = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in traced]
     traced = [t[:1] + t[2:8] for t in traced]
     # sub-sample time origin from the polyline's vertices (low sampling rates only)
     shift = _vertex_phase(traced, x0, pxps / float(fs))
@@ -626,7 +645,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
             "gain": float(gain), "px_per_mm": (float(ppx), float(ppy)), "scale_source": grid_src,
             "rotation_deg": float(angle), "x_origin_px": float(x0), "confidence": conf,
             "limb_residual": None if not np.isfinite(limb_res) else round(float(limb_res), 3),
-            "path_cost": cost,
+            "path_cost": cost, "stroke": stroke,
             "pulses": sum(p is not None for p in pulses), "digitize_flags": flags,
             "format": "image"}
     if flags:
@@ -682,6 +701,89 @@ def _perspective(dark, angle, full=None):
     if ppm is None or dark.shape[1] / ppm < 60.0:
         return None
     return P.rectify_map(dark, ppm, angle, full=full)
+
+
+# A page without calibration pulses shows where its traces start; when the ink's two
+# ends (each read to about a pixel, 5 ms at 25 mm/s) give a duration this close to a
+# round half second, the duration is taken as round, and the origin from the end.
+_ROUND_DURATION_S = 0.012
+
+# How far a stroke's end (the furthest half-darkness crossing along the rows round the
+# end sample's) lies past that sample, less the stroke's half width: round and
+# projecting caps reach one half width past it, and a crossing read between two pixel
+# centres comes out up to 0.1 px short. With this, the origins of ecg-image-kit pages
+# (matplotlib's projecting caps, half width 0.84-1.02 px) came within 0.11 px of the
+# truth on the clean profile (mean 0.04), 0.07-0.32 px early on the scan profile;
+# ecgcore.plot's round caps within 0.06 px at 0.6 pt, 0.07 and 0.13 px early on average
+# at 1.0 and 1.6 pt.
+_CAP_SHORT_PX = 0.1
+# Below this half width (px) the crossing's offset from the cap is not that constant
+# (100-dpi pages with 0.35-0.45 px: the binary end read their origin closer), so the
+# ends of thin strokes are read as before, from the ink mask.
+_END_MIN_RHO = 0.7
+
+
+def _crossing(dark, r, k, step):
+    """Sub-pixel half-darkness crossing of row ``r`` walking from column ``k`` (ink)
+    in the direction ``step``; NaN when ``(r, k)`` is not ink."""
+    w = dark.shape[1]
+    if dark[r, k] < 0.5:
+        return np.nan
+    while 0 < k + step < w - 1 and dark[r, k + step] >= 0.5:
+        k += step
+    return k + step * (dark[r, k] - 0.5) / (dark[r, k] - dark[r, k + step])
+
+
+def _end_shift(traced, dark, rho, x_ref, start=False):
+    """Correction (px) of the last sample's column ``x_ref`` from the traces' ends (or,
+    with ``start``, of the first sample's column from their starts).
+
+    The binary end of the ink is a whole pixel, and the rows of a page end at the same
+    time, so their mean does not dither: the origin was off by up to half a pixel plus
+    the error of a cap model built on the quantized stroke thickness (1.0-pt traces: 0.8
+    px, two samples at 500 Hz and 200 dpi). Here each row's end is the sub-pixel
+    half-darkness crossing of the stroke's darkness ``dark`` (before the chroma test:
+    an end pixel over a red grid line is red) along the rows of its last sample, which
+    lies the stroke's half width ``rho`` (measured on the flanks) before it, as with
+    projecting caps. A round cap's crossing, averaged over a pixel's height, reaches a
+    little less far (``ecgcore.plot`` at 1.0-1.6 pt: origins 0.2-0.3 px early where
+    only the end is read). A butt cap ends at the last sample itself: such a page reads
+    ``rho`` late, which the shape of a square end cannot tell from a projecting one. On
+    a bilevel image the crossing falls on a pixel's edge, as the binary end did.
+
+    Returns None when the ends are not read: the stroke's width was not measured or is
+    under ``_END_MIN_RHO``, fewer than two rows end on ink, or the correction exceeds
+    ``1 + rho`` px (the ends disagree with the ink mask's, e.g. a speck joined to a
+    row's end).
+    """
+    if not rho >= _END_MIN_RHO:
+        return None
+    h, w = dark.shape
+    lim = min(t[2] for t in traced) if start else max(t[3] for t in traced)
+    step = -1 if start else 1
+    edges = []
+    for t in traced:
+        xs, ys = t[5], t[6]
+        if abs((t[2] if start else t[3]) - lim) > 0.5 or len(xs) < 8 or t[7] < 0.5:
+            continue
+        # the cap is centred on the end sample: its row is the one to cross, from there
+        r = int(round(float(np.interp(x_ref, xs, ys))))
+        k = int(round(x_ref))
+        if not (1 <= r < h - 1 and 1 <= k < w - 2):
+            continue
+        for _ in range(int(2 * rho) + 2):   # x_ref may lie past the ink
+            if dark[r, k] >= 0.5 or not 1 <= k - step < w - 2:
+                break
+            k -= step
+        if dark[r, k] >= 0.5:
+            # the cap's extreme: the furthest crossing of the rows round the end
+            # sample's (that row is read from the traced line, to a pixel)
+            c = np.array([_crossing(dark, rr, k, step) for rr in (r - 1, r, r + 1)])
+            edges.append(step * float(np.nanmax(step * c)))
+    if len(edges) < 2:
+        return None
+    shift = float(np.median(edges)) - step * (rho - _CAP_SHORT_PX) - x_ref
+    return shift if abs(shift) <= 1.0 + rho else None
 
 
 def _vertex_phase(traced, x0, pxs):
@@ -956,22 +1058,24 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
     is ignored).
     """
     tail = 1.0 / fs
+    cap = max(0.0, (float(thickness) - 0.38) / 4.0 - 0.31)
     starts = []
     for (xs, xe, _), p in zip(extents, pulses):
         if p is not None:
             # the trace begins after the pulse's falling edge (some renderers leave a tail)
             starts.append(p["x_end"] + 0.5 * ppx)
         else:
-            starts.append(xs)
-    cap = max(0.0, (float(thickness) - 0.38) / 4.0 - 0.31)
+            starts.append(xs + cap)   # the first sample lies inside the ink, as the last
     x_end = _row_end(extents, ppx) - cap
     if layout == "6x2":
         return _windows_6x2(extents, starts, pxps, ppx, flags, tail, cap)
     x0_raw = float(np.median(starts))
     dur_raw = (x_end - x0_raw) / pxps + tail
     dur = round(dur_raw * 2) / 2
-    if dur > 0 and abs(dur - dur_raw) < 0.3 and any(p is not None for p in pulses):
-        # a pulse's tail hides where the trace starts: trust a round duration from the end
+    if dur > 0 and (abs(dur - dur_raw) < 0.3 and any(p is not None for p in pulses)
+                    or abs(dur - dur_raw) < _ROUND_DURATION_S):
+        # a pulse's tail hides where the trace starts: trust a round duration from the
+        # end; without a pulse, when both ends of the ink give one within their reading
         x0 = x_end - (dur - tail) * pxps
     else:
         x0, dur = x0_raw, dur_raw
@@ -1015,11 +1119,13 @@ def _strip_names(layout, rhythm_leads, path):
 
 def _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness):
     """Trace each window with the DP kernel: per window ``(name, row index, xa, xb, xorg,
-    xs, ys, share of the path on ink, path cost per column)``, xs/ys in page pixels."""
+    xs, ys, share of the path on ink, path cost per column)``, xs/ys in page pixels; and
+    the stroke's half width measured on the steep flanks (px, median over windows; 0
+    when not measured)."""
     from ._trace_kernels import column_points, dp_trace
 
     h = ink.shape[0]
-    traced = []
+    traced, rhos = [], []
     for name, ri, xa, xb, blank, xorg in windows:
         r0 = int(max(0, rows[ri] - 0.95 * pitch))
         r1 = int(min(h, rows[ri] + 0.95 * pitch))
@@ -1035,13 +1141,15 @@ def _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness):
             sub[:, max(0, c0):max(0, c1)] = 0.0
             wsub[:, max(0, c0):max(0, c1)] = 0.0
         path_rows, total = dp_trace(sub, float(rows[ri] - r0), 0.5 * pitch, 0.3, 0.5, 0.01)
-        xs, ys, good, on_ink = column_points(sub, wsub, path_rows, 0.45,
-                                             max(0.0, (thickness - 1) / 2), _ENVELOPE)
+        xs, ys, good, on_ink, rho = column_points(sub, wsub, path_rows, 0.45,
+                                                  max(0.0, (thickness - 1) / 2), _ENVELOPE, -1.0)
+        if rho > 0:
+            rhos.append(rho)
         if good.sum() >= 2:   # interpolate over paper gaps instead of trusting them
             xs, ys = xs[good], ys[good]
         traced.append((name, ri, xa, xb, xorg, xs + xa_i, ys + r0, float(on_ink.mean()),
                        float(total) / sub.shape[1]))
-    return traced
+    return traced, (float(np.median(rhos)) if rhos else 0.0)
 
 
 # A strip repeats a panel when their traced drawings differ by less than this share of
