@@ -359,6 +359,7 @@ def raster(tmp):
         "clean 200 dpi, 6x2c (contiguous, as carts print)": ({"layout": "6x2c"}, {}),
         "clean 200 dpi, 12x1": ({"layout": "12x1"}, {}),
         "clean 200 dpi, 3x4+3 (V1, II, V5 strips)": ({"layout": "3x4+3"}, {}),
+        "clean 200 dpi, 3x4+2 (V1, II strips, five rows)": ({"layout": "3x4+2"}, {}),
         "clean 200 dpi, 3x4+1 with a V1 strip": ({"rhythm_leads": "V1"}, {}),
         "3x4+3, blur + noise + JPEG + rotation 3 deg": (
             {"layout": "3x4+3"}, {"blur": 0.8, "noise": 8.0, "jpeg": 70, "angle": 3.0}),
@@ -414,7 +415,7 @@ def raster(tmp):
         per = ", ".join(f"{v:.1f}" for v in vals)
         print(f"| {cname} | {len(vals)} | {np.mean(vals):.1f} ({per}) |")
     if named:
-        ok = sum(lay == ("3x4+3" if len(w) == 3 else "3x4+II") and w == got
+        ok = sum(lay == {3: "3x4+3", 2: "3x4+2"}.get(len(w), "3x4+II") and w == got
                  for _, _, lay, w, got in named)
         print(f"\nlayout and rhythm strips named right on {ok} of {len(named)} pages with "
               "other strips than lead II")

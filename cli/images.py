@@ -21,7 +21,7 @@ import sys
 
 from ._common import expand_inputs
 
-_LAYOUTS = ("6x2", "6x2c", "3x4+II", "3x4", "3x4+3", "12x1")
+_LAYOUTS = ("6x2", "6x2c", "3x4+II", "3x4", "3x4+2", "3x4+3", "12x1")
 
 
 def add_parser(sub):

@@ -15,7 +15,7 @@ def add_parser(sub):
     p.add_argument("--layout", choices=LAYOUTS, default="3x4+II")
     p.add_argument("--rhythm-leads", metavar="LEADS",
                    help="comma-separated leads of the rhythm strips: one for 3x4+II (e.g. V1), "
-                        "three for 3x4+3 (default V1,II,V5)")
+                        "two for 3x4+2 (default V1,II), three for 3x4+3 (default V1,II,V5)")
     p.add_argument("--speed", type=float, default=25.0, help="mm/s (default 25)")
     p.add_argument("--gain", type=float, default=10.0, help="mm/mV (default 10)")
     p.add_argument("--dpi", type=float, default=200.0)

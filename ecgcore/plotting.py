@@ -11,6 +11,7 @@ Layouts
 ``"3x4+II"``  three rows of four 2.5-s columns (I II III | aVR aVL aVF | V1 V2 V3 |
               V4 V5 V6), plus a full-length lead-II rhythm strip (the standard page)
 ``"3x4"``     the same without the rhythm strip
+``"3x4+2"``   the 3x4 grid plus two full-length rhythm strips, V1 and II by default
 ``"3x4+3"``   the 3x4 grid plus three full-length rhythm strips, V1, II and V5 by default
               (the GE/Marquette page)
 ``"6x2"``     six rows of two columns (limb leads left, chest leads right), each the full
@@ -35,9 +36,10 @@ from .record import Record, STANDARD_12
 
 __all__ = ["plot", "PlotResult", "LAYOUTS"]
 
-LAYOUTS = ("3x4+II", "3x4", "3x4+3", "6x2", "6x2c", "12x1")
+LAYOUTS = ("3x4+II", "3x4", "3x4+2", "3x4+3", "6x2", "6x2c", "12x1")
 # the rhythm strips each layout draws below its 3x4 grid, unless the caller names others
-RHYTHM_DEFAULT = {"3x4+II": ("II",), "3x4": (), "3x4+3": ("V1", "II", "V5")}
+RHYTHM_DEFAULT = {"3x4+II": ("II",), "3x4": (), "3x4+2": ("V1", "II"),
+                  "3x4+3": ("V1", "II", "V5")}
 _MARK_COLOURS = {"P": "#1f77b4", "QRS": "#d62728", "T": "#2ca02c"}
 
 
@@ -131,7 +133,7 @@ def rhythm_leads_for(layout, rhythm_leads):
     want = len(RHYTHM_DEFAULT.get(layout, ()))
     if want == 0:
         raise ConfigError(f"layout {layout!r} draws no rhythm strip; rhythm_leads= is for "
-                          "'3x4+II' (one strip) and '3x4+3' (three)")
+                          "'3x4+II' (one strip), '3x4+2' (two) and '3x4+3' (three)")
     if len(names) != want:
         raise ConfigError(f"layout {layout!r} draws {want} rhythm strip(s), "
                           f"rhythm_leads= names {len(names)}: {names}")
@@ -163,10 +165,11 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     path_or_ax : str, path, matplotlib Axes or None
         A file (``.png``, ``.svg``, ``.pdf``, ``.jpg``) to write, an Axes to draw
         into, or None to only return the figure.
-    layout : {"3x4+II", "3x4", "3x4+3", "6x2", "6x2c", "12x1"}
+    layout : {"3x4+II", "3x4", "3x4+2", "3x4+3", "6x2", "6x2c", "12x1"}
         Page layout (see the module docstring); ``"6x2c"`` is the contiguous 6x2
-        of carts (limb leads 0 to D/2, chest leads D/2 to D); ``"3x4+3"`` adds
-        three rhythm strips (V1, II, V5) to the 3x4 grid.
+        of carts (limb leads 0 to D/2, chest leads D/2 to D); ``"3x4+2"`` and
+        ``"3x4+3"`` add two (V1, II) or three rhythm strips (V1, II, V5) to the
+        3x4 grid.
     speed : float
         Paper speed, mm/s (25 or 50 are usual).
     gain : float
@@ -181,9 +184,9 @@ def plot(record: Record, path_or_ax=None, layout: str = "3x4+II", speed: float =
     grid_color : {"red", "grey", "green", "blue"}
         Colour family of the grid; ``"grey"`` gives a black-and-white page.
     rhythm_leads : str or sequence of str, optional
-        The leads of the full-length rhythm strips of ``"3x4+II"`` (one) and
-        ``"3x4+3"`` (three), e.g. ``"V1"`` or ``("II", "V1", "V5")``; default II and
-        V1, II, V5.
+        The leads of the full-length rhythm strips of ``"3x4+II"`` (one),
+        ``"3x4+2"`` (two) and ``"3x4+3"`` (three), e.g. ``"V1"`` or
+        ``("II", "V1", "V5")``; default II, V1 and II, and V1, II, V5.
 
     Returns
     -------

@@ -1,5 +1,5 @@
-"""Rhythm strips under a 3x4 grid: the "3x4+3" page (V1, II, V5 strips, GE/Marquette) and
-3x4+1 pages whose strip is not lead II. ecgcore.plot draws them; the raster reader tells a
+"""Rhythm strips under a 3x4 grid: the "3x4+3" page (V1, II, V5 strips, GE/Marquette), the
+"3x4+2" page (two strips, five rows) and 3x4+1 pages whose strip is not lead II. ecgcore.plot draws them; the raster reader tells a
 3x4+3 page from a 6x2 page (both have six rows) and names each strip after the 3x4 panel it
 repeats; the vector reader takes the names from the page's labels."""
 
@@ -78,6 +78,34 @@ def test_raster_3x4_3_layout_and_strip_names(tmp_path, sim, strips):
     assert np.all(snr > 10.0), snr     # every lead where it belongs
 
 
+@pytest.mark.parametrize("strips", [None, ("II", "V5"), ("aVF", "V2")])
+def test_raster_3x4_2_five_rows(tmp_path, sim, strips):
+    """Five trace rows are the 3x4 grid with two rhythm strips (the previous tree
+    refused such a page: "unknown layout: 5 trace rows found")."""
+    p = tmp_path / "page.png"
+    res = ecgcore.plot(sim, p, layout="3x4+2", rhythm_leads=strips)
+    assert sum(r.rhythm for r in res.panels) == 2
+    out = ecgcore.digitize(p, fs=500)
+    flags = out.meta["digitize_flags"]
+    assert out.meta["layout"] == "3x4+2"
+    want = list(strips or ("V1", "II"))
+    assert flags["rhythm_leads"] == want
+    assert "rhythm_lead_assumed" not in flags
+    assert sorted(_full_length(out)) == sorted(want)
+    snr = _score(sim, res, out)
+    assert np.nanmean(snr) > 18.0, snr
+    assert np.all(snr > 10.0), snr
+
+
+def test_3x4_2_layout_named_and_checked(tmp_path, sim):
+    with pytest.raises(ConfigError, match="draws 2 rhythm strip"):
+        ecgcore.plot(sim, None, layout="3x4+2", rhythm_leads="V1")
+    p = tmp_path / "page.png"
+    ecgcore.plot(sim, p, layout="3x4+II")
+    with pytest.raises(DigitizeError, match="expects 5 trace rows, found 4"):
+        ecgcore.digitize(p, fs=500, layout="3x4+2")
+
+
 @pytest.mark.parametrize("lead", ["V1", "aVF", "V4"])
 def test_raster_single_strip_of_another_lead(tmp_path, sim, rng, lead):
     p = tmp_path / "page.png"
@@ -148,6 +176,16 @@ def test_vector_pdf_3x4_3_reads_the_strips_by_label(tmp_path):
     out = ecgcore.digitize(p, fs=500)
     assert out.meta["source_kind"] == "vector"
     assert sorted(_full_length(out)) == ["V1", "V6", "aVF"]
+    assert np.nanmean(_score(rec, res, out)) > 60.0
+
+
+def test_vector_pdf_3x4_2_reads_the_strips_by_label(tmp_path):
+    rec = ecgcore.read(shared_path("data", "ludb", "1.hea")).conform()
+    p = tmp_path / "page.pdf"
+    res = ecgcore.plot(rec, p, layout="3x4+2", rhythm_leads=("V2", "aVL"))
+    out = ecgcore.digitize(p, fs=500)
+    assert out.meta["source_kind"] == "vector"
+    assert sorted(_full_length(out)) == ["V2", "aVL"]
     assert np.nanmean(_score(rec, res, out)) > 60.0
 
 

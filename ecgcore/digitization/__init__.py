@@ -20,7 +20,7 @@ from ..record import Record
 
 __all__ = ["digitize", "read_pdf", "read_image", "read", "LAYOUTS"]
 
-LAYOUTS = ("auto", "3x4+II", "3x4", "3x4+3", "6x2", "12x1")
+LAYOUTS = ("auto", "3x4+II", "3x4", "3x4+2", "3x4+3", "6x2", "12x1")
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 
 
@@ -49,10 +49,10 @@ def digitize(path, layout: str = "auto", fs: float = 500.0, **kwargs) -> Record:
     ----------
     path : str or path-like
         A PDF (vector or scanned) or an image (PNG, JPEG, TIFF, BMP).
-    layout : {"auto", "3x4+II", "3x4", "3x4+3", "6x2", "12x1"}
+    layout : {"auto", "3x4+II", "3x4", "3x4+2", "3x4+3", "6x2", "12x1"}
         The page layout; ``"auto"`` detects it (vector PDFs never need it).
         ``"3x4+3"`` is the 3x4 grid with three rhythm strips (V1, II, V5 on
-        GE/Marquette pages); raster pages name each rhythm strip after the 3x4
+        GE/Marquette pages), ``"3x4+2"`` with two (five trace rows); raster pages name each rhythm strip after the 3x4
         panel it repeats (``meta["digitize_flags"]["rhythm_leads"]``). ``"6x2"``
         covers both 6x2 prints: columns side by side in time (each lead 10 s) and the
         contiguous print (limb leads 0-5 s, chest leads 5-10 s, ``ecgcore.plot``'s

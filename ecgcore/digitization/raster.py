@@ -27,13 +27,16 @@ Steps (facts/digitization.md §7):
    (mm/mV) and speed (mm/s) when it disagrees with 10 mm/mV and 25 mm/s; when
    both disagree with every standard setting by one factor, the grid period is
    re-read at the period the pulse implies;
-7. layout from the row count (3x4: 3 rows, 3x4+II: 4, 6x2 or 3x4+3: 6, 12x1: 12)
-   and the standard lead order; six rows are a 6x2 page unless their halves sit side
-   by side or the lower three rows repeat 3x4 panels (three rhythm strips, 3x4+3).
-   Rhythm strips are named after the panel they repeat (a strip and the 3x4 grid
-   share one time axis), the standard II / V1, II, V5 when none matches clearly;
-   time anchored on the end of the ink (the last drawn sample is at D - 1/fs, a cap-style-neutral ``lw / 4`` inside the ink's end; the
-   mean over the latest rows); leads in column c start at c x (duration / 4); when
+7. layout from the row count (3x4: 3 rows, 3x4+II: 4, 3x4+2: 5, 6x2 or 3x4+3: 6,
+   12x1: 12) and the standard lead order; six rows are a 6x2 page unless their
+   halves sit side by side or the lower three rows repeat 3x4 panels (three rhythm
+   strips, 3x4+3). Rhythm strips are named after the panel they repeat (a strip and
+   the 3x4 grid share one time axis), the standard II / V1, II / V1, II, V5 when
+   none matches clearly; time anchored on the end of the ink (the last drawn sample
+   is at D - 1/fs, read from the sub-pixel half-darkness ends of the ink less the
+   stroke's half width, or a cap-style-neutral ``lw / 4`` inside the binary end of
+   thin strokes; both ends without a calibration pulse; the mean over the latest
+   rows); leads in column c start at c x (duration / 4); when
    a sample spans >= 1.2 px (100 Hz at 200 dpi) the origin is then moved onto the
    lattice of the polyline's vertices (the bends of the traced line);
 8. per lead a dynamic-programming path through the ink map
@@ -64,7 +67,7 @@ _STD_SPEEDS = (12.5, 25.0, 50.0, 100.0)
 _STD_GAINS = (2.5, 5.0, 10.0, 20.0, 40.0)
 _ENVELOPE = True
 _TICK_MM = 0.35
-_ROWS_TO_LAYOUT = {4: "3x4+II", 3: "3x4", 6: "6x2", 12: "12x1"}
+_ROWS_TO_LAYOUT = {4: "3x4+II", 3: "3x4", 5: "3x4+2", 6: "6x2", 12: "12x1"}
 _LAYOUT_ROWS = {**{v: k for k, v in _ROWS_TO_LAYOUT.items()}, "3x4+3": 6}
 # rhythm strips under the 3x4 grid, when the page does not show which lead they are
 _STRIPS_DEFAULT = RHYTHM_DEFAULT
@@ -344,9 +347,10 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     ----------
     rgb : uint8 array (h, w, 3) or (h, w)
         The page.
-    layout : {"auto", "3x4+II", "3x4", "3x4+3", "6x2", "12x1"}
+    layout : {"auto", "3x4+II", "3x4", "3x4+2", "3x4+3", "6x2", "12x1"}
         ``"3x4+3"`` is the 3x4 grid with three rhythm strips (six trace rows, like
-        a 6x2 page: ``"auto"`` tells them apart by the strips repeating panels).
+        a 6x2 page: ``"auto"`` tells them apart by the strips repeating panels);
+        ``"3x4+2"`` with two (five rows).
     fs : float
         Output sampling rate, Hz.
     path : str, optional
@@ -491,7 +495,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
                                 "named from a layout", path)
         if n_rows not in _ROWS_TO_LAYOUT:
             raise DigitizeError(f"unknown layout: {n_rows} trace rows found (known: 3x4 = 3, "
-                                "3x4+II = 4, 6x2 or 3x4+3 = 6, 12x1 = 12)", path)
+                                "3x4+II = 4, 3x4+2 = 5, 6x2 or 3x4+3 = 6, 12x1 = 12)", path)
         layout = _ROWS_TO_LAYOUT[n_rows]
     elif n_rows != _LAYOUT_ROWS[layout]:
         raise DigitizeError(f"layout {layout} expects {_LAYOUT_ROWS[layout]} trace rows, "
@@ -570,6 +574,14 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
             traced, rho = _name_strips(t3, ppx, flags, given=given), rho3
     if traced is None:
         traced, rho = _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness)
+        if auto and layout == "3x4+2" and rhythm_leads is None and \
+                not any(hit is not None for hit, _ in _strip_leads(traced, ppx)):
+            # five full-length rows (a 12x1 page of five leads, or a page whose sixth
+            # row was missed) are not a 3x4+2 page, whose strips repeat panels
+            raise DigitizeError("unknown layout: 5 trace rows found, and neither of the "
+                                "lower two repeats a panel of the upper three as the "
+                                "rhythm strips of a 3x4+2 page do (pass layout= and "
+                                "rhythm_leads= if it is one)", path)
         if layout in _STRIPS_DEFAULT and len(_STRIPS_DEFAULT[layout]):
             traced = _name_strips(traced, ppx, flags, given=rhythm_leads is not None)
     n_out = int(round(duration * fs))
