@@ -295,7 +295,7 @@ def _keystone(w, h, k):
 
 
 def _damage(src, dst, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0,
-            keystone=0.0, vignette=0.0, bow=0.0):
+            keystone=0.0, vignette=0.0, bow=0.0, fade=None):
     from PIL import Image, ImageFilter
 
     im = Image.open(src).convert("RGB")
@@ -320,6 +320,10 @@ def _damage(src, dst, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0,
     if shade:
         h, w = a.shape[:2]
         a *= (1 - shade * np.linspace(0, 1, w)[None, :] * np.linspace(0.3, 1, h)[:, None])[..., None]
+    if fade:        # faded thermal paper: darkness times lo..hi across, paper yellowed
+        w = a.shape[1]
+        a = 255 - (255 - a) * np.linspace(fade[0], fade[1], w)[None, :, None]
+        a *= np.array([1.0, 0.96, 0.82])
     if vignette:    # a lamp off to one side, warm light
         h, w = a.shape[:2]
         r2 = (np.linspace(-0.3, 0.7, w)[None, :] ** 2 + np.linspace(-0.4, 0.6, h)[:, None] ** 2)
@@ -382,6 +386,10 @@ def raster(tmp):
         "photo: keystone 6 % + blur + noise + JPEG": (
             {}, {"keystone": 0.06, "blur": 0.6, "noise": 6.0, "jpeg": 80}),
         "paper bowed on the glass (rows sag 1 % of the height)": ({}, {"bow": 0.01}),
+        "faded thermal print (ink at 30 % contrast, yellowed) + noise + JPEG": (
+            {}, {"fade": (0.3, 0.3), "noise": 6.0, "jpeg": 80}),
+        "faded unevenly (25 % to 50 % across the page) + noise + JPEG": (
+            {}, {"fade": (0.25, 0.5), "noise": 6.0, "jpeg": 80}),
     }
     print("| raster page set (ecgcore.plot, 3x4+II unless said) | pages | mean SNR (dB) |")
     print("|---|---|---|")

@@ -5,7 +5,9 @@ Steps (facts/digitization.md §7):
 1. decode with Pillow (EXIF orientation applied); split into the brightest and
    darkest channel (:mod:`.grid`);
 2. what lies outside the paper (a photo's table, a scanner's lid) is blanked
-   (:func:`.grid.off_page`); paper shading from a tiled 90th percentile; deskew
+   (:func:`.grid.off_page`); faded ink (thermal paper) measured per tile and its
+   darkness scaled up to a dark stroke's (flag ``faded_ink_contrast``, the faintest
+   tile's contrast); paper shading from a tiled 90th percentile; deskew
    (up to ±10°) by the projection profile of the grid and traces;
    a photographed page's perspective is measured from the grid's local angles and
    periods, fitted with a homography and refined on the grid's own 1-mm lattice
@@ -136,15 +138,6 @@ def load_rgb(path):
     if dpi is not None and not (30 <= dpi <= 2400):
         dpi = None
     return rgb, dpi
-
-
-def _check_page(grey, path):
-    if grey.ndim != 2 or min(grey.shape) < 64:
-        raise DigitizeError(f"image too small for an ECG page ({grey.shape[1]}x{grey.shape[0]} px)",
-                            path)
-    ink = grey < 0.5
-    if ink.mean() < 1e-4 or float(grey.std()) < 0.01:
-        raise DigitizeError("blank page: no ink found", path)
 
 
 def digitize_image(path, layout: str = "auto", fs: float = 500.0, **kwargs) -> Record:
@@ -292,6 +285,83 @@ def _undither(a):
     return np.clip(gaussian_filter(x, sig) + 0.5, 0, 255).astype(np.uint8)
 
 
+# A page is blank when no pixel is this much darker than the paper (brightness 0-1);
+# a faded thermal print's trace can be as light as a quarter of the paper's darkness.
+_BLANK_CONTRAST = 0.15
+# Faded ink (thermal paper fades, and unevenly): the trace's contrast is measured per
+# tile of a _FADED_TILES grid as the darkness of its darkest pixels (the 99.9th
+# percentile of the brightest channel's darkness against the paper: a black trace, not
+# a red grid). Where a tile's is under _FADED_BELOW, the page's darkness is scaled up,
+# smoothly across tiles, so that its trace reaches _FADED_TARGET: every later threshold
+# (the ink map, the pulses, the sub-pixel half-darkness crossings) assumes a dark
+# stroke. A tile under _FADED_EMPTY of the darkest tile round it, or under
+# _FADED_EMPTY_PAGE of the page's median tile, holds no trace (the gap between two rows,
+# an empty margin: grid lines, noise, a stain) and takes its traced neighbours' gain.
+# (An ecg-image-kit page whose top third is empty otherwise read as faded.) Blur
+# lowers a thin trace's peak too (100-dpi pages with a 0.8-px blur: 0.6-0.7); scaling
+# those up widened their skirts into ink and cost them 2-5 dB, so only clearly faded
+# ink is scaled. The gain stops at _FADED_MAX_GAIN (noise grows with it).
+_FADED_TILES = (6, 8)
+_FADED_BELOW = 0.45
+_FADED_TARGET = 0.9
+_FADED_EMPTY = 0.5
+_FADED_EMPTY_PAGE = 0.4
+_FADED_FILL = 0.75
+_FADED_MAX_GAIN = 6.0
+
+
+def _restore_contrast(vmax, vmin, paper):
+    """(vmax, vmin, the faintest traced tile's contrast or None): the page's darkness
+    relative to ``paper`` stretched where its ink is faded (see ``_FADED_BELOW``)."""
+    from scipy.ndimage import maximum_filter, zoom
+
+    if not paper > 0.2:
+        return vmax, vmin, None
+    h, w = vmax.shape
+    ty, tx = _FADED_TILES
+    ey = np.linspace(0, h, ty + 1).astype(int)
+    ex = np.linspace(0, w, tx + 1).astype(int)
+    con = np.empty((ty, tx))
+    dense = np.empty((ty, tx))
+    for i in range(ty):
+        for j in range(tx):
+            t = vmax[ey[i]:ey[i + 1]:2, ex[j]:ex[j + 1]:2].ravel()
+            k1, k2 = int(t.size * 0.001), int(t.size * 0.03)
+            t = np.partition(t, (k1, k2))
+            con[i, j] = 1.0 - float(t[k1]) / paper
+            dense[i, j] = 1.0 - float(t[k2]) / paper
+    traced = con >= _FADED_EMPTY * maximum_filter(con, size=3, mode="nearest")
+    traced &= con > _FADED_EMPTY_PAGE * float(np.median(con))
+    # a stroke's darkest pixels are few; a tile whose 97th percentile is nearly as
+    # dark holds grid lines or a fill (a red grid on blue paper: 0.34 in the
+    # brightest channel, 0.9 of its 99.9th percentile; traced tiles 0.2-0.5)
+    traced &= dense < _FADED_FILL * con
+    if not traced.any() or float(con[traced].min()) >= _FADED_BELOW:
+        return vmax, vmin, None
+    # a tile crossed only by a row's spikes reads fainter than its ink: the darkest of
+    # the tiles above and below sets its gain (rows run across, an uneven fade along
+    # them keeps its tiles apart); every tile is scaled, so that neighbours do not
+    # step at _FADED_BELOW
+    near = maximum_filter(np.where(traced, con, 0.0), size=(3, 1), mode="nearest")
+    gain = np.clip(_FADED_TARGET / np.maximum(near, 1e-3), 1.0, _FADED_MAX_GAIN)
+    med = float(np.median(gain[traced]))
+    for i, j in zip(*np.nonzero(~traced)):
+        nb = traced[max(0, i - 1):i + 2, max(0, j - 1):j + 2]
+        vals = gain[max(0, i - 1):i + 2, max(0, j - 1):j + 2][nb]
+        gain[i, j] = float(vals.mean()) if vals.size else med
+    # from the tiles' centres to every pixel, linearly
+    gmap = zoom(gain.astype(np.float32), (h / ty, w / tx), order=1, mode="nearest",
+                grid_mode=True)[:h, :w]
+    out = []
+    for v, level in ((vmax, paper), (vmin, float(np.median(vmin[::2, ::2])))):
+        # each channel's darkness below its own paper level times the gain: yellowed
+        # paper is darker in the darkest channel, and keeps its chroma
+        v = level - (level - v) * gmap
+        np.clip(v, 0.0, 1.0, out=v)
+        out.append(v)
+    return out[0], out[1], float(con[traced].min())
+
+
 def _digitize_turned(a, kw):
     """:func:`_digitize_upright` of the page as it lies, or turned (see digitize_array)."""
     tried = []
@@ -390,7 +460,9 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         raise DigitizeError(f"image too small for an ECG page ({a.shape[1]}x{a.shape[0]} px)", path)
     vmax = np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2]).astype(np.float32) * (1 / 255)
     vmin = np.minimum(np.minimum(a[..., 0], a[..., 1]), a[..., 2]).astype(np.float32) * (1 / 255)
-    if float(vmin.std()) < 0.01 or (vmax < 0.5).mean() < 1e-4 and (vmin < 0.5).mean() < 1e-4:
+    paper = float(np.median(vmax[::2, ::2]))
+    if float(vmin.std()) < 0.01 or (vmax < paper - _BLANK_CONTRAST).mean() < 1e-4 \
+            and (vmin < paper - _BLANK_CONTRAST).mean() < 1e-4:
         raise DigitizeError("blank page: no ink found", path)
     flags = {}
     # the table round a photographed page, a scanner's black lid: white, so that their
@@ -400,6 +472,10 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         vmax[outside] = 1.0
         vmin[outside] = 1.0
         flags["background_masked"] = round(float(outside.mean()), 3)
+    # after the table is blanked: its darkness is not the ink's
+    vmax, vmin, ink_contrast = _restore_contrast(vmax, vmin, paper)
+    if ink_contrast is not None:
+        flags["faded_ink_contrast"] = round(ink_contrast, 3)
     bg = G.background(vmax)
     dark = np.clip(1.0 - vmin / bg, 0.0, 1.0)
     angle = G.estimate_skew(dark)
