@@ -71,3 +71,19 @@ def test_dithered_bilevel_scan(tmp_path):
     assert out.meta["digitize_flags"]["dithered_page_smoothed"]
     assert out.meta["scale_source"] == "grid" and out.meta["pulses"] > 0
     assert np.nanmean(_score(rec, res, out)) > 15.0
+
+
+def test_half_turn_needs_evidence(tmp_path):
+    """A blurred, rotated, noisy 100-dpi page loses its pulses, and its limb leads do not
+    hold Einthoven's law either way up; read upside down it came out with more
+    confidence and was turned (-1.6 dB). Without pulses or consistent limb leads in
+    the turned reading, the page is kept as it lies (6.5 dB)."""
+    from test_digitize_raster import _damage, _rec
+
+    rec = _rec(4)
+    p = tmp_path / "page.png"
+    res = ecgcore.plot(rec, p, dpi=100)
+    q = _damage(p, np.random.default_rng(2), blur=0.8, noise=8.0, jpeg=70, angle=3.0)
+    out = ecgcore.digitize(q, fs=500)
+    assert "page_turned_deg" not in out.meta["digitize_flags"]
+    assert np.nanmean(_score(rec, res, out)) > 3.0

@@ -291,18 +291,24 @@ _BLANK_CONTRAST = 0.15
 # Faded ink (thermal paper fades, and unevenly): the trace's contrast is measured per
 # tile of a _FADED_TILES grid as the darkness of its darkest pixels (the 99.9th
 # percentile of the brightest channel's darkness against the paper: a black trace, not
-# a red grid). Where a tile's is under _FADED_BELOW, the page's darkness is scaled up,
-# smoothly across tiles, so that its trace reaches _FADED_TARGET: every later threshold
-# (the ink map, the pulses, the sub-pixel half-darkness crossings) assumes a dark
-# stroke. A tile under _FADED_EMPTY of the darkest tile round it, or under
-# _FADED_EMPTY_PAGE of the page's median tile, holds no trace (the gap between two rows,
-# an empty margin: grid lines, noise, a stain) and takes its traced neighbours' gain.
-# (An ecg-image-kit page whose top third is empty otherwise read as faded.) Blur
-# lowers a thin trace's peak too (100-dpi pages with a 0.8-px blur: 0.6-0.7); scaling
-# those up widened their skirts into ink and cost them 2-5 dB, so only clearly faded
-# ink is scaled. The gain stops at _FADED_MAX_GAIN (noise grows with it).
+# a red grid). Every later threshold (the ink map, the pulses, the sub-pixel
+# half-darkness crossings) assumes a dark stroke, so a faded page's darkness is scaled
+# up, smoothly across tiles, until its trace reaches _FADED_TARGET.
+# * A tile holds no trace (the gap between two rows, an empty margin: grid lines,
+#   noise, a stain) when it is under _FADED_EMPTY of the darkest tile round it, under
+#   _FADED_EMPTY_PAGE of the page's median tile (an ecg-image-kit page whose top third
+#   is empty read as faded), or when its 97th percentile is over _FADED_FILL of its
+#   99.9th (a stroke's darkest pixels are few; a red grid on blue paper reads 0.34 in
+#   the brightest channel, densely). It takes its traced neighbours' gain.
+# * A page is faded when its faintest traced tile is under _FADED_BELOW and its median
+#   one under _FADED_PAGE_BELOW. Blur lowers a thin trace's peak too: 100-dpi pages with
+#   a 0.8-px blur read 0.44 in their faintest tile but 0.63-0.68 in the median one (a
+#   page faded to half: 0.36 and 0.49), and scaling them widened the blur's skirts into
+#   ink and cost them 2-3 dB.
+# * The gain stops at _FADED_MAX_GAIN (noise grows with it).
 _FADED_TILES = (6, 8)
 _FADED_BELOW = 0.45
+_FADED_PAGE_BELOW = 0.55
 _FADED_TARGET = 0.9
 _FADED_EMPTY = 0.5
 _FADED_EMPTY_PAGE = 0.4
@@ -332,11 +338,9 @@ def _restore_contrast(vmax, vmin, paper):
             dense[i, j] = 1.0 - float(t[k2]) / paper
     traced = con >= _FADED_EMPTY * maximum_filter(con, size=3, mode="nearest")
     traced &= con > _FADED_EMPTY_PAGE * float(np.median(con))
-    # a stroke's darkest pixels are few; a tile whose 97th percentile is nearly as
-    # dark holds grid lines or a fill (a red grid on blue paper: 0.34 in the
-    # brightest channel, 0.9 of its 99.9th percentile; traced tiles 0.2-0.5)
-    traced &= dense < _FADED_FILL * con
-    if not traced.any() or float(con[traced].min()) >= _FADED_BELOW:
+    traced &= dense < _FADED_FILL * con   # grid lines or a fill, not a stroke
+    if not traced.any() or float(con[traced].min()) >= _FADED_BELOW \
+            or float(np.median(con[traced])) >= _FADED_PAGE_BELOW:
         return vmax, vmin, None
     # a tile crossed only by a row's spikes reads fainter than its ink: the darkest of
     # the tiles above and below sets its gain (rows run across, an uneven fade along
@@ -391,6 +395,13 @@ def _digitize_turned(a, kw):
         tried.append((_reading_score(r), k, r))
     if not tried:
         raise first
+    if turns == (2,):
+        # a half turn of a page that read upright needs evidence (pulses found, or limb
+        # leads that hold Einthoven's law), not confidence alone: blurred, rotated
+        # 100-dpi pages that lost their pulses read with more confidence upside down
+        # (-0.4 and -1.6 dB; upright 1.5 and 6.5)
+        up = tried[0][0][:2]
+        tried = [t for t in tried if t[1] == 0 or t[0][:2] > up]
     _, k, rec = max(tried, key=lambda t: t[0])
     if k:
         rec.meta["digitize_flags"]["page_turned_deg"] = 90 * k
