@@ -48,14 +48,34 @@ def test_ba_sos_is_the_published_ba_filter(rng, dtype, dc):
     st = F.butter_stage(FS, "bandpass", (0.67, 40.0), 4, True, "ba_sos")
     assert st[0] == 2 and st[4] == 27  # sections, with filtfilt's (b, a) padding 3 * 9
     ref = ss.filtfilt(b, a, x.astype(np.float64), axis=-1)
-    assert_close_range(F.apply_stages(x, [st]), ref, dtype)
+    y = F.apply_stages(x, [st])
+    if dtype == np.float64:
+        # the kernel is the design's sections: scipy's sosfiltfilt to rounding
+        sos = ss.butter(4, [0.67, 40], "bandpass", fs=FS, output="sos")
+        ref_sos = ss.sosfiltfilt(sos, x, axis=-1, padlen=27)
+        assert np.abs(y - ref_sos).max() <= 1e-9 * np.ptp(ref_sos)
+    # The published (b, a) are the design rounded to float64: a filter of its own, which
+    # differs from the sections by 3e-7 of the output range here without DC and 1.5-1.7e-6
+    # with 1e3 of it, scipy's sosfiltfilt alike (against a long-double filtfilt of the same
+    # (b, a), scipy's float64 filtfilt is off by 3-4e-7). How the polynomials round depends
+    # on the numpy/scipy versions: 1.7e-6 on numpy 2.4.6 / scipy 1.17.1 (under 1e-6 on the
+    # versions this test passed with until 2026-12).
+    tol = 3e-6 if dc and dtype == np.float64 else None
+
+    def close(actual, expected):
+        if tol is None:
+            assert_close_range(actual, expected, dtype)
+        else:
+            assert np.abs(actual - expected).max() <= tol * np.ptp(expected)
+
+    close(y, ref)
     # with the notch in the same call (the preset's route), against the two scipy calls
     nb, na = ss.iirnotch(50.0, 30.0, fs=FS)
     ref2 = ss.filtfilt(b, a, ss.filtfilt(nb, na, x.astype(np.float64), axis=-1), axis=-1)
-    assert_close_range(F.apply_stages(x, [F.notch_stage(FS, 50.0, 30.0), st]), ref2, dtype)
+    close(F.apply_stages(x, [F.notch_stage(FS, 50.0, 30.0), st]), ref2)
     # causal: lfilter from rest
     st_c = F.butter_stage(FS, "bandpass", (0.67, 40.0), 4, False, "ba_sos")
-    assert_close_range(F.apply_stages(x, [st_c]), ss.lfilter(b, a, x.astype(np.float64)), dtype)
+    close(F.apply_stages(x, [st_c]), ss.lfilter(b, a, x.astype(np.float64)))
 
 
 def test_ba_sos_on_real_record():
