@@ -390,6 +390,8 @@ def raster(tmp):
             {}, {"fade": (0.3, 0.3), "noise": 6.0, "jpeg": 80}),
         "faded unevenly (25 % to 50 % across the page) + noise + JPEG": (
             {}, {"fade": (0.25, 0.5), "noise": 6.0, "jpeg": 80}),
+        "faded on one side (25 % rising to fresh across the page) + noise + JPEG": (
+            {}, {"fade": (0.25, 1.0), "noise": 6.0, "jpeg": 80}),
     }
     print("| raster page set (ecgcore.plot, 3x4+II unless said) | pages | mean SNR (dB) |")
     print("|---|---|---|")

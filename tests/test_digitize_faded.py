@@ -31,12 +31,15 @@ def _faded(src, dst, seed, lo, hi, noise=6.0, jpeg=80):
     return dst
 
 
-@pytest.mark.parametrize("lo,hi,dpi", [(0.3, 0.3, 200), (0.25, 0.5, 200), (0.3, 0.3, 100)])
+@pytest.mark.parametrize("lo,hi,dpi", [(0.3, 0.3, 200), (0.25, 0.5, 200), (0.25, 1.0, 200),
+                                        (0.3, 0.3, 100)])
 def test_faded_pages_read(tmp_path, lo, hi, dpi):
-    """Ink at 25-50 % of its darkness: the previous reader refused such pages as blank
-    (a trace lighter than mid-grey) or, at half contrast, lost the 100-dpi page's
-    calibration pulses (4-5 dB). Now they read like a fresh page (clean: 20.5 dB at
-    200 dpi, 15.5 at 100 dpi for this record)."""
+    """Ink at 25-50 % of its darkness, or faded on one side only (25 % rising to fresh):
+    the previous reader refused such pages as blank (a trace lighter than mid-grey),
+    lost their calibration pulses (a page faded on its left side: 16 dB with gain and
+    speed assumed) or, at half contrast, the 100-dpi page's pulses (4-5 dB). Now they
+    read like a fresh page (clean: 20.5 dB at 200 dpi, 15.5 at 100 dpi for this
+    record)."""
     rec = _rec(3)
     src = tmp_path / "page.png"
     res = ecgcore.plot(rec, src, dpi=dpi)

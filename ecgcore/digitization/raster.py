@@ -301,14 +301,16 @@ _BLANK_CONTRAST = 0.15
 #   99.9th (a stroke's darkest pixels are few; a red grid on blue paper reads 0.34 in
 #   the brightest channel, densely). It takes its traced neighbours' gain.
 # * A page is faded when its faintest traced tile is under _FADED_BELOW and its median
-#   one under _FADED_PAGE_BELOW. Blur lowers a thin trace's peak too: 100-dpi pages with
-#   a 0.8-px blur read 0.44 in their faintest tile but 0.63-0.68 in the median one (a
-#   page faded to half: 0.36 and 0.49), and scaling them widened the blur's skirts into
-#   ink and cost them 2-3 dB.
+#   one under _FADED_PAGE_BELOW, or a quarter of its traced tiles under
+#   _FADED_SIDE_BELOW (faded on one side, fresh on the other). Blur lowers a thin
+#   trace's peak too: 100-dpi pages with a 0.8-px blur read 0.44 in their faintest tile
+#   but 0.63-0.68 in the median one (a page faded to half: 0.36 and 0.49), and scaling
+#   them widened the blur's skirts into ink and cost them 2-3 dB.
 # * The gain stops at _FADED_MAX_GAIN (noise grows with it).
 _FADED_TILES = (6, 8)
 _FADED_BELOW = 0.45
 _FADED_PAGE_BELOW = 0.55
+_FADED_SIDE_BELOW = 0.45
 _FADED_TARGET = 0.9
 _FADED_EMPTY = 0.5
 _FADED_EMPTY_PAGE = 0.4
@@ -339,8 +341,10 @@ def _restore_contrast(vmax, vmin, paper):
     traced = con >= _FADED_EMPTY * maximum_filter(con, size=3, mode="nearest")
     traced &= con > _FADED_EMPTY_PAGE * float(np.median(con))
     traced &= dense < _FADED_FILL * con   # grid lines or a fill, not a stroke
-    if not traced.any() or float(con[traced].min()) >= _FADED_BELOW \
-            or float(np.median(con[traced])) >= _FADED_PAGE_BELOW:
+    if not traced.any() or float(con[traced].min()) >= _FADED_BELOW:
+        return vmax, vmin, None
+    if float(np.median(con[traced])) >= _FADED_PAGE_BELOW \
+            and float(np.percentile(con[traced], 25)) >= _FADED_SIDE_BELOW:
         return vmax, vmin, None
     # a tile crossed only by a row's spikes reads fainter than its ink: the darkest of
     # the tiles above and below sets its gain (rows run across, an uneven fade along
