@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ._common import expand_inputs
+from ecgcore.plotting import LAYOUTS
 
-_LAYOUTS = ("6x2", "6x2c", "3x4+II", "3x4", "3x4+2", "3x4+3", "12x1")
+from ._common import expand_inputs
 
 
 def add_parser(sub):
@@ -32,7 +32,7 @@ def add_parser(sub):
     p.add_argument("--size", type=int, default=384, metavar="PX",
                    help="side of the square image in pixels (default 384, as the study)")
     g = p.add_argument_group("drawing signal records (ecgcore.plot)")
-    g.add_argument("--layout", choices=_LAYOUTS, default="6x2",
+    g.add_argument("--layout", choices=LAYOUTS, default="6x2",
                    help="page layout of drawn records (default 6x2, what the study's network saw)")
     g.add_argument("--dpi", type=float, default=100.0,
                    help="drawing resolution of signal records in dots per inch (default 100)")

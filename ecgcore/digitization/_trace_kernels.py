@@ -126,54 +126,31 @@ def _row_centre(ink, wt, r, c, thr, reach):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _edge_left(ink, wt, r, x, thr):  # pragma: no cover - numba
-    """Sub-pixel left boundary (half-darkness crossing) of the ink run in row ``r`` that
-    holds column ``x`` or starts within 2 px right of it; -1 when there is none."""
+def _edge(ink, wt, r, x, thr, s):  # pragma: no cover - numba
+    """Sub-pixel boundary (half-darkness crossing) of the ink run in row ``r`` that holds
+    column ``x`` or lies within 2 px inward of it, on the run's left (``s = -1``) or
+    right (``s = +1``) side; -1 when there is none (or the run reaches the border)."""
     w = ink.shape[1]
     if ink[r, x] < thr:
         k = 0
-        while k < 2 and x < w - 1 and ink[r, x] < thr:
-            x += 1
+        while k < 2 and 0 <= x - s < w and ink[r, x] < thr:
+            x -= s
             k += 1
         if ink[r, x] < thr:
             return -1.0
-    while x > 0 and ink[r, x - 1] >= thr:
-        x -= 1
-    if x == 0:
+    while 0 <= x + s < w and ink[r, x + s] >= thr:
+        x += s
+    if not 0 <= x + s < w:
         return -1.0
-    # the run starts where the ink map passes its threshold; the boundary is where
-    # the darkness passes half, at most two pixels further in
+    # the run ends where the ink map passes its threshold; the boundary is where the
+    # darkness passes half, at most two pixels further in
     k = x
-    while k < w - 1 and k - x < 2 and wt[r, k] < 0.5:
-        k += 1
-    lo, hi = wt[r, k - 1], wt[r, k]
+    while 0 <= k - s < w and (x - k) * s < 2 and wt[r, k] < 0.5:
+        k -= s
+    lo, hi = wt[r, k + s], wt[r, k]
     if lo < 0.5 <= hi:
-        return k - 1 + (0.5 - lo) / (hi - lo)
-    return x - 0.5
-
-
-@njit(cache=True, nogil=True)
-def _edge_right(ink, wt, r, x, thr):  # pragma: no cover - numba
-    """Mirror of :func:`_edge_left`: the run's right boundary."""
-    w = ink.shape[1]
-    if ink[r, x] < thr:
-        k = 0
-        while k < 2 and x > 0 and ink[r, x] < thr:
-            x -= 1
-            k += 1
-        if ink[r, x] < thr:
-            return -1.0
-    while x < w - 1 and ink[r, x + 1] >= thr:
-        x += 1
-    if x == w - 1:
-        return -1.0
-    k = x
-    while k > 0 and x - k < 2 and wt[r, k] < 0.5:
-        k -= 1
-    lo, hi = wt[r, k + 1], wt[r, k]
-    if lo < 0.5 <= hi:
-        return k + 1 - (0.5 - lo) / (hi - lo)
-    return x + 0.5
+        return k + s - s * (0.5 - lo) / (hi - lo)
+    return x + 0.5 * s
 
 
 @njit(cache=True, nogil=True)
@@ -188,28 +165,23 @@ def _row_flank(ink, wt, r, c, thr, rho):  # pragma: no cover - numba
     h = ink.shape[0]
     if r < 1 or r > h - 2:
         return -1.0
-    el = _edge_left(ink, wt, r, c, thr)
-    er = _edge_right(ink, wt, r, c, thr)
+    el = _edge(ink, wt, r, c, thr, -1)
+    er = _edge(ink, wt, r, c, thr, 1)
     if el < 0 or er < 0:
         return -1.0
     mid = 0.5 * (el + er)
     best = -1.0
-    for side in range(2):
-        if side == 0:   # the neighbours' boundaries, searched from this row's
-            e1 = el
-            e0 = _edge_left(ink, wt, r - 1, int(e1 + 0.5), thr)
-            e2 = _edge_left(ink, wt, r + 1, int(e1 + 0.5), thr)
-        else:
-            e1 = er
-            e0 = _edge_right(ink, wt, r - 1, int(e1 + 0.5), thr)
-            e2 = _edge_right(ink, wt, r + 1, int(e1 + 0.5), thr)
+    for side in (-1, 1):
+        e1 = el if side < 0 else er
+        # the neighbours' boundaries on the same side, searched from this row's
+        e0 = _edge(ink, wt, r - 1, int(e1 + 0.5), thr, side)
+        e2 = _edge(ink, wt, r + 1, int(e1 + 0.5), thr, side)
         if e0 < 0 or e2 < 0 or abs(e1 - e0) > 1.5 or abs(e2 - e1) > 1.5 or \
                 abs(e2 - 2.0 * e1 + e0) > 0.75:
             continue
         s = 0.5 * (e2 - e0)
-        off = rho * np.sqrt(1.0 + s * s)
-        x = e1 + off if side == 0 else e1 - off
-        if (side == 0 and x > mid) or (side == 1 and x < mid):
+        x = e1 - side * rho * np.sqrt(1.0 + s * s)   # moved in from the boundary
+        if side * (x - mid) < 0:   # past the run's middle
             continue
         if best < 0 or abs(x - c) < abs(best - c):
             best = x
@@ -232,12 +204,11 @@ def _steep_half_width(ink, wt, top, bot, thr, steep_len, reach):  # pragma: no c
         for r in range(top[c] + 1, bot[c]):
             if ink[r, c] < thr or n >= vals.shape[0]:
                 continue
-            el = _edge_left(ink, wt, r, c, thr)
-            er = _edge_right(ink, wt, r, c, thr)
+            el, er = _edge(ink, wt, r, c, thr, -1), _edge(ink, wt, r, c, thr, 1)
             if el < 0 or er < 0 or er - el > reach or abs(0.5 * (el + er) - c) >= 0.5:
                 continue
-            la, ra = _edge_left(ink, wt, r - 1, c, thr), _edge_right(ink, wt, r - 1, c, thr)
-            lb, rb = _edge_left(ink, wt, r + 1, c, thr), _edge_right(ink, wt, r + 1, c, thr)
+            la, ra = _edge(ink, wt, r - 1, c, thr, -1), _edge(ink, wt, r - 1, c, thr, 1)
+            lb, rb = _edge(ink, wt, r + 1, c, thr, -1), _edge(ink, wt, r + 1, c, thr, 1)
             if min(la, ra, lb, rb) < 0 or abs(lb + rb - la - ra) > 1.2:
                 continue
             sl = 0.25 * (lb + rb - la - ra)   # columns per row

@@ -660,45 +660,36 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
                                    strips if given else _STRIPS_DEFAULT["3x4+3"], alt,
                                    float(fs), thickness)
         t3, rho3 = _trace_windows(w3, ink, wt, rows, pitch, ppx, thickness)
-        if sum(hit is not None for hit, _ in _strip_leads(t3, ppx)) >= 2:
+        found = _strip_leads(t3, ppx)
+        if sum(hit is not None for hit, _ in found) >= 2:
             layout, windows, x0, duration, flags = "3x4+3", w3, x3, d3, alt
-            traced, rho = _name_strips(t3, ppx, flags, given=given), rho3
+            traced, rho = _name_strips(t3, ppx, flags, given=given, found=found), rho3
     if traced is None:
         traced, rho = _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness)
-        if auto and layout == "3x4+2" and rhythm_leads is None and \
-                not any(hit is not None for hit, _ in _strip_leads(traced, ppx)):
-            # five full-length rows (a 12x1 page of five leads, or a page whose sixth
-            # row was missed) are not a 3x4+2 page, whose strips repeat panels
-            raise DigitizeError("unknown layout: 5 trace rows found, and neither of the "
-                                "lower two repeats a panel of the upper three as the "
-                                "rhythm strips of a 3x4+2 page do (pass layout= and "
-                                "rhythm_leads= if it is one)", path)
         if layout in _STRIPS_DEFAULT and len(_STRIPS_DEFAULT[layout]):
-            traced = _name_strips(traced, ppx, flags, given=rhythm_leads is not None)
+            named = rhythm_leads is not None
+            found = None if named else _strip_leads(traced, ppx)
+            if auto and layout == "3x4+2" and not named and \
+                    not any(hit is not None for hit, _ in found):
+                # five full-length rows (a 12x1 page of five leads, or a page whose
+                # sixth row was missed) are not a 3x4+2 page, whose strips repeat panels
+                raise DigitizeError("unknown layout: 5 trace rows found, and neither of "
+                                    "the lower two repeats a panel of the upper three as "
+                                    "the rhythm strips of a 3x4+2 page do (pass layout= "
+                                    "and rhythm_leads= if it is one)", path)
+            traced = _name_strips(traced, ppx, flags, given=named, found=found)
     n_out = int(round(duration * fs))
     sig = np.full((12, n_out), np.nan, np.float32)
     conf = {name: 0.0 for name in STANDARD_12}
     cost = {(n + " (rhythm)" if ri >= 3 and layout in _STRIPS_DEFAULT else n): c
             for n, ri, *_, c in traced}
     stroke = {"half_width_px": round(rho, 3)} if rho > 0 else {}
-    if not flags.get("6x2_halves_simultaneous"):
-        # the time origin from the sub-pixel end of the ink and the stroke's cap; a
-        # duration that is not a round number was measured from the traces' start,
-        # which then anchors the origin
-        from_end = duration * 2 == round(duration * 2)
-        reads = []
-        if from_end:
-            reads.append(_end_shift(traced, dk, rho, x0 + (duration - 1.0 / fs) * pxps))
-        if not from_end or not any(p is not None for p in pulses):
-            # no pulse hides the starts: they read the origin too (on a bilevel scan
-            # each end is a whole pixel, and the two are independent)
-            reads.append(_end_shift(traced, dk, rho, x0, start=True))
-        reads = [v for v in reads if v is not None]
-        end = float(np.mean(reads)) if reads else None
-        if end is not None:
-            stroke["end_shift_px"] = round(end, 3)
-            x0 += end
-            traced = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in traced]
+    end = None if flags.get("6x2_halves_simultaneous") else \
+        _origin_from_ink_ends(traced, dk, rho, x0, duration, fs, pxps, pulses)
+    if end is not None:
+        stroke["end_shift_px"] = round(end, 3)
+        x0 += end
+        traced = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in traced]
     traced = [t[:1] + t[2:8] for t in traced]
     # sub-sample time origin from the polyline's vertices (low sampling rates only)
     shift = _vertex_phase(traced, x0, pxps / float(fs))
@@ -835,6 +826,22 @@ def _crossing(dark, r, k, step):
     while 0 < k + step < w - 1 and dark[r, k + step] >= 0.5:
         k += step
     return k + step * (dark[r, k] - 0.5) / (dark[r, k] - dark[r, k + step])
+
+
+def _origin_from_ink_ends(traced, dark, rho, x0, duration, fs, pxps, pulses):
+    """Correction (px) of the time origin ``x0`` from the sub-pixel ends of the ink and
+    the stroke's cap (:func:`_end_shift`), or None. A round duration was anchored on the
+    end; one that is not was measured from the traces' start, which then anchors the
+    origin; without a pulse both ends are read (on a bilevel scan each end is a whole
+    pixel, and the two are independent) and averaged."""
+    from_end = duration * 2 == round(duration * 2)
+    reads = []
+    if from_end:
+        reads.append(_end_shift(traced, dark, rho, x0 + (duration - 1.0 / fs) * pxps))
+    if not from_end or not any(p is not None for p in pulses):
+        reads.append(_end_shift(traced, dark, rho, x0, start=True))
+    reads = [v for v in reads if v is not None]
+    return float(np.mean(reads)) if reads else None
 
 
 def _end_shift(traced, dark, rho, x_ref, start=False):
@@ -1306,9 +1313,10 @@ def _strip_leads(traced, ppx):
     return found
 
 
-def _name_strips(traced, ppx, flags, given=False):
+def _name_strips(traced, ppx, flags, given=False, found=None):
     """Rename the traced rhythm strips after the panels they repeat (unless the caller
     named them) and record in ``flags`` what was matched, assumed or guessed.
+    ``found``: :func:`_strip_leads` of ``traced``, when the caller has it already.
 
     A strip that repeats no panel clearly keeps its standard name when that lead is
     among the plausible ones (within twice the best error); otherwise the standard
@@ -1319,7 +1327,9 @@ def _name_strips(traced, ppx, flags, given=False):
         flags["rhythm_leads"] = flags["rhythm_leads_given"] = [t[0] for t in strips]
         return traced
     names, assumed, uncertain = [], [], []
-    for t, (hit, errs) in zip(strips, _strip_leads(traced, ppx)):
+    if found is None:
+        found = _strip_leads(traced, ppx)
+    for t, (hit, errs) in zip(strips, found):
         if hit is None and errs:
             best = min(errs, key=errs.get)
             if errs.get(t[0], np.inf) > 2.0 * errs[best] and errs[best] < _STRIP_MATCH:
