@@ -569,6 +569,9 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     ink, wt, dk = G.trace_ink(vmax, vmin, bg, soft=True, period_y=ppy if grid_ok else None,
                               grid=grid_ok or not dpi, darkness=True)
     del vmax, vmin, dark
+    specks = G.remove_specks(ink, wt, dk, px_per_mm=ppx or _dpi_ppm(a, dpi))
+    if specks > 1e-4 * ink.size:
+        flags["specks_removed"] = specks
     binary = ink > 0.5
     if binary.mean() > 0.2:
         raise DigitizeError(f"not an ECG page: {100 * binary.mean():.0f}% of the page is dark "
@@ -1077,8 +1080,29 @@ def _row_extents(binary, ink, rows, pitch, ppx, ppy):
         xs, xe = runs[0][0], runs[-1][1]
         ext.append((xs, xe, runs))
         pa, pb = max(0, int(r - 0.6 * pitch)), min(h, int(r + 0.2 * pitch) + 1)
-        pulses.append(_find_pulse(binary[pa:pb], pa, xs, ppx, ppy))
+        pulses.append(_find_pulse(_pulse_mask(binary[pa:pb], ink[pa:pb]), pa, xs, ppx, ppy))
     return ext, pulses
+
+
+def _pulse_mask(binary, ink):
+    """``binary`` plus the faint pixel pairs of thin straight strokes: two neighbours
+    (across a column or a row) both under the ink threshold whose ink sums over it.
+
+    A pulse's edges are exactly vertical and its top exactly horizontal; a thin line
+    that falls between two pixel columns (a 100-dpi page, blurred, resampled by the
+    deskew) darkens both by half, and neither passes the threshold: the pulse's edges
+    vanished from the mask and the pulse was lost (speed, gain and time origin then
+    assumed). Pairs with a pixel already over the threshold add nothing, so strokes
+    the threshold sees keep their width."""
+    weak = np.where(binary, 0.0, ink)
+    pair_x = (weak[:, 1:] + weak[:, :-1] >= 0.5) & (weak[:, 1:] > 0.15) & (weak[:, :-1] > 0.15)
+    pair_y = (weak[1:] + weak[:-1] >= 0.5) & (weak[1:] > 0.15) & (weak[:-1] > 0.15)
+    out = binary.copy()
+    out[:, 1:] |= pair_x
+    out[:, :-1] |= pair_x
+    out[1:] |= pair_y
+    out[:-1] |= pair_y
+    return out
 
 
 def _find_pulse(band, row_off, xs, ppx, ppy):
