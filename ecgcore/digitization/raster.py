@@ -652,7 +652,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     flags_before = dict(flags)
     traced = None
     windows, x0, duration = _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags,
-                                          float(fs), thickness)
+                                          float(fs), thickness, ink.shape[1])
     if auto and layout == "6x2" and not flags.get("6x2_halves_simultaneous"):
         # six continuous rows: a contiguous 6x2 or a 3x4 grid with three rhythm strips.
         # The strips of a 3x4+3 page repeat three of its panels, which no 6x2 row does;
@@ -661,7 +661,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         given = rhythm_leads is not None and len(strips) == 3
         w3, x3, d3 = _lead_windows("3x4+3", extents, pulses, pxps, ppx,
                                    strips if given else _STRIPS_DEFAULT["3x4+3"], alt,
-                                   float(fs), thickness)
+                                   float(fs), thickness, ink.shape[1])
         t3, rho3 = _trace_windows(w3, ink, wt, rows, pitch, ppx, thickness)
         found = _strip_leads(t3, ppx)
         if sum(hit is not None for hit, _ in found) >= 2:
@@ -822,12 +822,15 @@ _END_MIN_RHO = 0.7
 
 def _crossing(dark, r, k, step):
     """Sub-pixel half-darkness crossing of row ``r`` walking from column ``k`` (ink)
-    in the direction ``step``; NaN when ``(r, k)`` is not ink."""
+    in the direction ``step``; NaN when ``(r, k)`` is not ink, or when the ink runs
+    into the image's edge (a page cropped through a trace: no crossing to read)."""
     w = dark.shape[1]
     if dark[r, k] < 0.5:
         return np.nan
     while 0 < k + step < w - 1 and dark[r, k + step] >= 0.5:
         k += step
+    if dark[r, k + step] >= 0.5:
+        return np.nan
     return k + step * (dark[r, k] - 0.5) / (dark[r, k] - dark[r, k + step])
 
 
@@ -892,7 +895,8 @@ def _end_shift(traced, dark, rho, x_ref, start=False):
             # the cap's extreme: the furthest crossing of the rows round the end
             # sample's (that row is read from the traced line, to a pixel)
             c = np.array([_crossing(dark, rr, k, step) for rr in (r - 1, r, r + 1)])
-            edges.append(step * float(np.nanmax(step * c)))
+            if np.isfinite(c).any():
+                edges.append(step * float(np.nanmax(step * c)))
     if len(edges) < 2:
         return None
     shift = float(np.median(edges)) - step * (rho - _CAP_SHORT_PX) - x_ref
@@ -999,12 +1003,21 @@ def _find_rows(binary, ppy, path):
     return np.array(sorted(set(out)), np.int64)
 
 
+def _close_gaps(occ, n):
+    """Gaps under ``n`` px in a 1-D occupancy joined (a binary closing). scipy's closing
+    erodes from an empty border, which cut the last ``n / 2`` columns off a trace that
+    runs into the image's edge (a cropped page: its end read 12 px = 0.06 s early at 200
+    dpi); padded, the ends stay where the ink ends."""
+    from scipy.ndimage import binary_closing
+
+    return binary_closing(np.pad(occ, n), np.ones(n, bool))[n:-n]
+
+
 def _add_weak_rows(binary, cover, rows, top, ppy):
     """Rows whose trace wanders (baseline drift, large waves) spread their ink over many
     image rows, so their coverage peak is low. Layouts space rows evenly: a weaker peak
     is a trace row when it continues the lattice of the strong rows (one pitch from an
     accepted row, within 15 %) and a continuous ink line runs through its band."""
-    from scipy.ndimage import binary_closing
     from scipy.signal import find_peaks
 
     if len(rows) < 2:
@@ -1017,7 +1030,7 @@ def _add_weak_rows(binary, cover, rows, top, ppy):
     # the strong rows' longest continuous ink run, as the yardstick of a trace line
     def longest(r):
         a, b = max(0, int(r - 0.35 * pitch)), min(h, int(r + 0.35 * pitch) + 1)
-        occ = binary_closing(binary[a:b].any(axis=0), np.ones(max(3, int(ppy)), bool))
+        occ = _close_gaps(binary[a:b].any(axis=0), max(3, int(ppy)))
         if not occ.any():
             return 0
         d = np.diff(np.concatenate([[0], occ.astype(np.int8), [0]]))
@@ -1054,8 +1067,6 @@ def _stroke_thickness(binary, rows, pitch):
 
 def _row_extents(binary, ink, rows, pitch, ppx, ppy):
     """Per row: (first, last) ink column of the trace and the calibration pulse, if any."""
-    from scipy.ndimage import binary_closing
-
     h, w = binary.shape
     ext, pulses = [], []
     for r in rows:
@@ -1063,7 +1074,7 @@ def _row_extents(binary, ink, rows, pitch, ppx, ppy):
         band = binary[a:b]
         occ = band.any(axis=0)
         # join gaps shorter than 3 mm (flat stretches drawn thin, separator gaps)
-        occ = binary_closing(occ, np.ones(max(3, int(3 * ppx)), bool))
+        occ = _close_gaps(occ, max(3, int(3 * ppx)))
         idx = np.flatnonzero(occ)
         if len(idx) == 0:
             ext.append((0, 0, []))
@@ -1080,8 +1091,27 @@ def _row_extents(binary, ink, rows, pitch, ppx, ppy):
         xs, xe = runs[0][0], runs[-1][1]
         ext.append((xs, xe, runs))
         pa, pb = max(0, int(r - 0.6 * pitch)), min(h, int(r + 0.2 * pitch) + 1)
-        pulses.append(_find_pulse(_pulse_mask(binary[pa:pb], ink[pa:pb]), pa, xs, ppx, ppy))
+        p = _find_pulse(_pulse_mask(binary[pa:pb], ink[pa:pb]), pa, xs, ppx, ppy)
+        if p is not None:
+            p["trace_start"] = _trace_start(band.any(axis=0), p["x_end"], ppx)
+        pulses.append(p)
     return ext, pulses
+
+
+def _trace_start(occ, x_pulse_end, ppx):
+    """First ink column of the trace after a pulse that stands apart from it (a gap of
+    1 px to 5 mm after its falling edge); None when the pulse runs into the trace."""
+    w = len(occ)
+    k = int(x_pulse_end) + 1
+    stop = min(w, k + int(5 * ppx))
+    while k < stop and occ[k]:      # the falling edge's own width
+        k += 1
+    gap = k
+    while k < stop and not occ[k]:
+        k += 1
+    if k == gap or k >= stop:
+        return None
+    return int(k)
 
 
 def _pulse_mask(binary, ink):
@@ -1173,7 +1203,7 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
 
 
 def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
-                  thickness=2.0):
+                  thickness=2.0, width=None):
     """(lead, row index, x_start, x_end, separator columns) per drawn lead; x0; duration.
 
     Time is anchored on the end of the ink: the trace's start may be hidden by the
@@ -1190,24 +1220,45 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
     and the last sample sits ``lw / 4 - 0.31`` px before the last ink column (0.34 px
     for a 3-px run; at most ~0.4 px off for any cap, against up to 1.2 px when the cap
     is ignored).
+
+    A page cropped through its traces (the ink runs into the image's right edge,
+    ``width``) has no clean end: it is anchored on its start instead (the pulse's edge,
+    else the first ink), and its duration is taken as the standard 10 s when what is
+    left fits in it, flagged ``trace_cut_at_page_edge`` (the seconds missing). A page
+    cropped through its starts (the ink begins at the left edge and no pulse is left)
+    is anchored on its end with that duration.
     """
     tail = 1.0 / fs
     cap = max(0.0, (float(thickness) - 0.38) / 4.0 - 0.31)
+    x_end = _row_end(extents, ppx) - cap
+    cut = width is not None and x_end + cap >= width - 2.0
     starts = []
     for (xs, xe, _), p in zip(extents, pulses):
-        if p is not None:
+        if p is not None and cut and p.get("trace_start") is not None:
+            # no end to anchor on: the trace's own first ink, where it stands apart
+            starts.append(p["trace_start"] + cap)
+        elif p is not None:
             # the trace begins after the pulse's falling edge (some renderers leave a tail)
             starts.append(p["x_end"] + 0.5 * ppx)
         else:
             starts.append(xs + cap)   # the first sample lies inside the ink, as the last
-    x_end = _row_end(extents, ppx) - cap
     if layout == "6x2":
-        return _windows_6x2(extents, starts, pxps, ppx, flags, tail, cap)
+        out, x0, dur = _windows_6x2(extents, starts, pxps, ppx, flags, tail, cap, cut)
+        return _blank_pulse_edges(out, pulses, ppx), x0, dur
     x0_raw = float(np.median(starts))
     dur_raw = (x_end - x0_raw) / pxps + tail
     dur = round(dur_raw * 2) / 2
-    if dur > 0 and (abs(dur - dur_raw) < 0.3 and any(p is not None for p in pulses)
-                    or abs(dur - dur_raw) < _ROUND_DURATION_S):
+    # the ink starting at the image's left edge, no pulse: a page cropped through its
+    # starts (what ink is left there may be the pulse's tail), anchored on the end
+    cut_left = not cut and all(p is None for p in pulses) and \
+        all(e[0] <= 1 for e in extents if e[1] > e[0])
+    if cut:
+        x0, dur = x0_raw, _uncut_duration(dur_raw, flags)
+    elif cut_left:
+        dur = _uncut_duration(dur_raw, flags)
+        x0 = x_end - (dur - tail) * pxps
+    elif dur > 0 and (abs(dur - dur_raw) < 0.3 and any(p is not None for p in pulses)
+                      or abs(dur - dur_raw) < _ROUND_DURATION_S):
         # a pulse's tail hides where the trace starts: trust a round duration from the
         # end; without a pulse, when both ends of the ink give one within their reading
         x0 = x_end - (dur - tail) * pxps
@@ -1230,7 +1281,24 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
     elif layout == "12x1":
         for ri, name in enumerate(STANDARD_12):
             out.append((name, ri, x0, x0 + span, [], x0))
-    return out, x0, dur
+    return _blank_pulse_edges(out, pulses, ppx), x0, dur
+
+
+def _blank_pulse_edges(windows, pulses, ppx):
+    """Windows that begin at their row's calibration pulse also blank its falling edge
+    and whatever of the pulse lies in the window: where the trace runs on from the
+    pulse's foot (ecg-image-kit pages draw the pulse over the trace's first 0.025 s),
+    the tracer climbed the edge and the lead's first samples read the pulse's 1 mV (a
+    lead's first 0.06 s held 22-89 % of its error on the kit's clean pages: lead I or
+    III at 5-12 dB). Blanked, those samples are not read (NaN)."""
+    out = []
+    for name, ri, xa, xb, blank, xorg in windows:
+        p = pulses[ri] if ri < len(pulses) else None
+        if p is not None and xa <= p["x_end"] + 1.0:
+            # from the window's start: the pulse's top may reach into it too
+            blank = list(blank) + [(xa - 1.0, p["x_end"] + 1.0)]
+        out.append((name, ri, xa, xb, blank, xorg))
+    return out
 
 
 def _strip_names(layout, rhythm_leads, path):
@@ -1269,9 +1337,10 @@ def _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness):
             continue
         sub = np.ascontiguousarray(ink[r0:r1, xa_i:xb_i])
         wsub = np.ascontiguousarray(wt[r0:r1, xa_i:xb_i])
-        for bx in blank:   # separator ticks at column joins are not signal
-            c0 = int(np.floor(bx - _TICK_MM * ppx)) - xa_i
-            c1 = int(np.ceil(bx + _TICK_MM * ppx)) + 1 - xa_i
+        for bx in blank:   # separator ticks at column joins, a pulse's edge: not signal
+            lo, hi = bx if isinstance(bx, tuple) else (bx - _TICK_MM * ppx, bx + _TICK_MM * ppx)
+            c0 = int(np.floor(lo)) - xa_i
+            c1 = int(np.ceil(hi)) + 1 - xa_i
             sub[:, max(0, c0):max(0, c1)] = 0.0
             wsub[:, max(0, c0):max(0, c1)] = 0.0
         path_rows, total = dp_trace(sub, float(rows[ri] - r0), 0.5 * pitch, 0.3, 0.5, 0.01)
@@ -1371,11 +1440,20 @@ def _name_strips(traced, ppx, flags, given=False, found=None):
     return [(next(renamed),) + t[1:] if t[1] >= 3 else t for t in traced]
 
 
-def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0):
+def _uncut_duration(dur_raw, flags):
+    """A cropped page's duration (s) from the part left: the standard 10 s when it fits
+    (a little more ink than 10 s is a pulse's tail cut with the page)."""
+    dur = 10.0 if 5.0 < dur_raw < 10.5 else float(np.ceil(dur_raw * 2 - 0.1) / 2)
+    flags["trace_cut_at_page_edge"] = round(max(0.0, dur - dur_raw), 3)
+    return dur
+
+
+def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0, cut=False):
     """6x2: limb leads left, chest leads right. Halves separated by a visible gap are drawn
     simultaneously (each from t = 0, as ecgcore.plot does); contiguous halves continue the
     time axis (the right half starts where the left one ends). Times are anchored on the
-    ends of the ink (see :func:`_lead_windows`)."""
+    ends of the ink (see :func:`_lead_windows`); on a page cropped through its traces
+    (``cut``) on the starts."""
     x0_raw = float(np.median(starts))
     x_end = _row_end(extents, ppx) - cap
     two = _middle_gaps(extents, ppx)
@@ -1385,12 +1463,17 @@ def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0):
         right_start = float(np.median([g[1] for g in two]))
         # the right half starts on clean ink (no pulse): its length sets the duration
         d_raw = (x_end - right_start) / pxps + tail
+        if cut:   # the left half is whole: its length sets the duration
+            d_raw = (left_end - x0_raw) / pxps + tail
         dur = round(d_raw * 2) / 2
         if not (dur > 0 and abs(dur - d_raw) < 0.3):
             dur = max(left_end - x0_raw, x_end - right_start) / pxps + tail
             flags["duration_unrounded"] = True
         x0 = left_end - (dur - tail) * pxps
-        xr = x_end - (dur - tail) * pxps
+        # cut: the right half's first sample lies inside its first ink, as a row's does
+        xr = right_start + cap if cut else x_end - (dur - tail) * pxps
+        if cut:
+            flags["trace_cut_at_page_edge"] = round(max(0.0, dur - (x_end - xr) / pxps - tail), 3)
         for ri in range(6):
             out.append((STANDARD_12[ri], ri, x0, left_end, [], x0))
             out.append((STANDARD_12[6 + ri], ri, xr, x_end, [], xr))
@@ -1398,7 +1481,9 @@ def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0):
         return out, x0, dur
     d_raw = (x_end - x0_raw) / pxps + tail
     dur = round(d_raw * 2) / 2
-    if dur > 0 and abs(dur - d_raw) < 0.3:
+    if cut:
+        x0, dur = x0_raw, _uncut_duration(d_raw, flags)
+    elif dur > 0 and abs(dur - d_raw) < 0.3:
         x0 = x_end - (dur - tail) * pxps
     else:
         x0, dur = x0_raw, d_raw
