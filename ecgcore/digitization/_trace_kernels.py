@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Half widths (px) from which the flanks of merged spikes are read (see column_points);
-# thinner strokes merge only at a spike's very tip. On ecgcore.plot and ecg-image-kit
-# pages 0.7 gained on 0.6-pt traces (rho 0.85-1.0) and on 100-dpi pages (rho 0.3-0.45)
-# a lower limit changed nothing.
-_FLANK_MIN_RHO = 0.7
+# Half widths (px) from which the flanks of merged spikes are read (see column_points).
+# With a row's run counted as merged once it is wider than the stroke (below), 100-dpi
+# pages (rho 0.3-0.45) merge their spikes' flanks too: 0.3 reads them there (blurred
+# 100-dpi pages 13.6 -> 14.2 dB, ecg-image-kit 100-dpi pages 18.5 -> 18.8 against 0.7).
+_FLANK_MIN_RHO = 0.3
 
 
 # Ink from which a pixel counts as fully stroke when the path moves vertically through
@@ -312,7 +312,14 @@ def column_points(ink, wt, path, thr, half_width, envelope=True,  # pragma: no c
             sw += wt[r, c]
         cen[c] = s / sw if sw > 0 else p
     steep_len = 2.0 * half_width + 3.0
-    reach = int(2.0 * half_width + 2.0)
+    # a row's run wider than the stroke's own thickness (2 x half_width + 1 px, the
+    # vertical run of a flat stretch) holds more than one stroke: the two flanks of a
+    # narrow spike. Its centre lies between them, so it gives no centre point (the flank
+    # points come from _row_flank). At thickness + 1 px the runs of merged flanks one
+    # pixel apart passed as one stroke and put the up-flank's points between the flanks:
+    # QRS up-strokes read 0.5 px late (clean 200-dpi pages 22.3 -> 24.2 dB, ecg-image-kit
+    # clean 23.4 -> 24.2, blurred 19.1 -> 21.6, blurred 100-dpi 11.9 -> 14.2)
+    reach = int(2.0 * half_width + 1.0)
     if rho < 0:
         rho = _steep_half_width(ink, wt, top, bot, thr, steep_len, reach)
     cap = 0
