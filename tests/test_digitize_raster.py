@@ -117,6 +117,22 @@ def test_narrow_spikes_flanks_apart(tmp_path, seed):
     assert np.nanmean(_score(rec, res, out)) > 22.0
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_6x2_halves_take_their_own_origin(tmp_path, seed):
+    """Side-by-side 6x2 halves both start at t = 0: each is anchored on its own end and
+    takes its own sub-pixel corrections (ink ends, vertex phase). At 100 Hz a sample
+    spans 2 px, and the right half of seed 4 read a third of a sample late when it
+    shared the left half's: 14.5 dB (left 20.2); now over 22 on both halves."""
+    r = ecgcore.simulate(n=1, fs=100, duration=10, seed=seed)
+    rec = (r[0] if isinstance(r, list) else r).conform()
+    p = tmp_path / "page.png"
+    res = ecgcore.plot(rec, p, layout="6x2")
+    out = ecgcore.digitize(p, fs=100)
+    assert out.meta["digitize_flags"]["6x2_halves_simultaneous"]
+    s = _score(rec, res, out)
+    assert np.mean(s[:6]) > 22 and np.mean(s[6:]) > 22, s
+
+
 def _kit_scores(profile, limit=None, per_lead=False):
     root = shared_path("data", "ecg_pages")
     vals = []

@@ -687,20 +687,34 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
     cost = {(n + " (rhythm)" if ri >= 3 and layout in _STRIPS_DEFAULT else n): c
             for n, ri, *_, c in traced}
     stroke = {"half_width_px": round(rho, 3)} if rho > 0 else {}
-    end = None if flags.get("6x2_halves_simultaneous") else \
-        _origin_from_ink_ends(traced, dk, rho, x0, duration, fs, pxps, pulses)
-    if end is not None:
-        stroke["end_shift_px"] = round(end, 3)
-        x0 += end
-        traced = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in traced]
-    traced = [t[:1] + t[2:8] for t in traced]
-    # sub-sample time origin from the polyline's vertices (low sampling rates only)
-    shift = _vertex_phase(traced, x0, pxps / float(fs))
-    if shift is not None:
-        flags["time_origin_from_vertices"] = round(float(shift), 3)
-        x0 += shift
-        traced = [(n, xa + shift, xb + shift, xo + shift, xs, ys, fr)
-                  for n, xa, xb, xo, xs, ys, fr in traced]
+    parts = [traced]
+    if flags.get("6x2_halves_simultaneous"):
+        # both halves start at t = 0, each anchored on its own end: each takes its own
+        # sub-pixel corrections (the right half of a 100 Hz page read 0.65 px, a third
+        # of a sample, late when it took the left half's: its leads 11-17 dB)
+        parts = [[t for t in traced if t[0] in STANDARD_12[:6]],
+                 [t for t in traced if t[0] in STANDARD_12[6:]]]
+    traced = []
+    for k, part in enumerate(parts):
+        if not part:
+            continue
+        tag = "" if k == 0 else "_right_half"
+        org = x0 if k == 0 else part[0][4]
+        end = _origin_from_ink_ends(part, dk, rho, org, duration, fs, pxps, pulses)
+        if end is not None:
+            stroke["end_shift_px" + tag] = round(end, 3)
+            x0 += end if k == 0 else 0.0
+            org += end
+            part = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in part]
+        part = [t[:1] + t[2:8] for t in part]
+        # sub-sample time origin from the polyline's vertices (low sampling rates only)
+        shift = _vertex_phase(part, org, pxps / float(fs))
+        if shift is not None:
+            flags["time_origin_from_vertices" + tag] = round(float(shift), 3)
+            x0 += shift if k == 0 else 0.0
+            part = [(n, xa + shift, xb + shift, xo + shift, xs, ys, fr)
+                    for n, xa, xb, xo, xs, ys, fr in part]
+        traced += part
     for name, xa, xb, xorg, xs, ys, frac in traced:
         # samples before the first / after the last point read from ink are unknown (a
         # separator tick or a clipped edge): NaN, not a flat extrapolation of a QRS edge
