@@ -33,27 +33,28 @@ def _crop(p, left=0.0, right=0.0):
 
 
 def test_page_cut_on_the_right(page):
-    rec, res, p, full = page
+    rec, res, p, _ = page
     q, _ = _crop(p, right=0.04)
     out = ecgcore.digitize(q, fs=500)
     flags = out.meta["digitize_flags"]
     # the last 48 px (0.244 s) of every row are cut: anchored on the start, 10 s long
     assert flags["trace_cut_at_page_edge"] == pytest.approx(0.244, abs=0.03)
     assert out.signal.shape[1] == 5000
-    assert abs(out.meta["x_origin_px"] - full.meta["x_origin_px"]) < 1.0
+    # against the drawing's first sample (pixel centres at integers)
+    assert abs(out.meta["x_origin_px"] - (res.panels[0].x_px[0] - 0.5)) < 1.0
     # measured 19.9 dB (uncut 20.5); the tree before read 18.2 (origin 58 px off)
     assert np.nanmean(_score(rec, res, out)) > 19.5
 
 
 def test_page_cut_on_the_left(page):
     """Cut through the pulses and the rows' starts: anchored on the end, 10 s."""
-    rec, res, p, full = page
+    rec, res, p, _ = page
     q, dx = _crop(p, left=0.07)
     out = ecgcore.digitize(q, fs=500)
     assert out.meta["pulses"] == 0
     assert "trace_cut_at_page_edge" in out.meta["digitize_flags"]
     # the tree before: origin 24 px off, 19.5 dB; now 0.05 px, 20.8 dB
-    assert abs(out.meta["x_origin_px"] + dx - full.meta["x_origin_px"]) < 1.0
+    assert abs(out.meta["x_origin_px"] + dx - (res.panels[0].x_px[0] - 0.5)) < 1.0
     assert np.nanmean(_score(rec, res, out)) > 20.0
 
 

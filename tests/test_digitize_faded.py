@@ -4,8 +4,6 @@ darkness up where it is faded; a page with dark ink, or an empty region, is left
 
 Every score is against ``ecgcore.plot``'s exact drawing of the record."""
 
-import io
-
 import numpy as np
 import pytest
 
@@ -14,21 +12,7 @@ from ecgcore.errors import DigitizeError
 
 pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
-from test_digitize_raster import _rec, _score  # noqa: E402
-
-
-def _faded(src, dst, seed, lo, hi, noise=6.0, jpeg=80):
-    """The page with its darkness times ``lo``..``hi`` across, yellowed, noisy, JPEG."""
-    a = np.asarray(Image.open(src).convert("RGB")).astype(np.float64)
-    a = 255 - (255 - a) * np.linspace(lo, hi, a.shape[1])[None, :, None]
-    a *= np.array([1.0, 0.96, 0.82])
-    a += np.random.default_rng(seed).normal(0, noise, a.shape)
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(buf, format="JPEG",
-                                                              quality=jpeg)
-    with open(dst, "wb") as f:
-        f.write(buf.getvalue())
-    return dst
+from test_digitize_raster import _damage, _rec, _score  # noqa: E402
 
 
 @pytest.mark.parametrize("lo,hi,dpi", [(0.3, 0.3, 200), (0.25, 0.5, 200), (0.25, 1.0, 200),
@@ -43,7 +27,8 @@ def test_faded_pages_read(tmp_path, lo, hi, dpi):
     rec = _rec(3)
     src = tmp_path / "page.png"
     res = ecgcore.plot(rec, src, dpi=dpi)
-    out = ecgcore.digitize(_faded(src, tmp_path / "faded.jpg", 1, lo, hi), fs=500)
+    q = _damage(src, np.random.default_rng(1), fade=(lo, hi), noise=6.0, jpeg=80)
+    out = ecgcore.digitize(q, fs=500)
     flags = out.meta["digitize_flags"]
     assert lo * 0.5 < flags["faded_ink_contrast"] < hi
     assert out.meta["pulses"] >= 3

@@ -73,7 +73,9 @@ def test_12x1_layout(tmp_path):
     assert np.nanmean(_score(rec, res, out)) > 13
 
 
-def _damage(path, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0):
+def _damage(path, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0, fade=None):
+    """The page rotated, blurred, shaded, faded (``fade=(lo, hi)``: its darkness times
+    lo..hi across, the paper yellowed, as thermal paper fades), noisy and JPEG'd."""
     im = Image.open(path).convert("RGB")
     if angle:
         im = im.rotate(angle, resample=Image.BILINEAR, expand=False, fillcolor=(255, 255, 255))
@@ -84,6 +86,9 @@ def _damage(path, rng, angle=0.0, blur=0.0, noise=0.0, jpeg=None, shade=0.0):
         h, w = a.shape[:2]
         g = 1 - shade * (np.linspace(0, 1, w)[None, :] * np.linspace(0.3, 1, h)[:, None])
         a *= g[..., None]
+    if fade:
+        a = 255 - (255 - a) * np.linspace(fade[0], fade[1], a.shape[1])[None, :, None]
+        a *= np.array([1.0, 0.96, 0.82])
     if noise:
         a += rng.normal(0, noise, a.shape)
     im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))

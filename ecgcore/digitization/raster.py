@@ -694,7 +694,7 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         # of a sample, late when it took the left half's: its leads 11-17 dB)
         parts = [[t for t in traced if t[0] in STANDARD_12[:6]],
                  [t for t in traced if t[0] in STANDARD_12[6:]]]
-    traced = []
+    traced, origins = [], {}
     for k, part in enumerate(parts):
         if not part:
             continue
@@ -703,18 +703,19 @@ def _digitize_upright(rgb, layout: str = "auto", fs: float = 500.0, path=None, d
         end = _origin_from_ink_ends(part, dk, rho, org, duration, fs, pxps, pulses)
         if end is not None:
             stroke["end_shift_px" + tag] = round(end, 3)
-            x0 += end if k == 0 else 0.0
             org += end
             part = [t[:2] + (t[2] + end, t[3] + end, t[4] + end) + t[5:] for t in part]
         part = [t[:1] + t[2:8] for t in part]
         # sub-sample time origin from the polyline's vertices (low sampling rates only)
-        shift = _vertex_phase(part, org, pxps / float(fs))
+        shift = _vertex_phase(part, pxps / float(fs))
         if shift is not None:
             flags["time_origin_from_vertices" + tag] = round(float(shift), 3)
-            x0 += shift if k == 0 else 0.0
+            org += shift
             part = [(n, xa + shift, xb + shift, xo + shift, xs, ys, fr)
                     for n, xa, xb, xo, xs, ys, fr in part]
         traced += part
+        origins[k] = org
+    x0 = origins.get(0, x0)   # the page's origin: its first (left) part's
     for name, xa, xb, xorg, xs, ys, frac in traced:
         # samples before the first / after the last point read from ink are unknown (a
         # separator tick or a clipped edge): NaN, not a flat extrapolation of a QRS edge
@@ -917,7 +918,7 @@ def _end_shift(traced, dark, rho, x_ref, start=False):
     return shift if abs(shift) <= 1.0 + rho else None
 
 
-def _vertex_phase(traced, x0, pxs):
+def _vertex_phase(traced, pxs):
     """Sub-sample correction (px) of the time origin from the polyline's vertices.
 
     Every renderer draws a lead as straight segments between its samples, so the
@@ -931,7 +932,7 @@ def _vertex_phase(traced, x0, pxs):
     Parameters
     ----------
     traced : list of (name, xa, xb, x_org, xs, ys, frac) per lead, page px.
-    x0 : float, current page origin (px); pxs : float, px per sample.
+    pxs : float, px per sample.
 
     Returns
     -------
@@ -1218,7 +1219,8 @@ def _find_pulse(band, row_off, xs, ppx, ppy):
 
 def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
                   thickness=2.0, width=None):
-    """(lead, row index, x_start, x_end, separator columns) per drawn lead; x0; duration.
+    """(lead, row index, x_start, x_end, blanked (lo, hi) column intervals) per drawn
+    lead; x0; duration.
 
     Time is anchored on the end of the ink: the trace's start may be hidden by the
     calibration pulse's tail or sit an unknown distance after it, its end is clean.
@@ -1256,10 +1258,10 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
             starts.append(p["x_end"] + 0.5 * ppx)
         else:
             starts.append(xs + cap)   # the first sample lies inside the ink, as the last
-    if layout == "6x2":
-        out, x0, dur = _windows_6x2(extents, starts, pxps, ppx, flags, tail, cap, cut)
-        return _blank_pulse_edges(out, pulses, ppx), x0, dur
     x0_raw = float(np.median(starts))
+    if layout == "6x2":
+        out, x0, dur = _windows_6x2(extents, x0_raw, x_end, pxps, ppx, flags, tail, cap, cut)
+        return _blank_pulse_edges(out, pulses, ppx), x0, dur
     dur_raw = (x_end - x0_raw) / pxps + tail
     dur = round(dur_raw * 2) / 2
     # the ink starting at the image's left edge, no pulse: a page cropped through its
@@ -1290,12 +1292,17 @@ def _lead_windows(layout, extents, pulses, pxps, ppx, strips, flags, fs=500.0,
         for ri in range(3):
             for c, name in enumerate(_COLS_3x4[ri]):
                 xa, xb = x0 + c * cw, x0 + (c + 1) * cw
-                blank = ([xa] if c > 0 else []) + ([xb] if c < 3 else [])
+                blank = ([_tick(xa, ppx)] if c > 0 else []) + ([_tick(xb, ppx)] if c < 3 else [])
                 out.append((name, ri, xa, xb if c < 3 else x0 + span, blank, x0))
     elif layout == "12x1":
         for ri, name in enumerate(STANDARD_12):
             out.append((name, ri, x0, x0 + span, [], x0))
     return _blank_pulse_edges(out, pulses, ppx), x0, dur
+
+
+def _tick(x, ppx):
+    """The columns (lo, hi) a separator tick at column ``x`` may cover."""
+    return (x - _TICK_MM * ppx, x + _TICK_MM * ppx)
 
 
 def _blank_pulse_edges(windows, pulses, ppx):
@@ -1351,8 +1358,7 @@ def _trace_windows(windows, ink, wt, rows, pitch, ppx, thickness):
             continue
         sub = np.ascontiguousarray(ink[r0:r1, xa_i:xb_i])
         wsub = np.ascontiguousarray(wt[r0:r1, xa_i:xb_i])
-        for bx in blank:   # separator ticks at column joins, a pulse's edge: not signal
-            lo, hi = bx if isinstance(bx, tuple) else (bx - _TICK_MM * ppx, bx + _TICK_MM * ppx)
+        for lo, hi in blank:   # separator ticks at column joins, a pulse's edge: not signal
             c0 = int(np.floor(lo)) - xa_i
             c1 = int(np.ceil(hi)) + 1 - xa_i
             sub[:, max(0, c0):max(0, c1)] = 0.0
@@ -1462,14 +1468,13 @@ def _uncut_duration(dur_raw, flags):
     return dur
 
 
-def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0, cut=False):
+def _windows_6x2(extents, x0_raw, x_end, pxps, ppx, flags, tail=0.002, cap=0.0, cut=False):
     """6x2: limb leads left, chest leads right. Halves separated by a visible gap are drawn
     simultaneously (each from t = 0, as ecgcore.plot does); contiguous halves continue the
     time axis (the right half starts where the left one ends). Times are anchored on the
     ends of the ink (see :func:`_lead_windows`); on a page cropped through its traces
-    (``cut``) on the starts."""
-    x0_raw = float(np.median(starts))
-    x_end = _row_end(extents, ppx) - cap
+    (``cut``) on the starts. ``x0_raw`` and ``x_end`` are the rows' first and last
+    sample columns as :func:`_lead_windows` reads them."""
     two = _middle_gaps(extents, ppx)
     out = []
     if two:
@@ -1504,8 +1509,8 @@ def _windows_6x2(extents, starts, pxps, ppx, flags, tail=0.002, cap=0.0, cut=Fal
         flags["duration_unrounded"] = True
     mid = x0 + 0.5 * dur * pxps
     for ri in range(6):
-        out.append((STANDARD_12[ri], ri, x0, mid, [mid], x0))
-        out.append((STANDARD_12[6 + ri], ri, mid, x_end, [mid], x0))
+        out.append((STANDARD_12[ri], ri, x0, mid, [_tick(mid, ppx)], x0))
+        out.append((STANDARD_12[6 + ri], ri, mid, x_end, [_tick(mid, ppx)], x0))
     return out, x0, dur
 
 
